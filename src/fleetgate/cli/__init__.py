@@ -1,0 +1,1 @@
+"""The `fleetgate` command line: a thin Typer layer over the library."""

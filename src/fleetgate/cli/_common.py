@@ -1,0 +1,47 @@
+"""Helpers shared by the command modules."""
+
+from __future__ import annotations
+
+import json
+import sys
+from enum import StrEnum
+from pathlib import Path
+
+import typer
+from rich.console import Console
+
+from fleetgate.workspace import Workspace
+
+console = Console()
+
+
+class OutputFormat(StrEnum):
+    """How a command prints its result."""
+
+    table = "table"
+    json = "json"
+
+
+def home_of(ctx: typer.Context) -> Path:
+    """The workspace folder chosen by --home or FLEETGATE_HOME."""
+    return Path(ctx.obj["home"]) if ctx.obj else Path(".fleetgate")
+
+
+def open_workspace(ctx: typer.Context) -> Workspace:
+    """Open the workspace named by --home."""
+    return Workspace.open(home_of(ctx))
+
+
+def print_json(data: object) -> None:
+    """Write JSON to stdout."""
+    sys.stdout.write(json.dumps(data, indent=2, ensure_ascii=False, default=str) + "\n")
+
+
+def human_bytes(n: float | None) -> str:
+    """1536 → '1.5 KiB'."""
+    n = float(n or 0)
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if n < 1024 or unit == "TiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.1f} TiB"

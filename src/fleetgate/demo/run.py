@@ -1,0 +1,166 @@
+"""The demo: generate a fleet, ingest it, plan compute, and write a report."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow.parquet as pq
+from rich.table import Table
+
+from fleetgate.compute import MODEL_PRESETS, ModelSpec, PlanRow, load_chips, plan_training
+from fleetgate.compute.chips import find_chip
+from fleetgate.compute.plot import plot_time_vs_chips
+from fleetgate.ingest import IngestReport, ingest_drop
+from fleetgate.report import HtmlReport, figure_png
+from fleetgate.sample import SampleSpec, generate_sample
+from fleetgate.store import Region
+from fleetgate.workspace import Workspace, init_workspace
+
+DEMO_REGION = "cn-shanghai"
+DEMO_CHIPS = ["H20", "H100", "Ascend 910B"]
+SCALED_CLIPS = 1e9
+
+
+@dataclass
+class DemoResult:
+    """What the demo produced."""
+
+    report_path: Path
+    ingest: IngestReport
+    inventory: list[dict[str, Any]]
+    quarantine: list[dict[str, Any]]
+    compute: list[PlanRow] = field(default_factory=list)
+
+    def summary_tables(self) -> list[Table]:
+        """Rich tables for the terminal."""
+        inv = Table("region", "kind", "assets", "bytes", title="inventory", title_justify="left")
+        for r in self.inventory:
+            inv.add_row(r["region"], r["kind"], str(r["assets"]), f"{r['bytes']:,}")
+        q = Table("file", "field", "reason", title=f"quarantine ({len(self.quarantine)})", title_justify="left")
+        for r in self.quarantine:
+            q.add_row(r["source_path"], r["field"], r["reason"])
+        c = Table("chip", "chips", "days", "ECCN", "licence (CN)", title="compute plan, 1e9 clips",
+                  title_justify="left")
+        for r in self.compute:
+            c.add_row(r.chip, f"{r.chips:,}", f"{r.days:,.1f}", r.eccn, r.us_licence)
+        return [inv, q, c]
+
+
+Step = Callable[..., None]
+
+
+def run_demo(home: Path, on_step: Step | None = None,
+             on_progress: Callable[[int, str], None] | None = None, seed: int = 7) -> DemoResult:
+    """Run every stage the project has on a fresh (or existing) workspace at `home`."""
+    step = on_step or (lambda *a, **k: None)
+    home = Path(home)
+    init_workspace(home, DEMO_REGION)
+    drop = home / "drops" / f"sample-s{seed}"
+    if not (drop / "drop.json").exists():
+        step("generating sample fleet", total=8)
+        generate_sample(drop, SampleSpec(vehicles=4, clips=2, seed=seed, defects=True),
+                        on_clip=lambda cid: on_progress(1, cid) if on_progress else None)
+    with Workspace.open(home) as ws:
+        region = ws.region(DEMO_REGION)
+        step("ingesting")
+        ingest = ingest_drop(region, drop, on_start=lambda total: step("ingesting", total=total),
+                             on_progress=on_progress)
+        step("planning compute")
+        model = reference_model_for(region)
+        chips = load_chips()
+        picked = [find_chip(chips, name) for name in DEMO_CHIPS]
+        as_of = date(2026, 11, 21)
+        plans = [plan_training(model, SCALED_CLIPS, c, count=1024, as_of=as_of) for c in picked]
+        sized = [plan_training(model, SCALED_CLIPS, c, days=30, as_of=as_of) for c in picked]
+        plot_path = plot_time_vs_chips(model, SCALED_CLIPS, picked, home / "compute_plan.png", as_of=as_of)
+        step("writing report")
+        inventory = region.catalog.stats(region.name)
+        quarantine = region.catalog.list_quarantine(region.name)
+        report = _build_report(region, ingest, inventory, quarantine, model, plans, sized, plot_path)
+        path = report.write(home / "report.html")
+    return DemoResult(path, ingest, inventory, quarantine, plans)
+
+
+def reference_model_for(region: Region) -> ModelSpec:
+    """The reference video model, with the cameras and frame rate of the fleet in the catalog."""
+    base = MODEL_PRESETS["fleet-vit-1.2b"]
+    manifests = region.catalog.list_assets(region=region.name, kind="clip_manifest", limit=1)
+    if not manifests:
+        return base
+    cameras = manifests[0]["tags"].get("cameras", {})
+    fps = max((c["fps"] for c in cameras.values()), default=10)
+    # the model sees 2 s windows resized to its 256×448 input, from every camera the fleet records
+    return replace(base, name=f"{base.name} on sample fleet", cameras=max(len(cameras), 1),
+                   frames=int(round(2 * fps)))
+
+
+def _build_report(region: Region, ingest: IngestReport, inventory: list[dict], quarantine: list[dict],
+                  model: ModelSpec, plans: list[PlanRow], sized: list[PlanRow], plot_path: Path) -> HtmlReport:
+    report = HtmlReport("fleetgate demo: sample fleet in cn-shanghai")
+    report.text(f"Drop {ingest.drop_id} → region {ingest.region}: {ingest.files_seen} files, {ingest.landed} landed, "
+                f"{ingest.already_present} already present, {ingest.quarantined} quarantined (run {ingest.run_id}).")
+    report.heading("Inventory by region and kind")
+    report.table(["region", "kind", "assets", "vehicles", "bytes"],
+                 [[r["region"], r["kind"], r["assets"], r["vehicles"], r["bytes"]] for r in inventory])
+    report.image(_inventory_plot(inventory), "bytes by kind")
+    report.heading("Quarantine")
+    if quarantine:
+        report.table(["drop", "file", "field", "reason"],
+                     [[q["source_drop"], q["source_path"], q["field"], q["reason"]] for q in quarantine])
+    else:
+        report.text("Nothing was quarantined.")
+    report.heading("GNSS tracks (WGS-84)")
+    report.image(_tracks_plot(region), "GNSS tracks")
+    report.heading("Compute plan under US export controls")
+    report.text(f"Model {model.name}: {model.tokens_per_clip:,.0f} tokens per clip, {model.flops_per_token:.3g} "
+                f"FLOPs per token, {model.total_flops(SCALED_CLIPS):.3g} FLOPs for {SCALED_CLIPS:.0e} clips.")
+    report.table(["chip", "chips", "days", "MFU", "GPU MW", "ECCN 3A090", "US licence for CN"],
+                 [[p.chip, p.chips, round(p.days, 1), p.mfu, round(p.gpu_power_mw, 2), p.eccn, p.us_licence]
+                  for p in plans])
+    report.text("Chips needed to finish in 30 days:")
+    report.table(["chip", "chips", "days", "memory floor", "GPU MW"],
+                 [[p.chip, p.chips, round(p.days, 1), p.memory_floor_chips, round(p.gpu_power_mw, 2)] for p in sized])
+    report.image(plot_path.read_bytes(), "days against chips")
+    notes = sorted({n for p in plans for n in p.overlays})
+    if notes:
+        report.text("Policy overlays in force: " + " | ".join(notes), muted=True)
+    return report
+
+
+def _inventory_plot(inventory: list[dict]) -> bytes:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 3.2))
+    kinds = [r["kind"] for r in inventory]
+    ax.barh(kinds, [r["bytes"] / 1e6 for r in inventory], color="#3b6fb6")
+    ax.set_xlabel("MB")
+    ax.set_title("bytes landed by kind")
+    return figure_png(fig)
+
+
+def _tracks_plot(region: Region) -> bytes:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 5))
+    for asset in region.catalog.list_assets(region=region.name, kind="gnss_trajectory"):
+        with region.blobs.open(asset["sha256"]) as fh:
+            table = pq.read_table(fh, columns=["lat", "lon"])
+        lat, lon = np.asarray(table["lat"]), np.asarray(table["lon"])
+        ax.plot(lon, lat, lw=1.2, label=(asset["vehicle"] or "")[-6:])
+    ax.set_xlabel("longitude")
+    ax.set_ylabel("latitude")
+    ax.set_aspect(1 / np.cos(np.radians(31)))
+    ax.grid(alpha=0.3)
+    ax.set_title("drives by vehicle (Lingang, Lujiazui, Xuhui)")
+    return figure_png(fig)

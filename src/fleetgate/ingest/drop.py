@@ -1,0 +1,156 @@
+"""Reading a drop, a folder or a tar archive, into a flat list of entries with safe names.
+
+Nothing in a drop is trusted: every name is checked before it is used as a path, symlinks are
+resolved and must stay inside the drop, and tar members are never extracted by name.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+import tarfile
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+
+from fleetgate.errors import InvalidInputError, UnsafePathError
+from fleetgate.formats.drop_layout import SAFE_SEGMENT
+
+
+@dataclass
+class DropEntry:
+    """One item found in a drop.
+
+    `local_path` is a readable file with the item's bytes, or None when the item has no bytes we
+    may read (a symlink out of the drop). `problem` is set when the name itself is unsafe.
+    """
+
+    relpath: str
+    local_path: Path | None
+    problem: UnsafePathError | None = None
+
+
+def check_relpath(relpath: str) -> str:
+    """Return the normalised drop-relative path or raise UnsafePathError naming the problem."""
+    shown = ascii(relpath)[1:-1]
+    if not relpath:
+        raise UnsafePathError(shown, "name", "empty name")
+    if relpath.startswith("/") or (len(relpath) > 1 and relpath[1] == ":"):
+        raise UnsafePathError(shown, "name", "absolute paths are not allowed in a drop")
+    if "\\" in relpath:
+        raise UnsafePathError(shown, "name", "backslashes are not allowed in names")
+    parts = PurePosixPath(relpath).parts
+    if ".." in relpath.split("/"):
+        raise UnsafePathError(shown, "name", "'..' would escape the drop")
+    for part in parts:
+        if not SAFE_SEGMENT.match(part):
+            raise UnsafePathError(shown, "name", f"segment {ascii(part)} is not a safe name "
+                                  "(letters, digits, '.', '_', '-'; at most 128 characters)")
+    return "/".join(parts)
+
+
+def _walk_folder(root: Path) -> Iterator[DropEntry]:
+    real_root = root.resolve()
+    for dirpath, dirnames, filenames in os.walk(root, followlinks=False):
+        dirnames.sort()
+        here = Path(dirpath)
+        names = sorted(filenames) + [d for d in dirnames if (here / d).is_symlink()]
+        for name in names:
+            path = here / name
+            rel = path.relative_to(root).as_posix()
+            try:
+                rel = check_relpath(rel)
+            except UnsafePathError as exc:
+                yield DropEntry(rel, path if path.is_file() and not path.is_symlink() else None, exc)
+                continue
+            if path.is_symlink():
+                target = Path(os.path.realpath(path))
+                if target != real_root and real_root not in target.parents:
+                    yield DropEntry(rel, None, UnsafePathError(
+                        rel, "symlink", f"points outside the drop (to {ascii(os.readlink(path))[1:-1]})"))
+                    continue
+                if not target.is_file():
+                    yield DropEntry(rel, None, UnsafePathError(rel, "symlink", "does not point to a regular file"))
+                    continue
+                yield DropEntry(rel, target)
+                continue
+            mode = path.lstat().st_mode
+            if not stat.S_ISREG(mode):
+                yield DropEntry(rel, None, UnsafePathError(rel, "type", "not a regular file"))
+                continue
+            yield DropEntry(rel, path)
+
+
+def _read_tar(archive: Path, staging: Path) -> Iterator[DropEntry]:
+    try:
+        tar = tarfile.open(archive, "r:*")
+    except (tarfile.TarError, OSError) as exc:
+        raise InvalidInputError(f"{archive}: not a readable tar archive: {exc}") from exc
+    with tar:
+        for index, member in enumerate(tar):
+            name = member.name[2:] if member.name.startswith("./") else member.name
+            if member.isdir():
+                continue
+            # Members are written to numbered files, never to their own names, so no name in the
+            # archive can place bytes anywhere.
+            spool = staging / f"member-{index:06d}"
+            try:
+                rel = check_relpath(name)
+            except UnsafePathError as exc:
+                yield DropEntry(exc.path, _spool_member(tar, member, spool), exc)
+                continue
+            if member.issym() or member.islnk():
+                yield DropEntry(rel, None, UnsafePathError(
+                    rel, "symlink", f"links are not allowed in tar drops (to {ascii(member.linkname)[1:-1]})"))
+                continue
+            if not member.isfile():
+                yield DropEntry(rel, None, UnsafePathError(rel, "type", "not a regular file"))
+                continue
+            yield DropEntry(rel, _spool_member(tar, member, spool))
+
+
+def _spool_member(tar: tarfile.TarFile, member: tarfile.TarInfo, spool: Path) -> Path | None:
+    if not member.isfile():
+        return None
+    source = tar.extractfile(member)
+    if source is None:
+        return None
+    with source, open(spool, "wb") as out:
+        while chunk := source.read(1 << 20):
+            out.write(chunk)
+    return spool
+
+
+@contextmanager
+def open_drop(path: Path) -> Iterator[tuple[str, list[DropEntry]]]:
+    """Yield the drop's id and its entries; tar members are spooled to a temporary folder."""
+    path = Path(path)
+    if not path.exists():
+        raise InvalidInputError(f"{path}: no such drop (expected a folder or a .tar)")
+    if path.is_dir():
+        entries = list(_walk_folder(path))
+        yield _drop_id(path, entries), entries
+        return
+    with tempfile.TemporaryDirectory(prefix="fleetgate-drop-") as tmp:
+        entries = list(_read_tar(path, Path(tmp)))
+        yield _drop_id(path, entries), entries
+
+
+def _drop_id(path: Path, entries: list[DropEntry]) -> str:
+    """The drop's id: `drop_id` from drop.json when valid, else the folder or archive name."""
+    for entry in entries:
+        if entry.relpath == "drop.json" and entry.problem is None and entry.local_path is not None:
+            try:
+                value = json.loads(entry.local_path.read_text("utf-8")).get("drop_id")
+            except (ValueError, OSError, AttributeError):
+                break
+            if isinstance(value, str) and SAFE_SEGMENT.match(value):
+                return value
+    name = path.name
+    for suffix in (".tar.gz", ".tgz", ".tar"):
+        if name.endswith(suffix):
+            name = name[: -len(suffix)]
+    return name if SAFE_SEGMENT.match(name) else ascii(name)[1:-1]

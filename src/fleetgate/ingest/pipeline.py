@@ -1,0 +1,201 @@
+"""The ingest pipeline: discover → validate → store → catalog, as stages over batches of rows.
+
+Each stage is a plain function from a list of row dicts to a list of row dicts, so the same code
+runs here in-process or under Ray Data's `map_batches`. A bad file never stops the batch: its
+row carries the error, its bytes go to the quarantine, and a quarantine row says why.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections import defaultdict
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from fleetgate.errors import ExitCode, InvalidInputError, ItemError
+from fleetgate.formats.drop_layout import classify_drop_path
+from fleetgate.ingest.drop import DropEntry, open_drop
+from fleetgate.ingest.validate import validate_file
+from fleetgate.store import Region
+from fleetgate.store.catalog import utcnow
+
+Row = dict[str, Any]
+Stage = Callable[[list[Row]], list[Row]]
+ProgressCallback = Callable[[int, str], None]
+
+BATCH_SIZE = 64
+
+
+@dataclass
+class IngestReport:
+    """What one ingest run did."""
+
+    run_id: str
+    drop_id: str
+    region: str
+    files_seen: int = 0
+    landed: int = 0
+    already_present: int = 0
+    quarantined: int = 0
+    bytes_landed: int = 0
+    problems: list[dict[str, str]] = field(default_factory=list)
+
+    @property
+    def exit_code(self) -> ExitCode:
+        """0 when every file landed, 3 when some were quarantined."""
+        return ExitCode.PARTIAL if self.quarantined else ExitCode.OK
+
+
+def asset_id(region: str, source_path: str, sha256: str) -> str:
+    """Deterministic asset id: the same file with the same bytes is the same asset on every rerun."""
+    return "as_" + hashlib.sha256(f"{region}\0{source_path}\0{sha256}".encode()).hexdigest()[:24]
+
+
+def _error_fields(exc: ItemError) -> dict[str, str]:
+    return {"path": exc.path, "field": exc.field, "reason": exc.problem, "type": type(exc).__name__}
+
+
+def rows_from_entries(entries: list[DropEntry]) -> list[Row]:
+    """Turn drop entries into rows with their layout role; checks that span files happen here."""
+    rows: list[Row] = []
+    for entry in entries:
+        row: Row = {"relpath": entry.relpath, "local_path": str(entry.local_path) if entry.local_path else None,
+                    "error": _error_fields(entry.problem) if entry.problem else None, "meta": {}}
+        role = classify_drop_path(entry.relpath) if entry.problem is None else None
+        if entry.problem is None and role is None:
+            row["error"] = {"path": entry.relpath, "field": "layout",
+                            "reason": "no place for this file in drop format v1 (see docs/formats.md)",
+                            "type": "ItemError"}
+        row.update(kind=role.kind if role else "unknown", file_format=role.file_format if role else "unknown",
+                   vehicle=role.vin if role else None, clip_id=role.clip_id if role else None, role=role)
+        rows.append(row)
+    _mark_duplicate_clips(rows)
+    return rows
+
+
+def _mark_duplicate_clips(rows: list[Row]) -> None:
+    # A clip id names one recording; the same id under two vehicles means one of them is wrong and
+    # we cannot tell which, so both are quarantined rather than guessed at.
+    vehicles_by_clip: dict[str, set[str]] = defaultdict(set)
+    for row in rows:
+        if row["clip_id"] and row["error"] is None:
+            vehicles_by_clip[row["clip_id"]].add(row["vehicle"])
+    for row in rows:
+        owners = vehicles_by_clip.get(row["clip_id"] or "", set())
+        if len(owners) > 1 and row["error"] is None:
+            others = sorted(v for v in owners if v != row["vehicle"])
+            row["error"] = {"path": row["relpath"], "field": "clip_id",
+                            "reason": f"duplicate clip id {row['clip_id']!r} also under vehicles/{', '.join(others)}",
+                            "type": "ItemError"}
+
+
+def validate_stage(rows: list[Row]) -> list[Row]:
+    """Validate each row's file; a failure becomes the row's error, never an exception."""
+    for row in rows:
+        if row["error"] is not None:
+            continue
+        try:
+            row["meta"] = validate_file(row["relpath"], row["role"], Path(row["local_path"]))
+        except ItemError as exc:
+            row["error"] = _error_fields(exc)
+    return rows
+
+
+def make_store_stage(region: Region) -> Stage:
+    """Stage that puts each row's bytes in the region: good files as blobs, bad ones in quarantine."""
+
+    def store_stage(rows: list[Row]) -> list[Row]:
+        for row in rows:
+            if row["local_path"] is None:
+                row.update(sha256=None, bytes=None)
+                continue
+            namespace = "quarantine" if row["error"] else "blobs"
+            put = region.blobs.put_file(Path(row["local_path"]), namespace)
+            row.update(sha256=put.sha256, bytes=put.size)
+        return rows
+
+    return store_stage
+
+
+def make_catalog_stage(region: Region, run_id: str, drop_id: str, report: IngestReport) -> Stage:
+    """Stage that catalogs good rows (skipping assets already there) and records bad ones."""
+
+    def catalog_stage(rows: list[Row]) -> list[Row]:
+        good = [r for r in rows if r["error"] is None]
+        for row in good:
+            row["asset_id"] = asset_id(region.name, row["relpath"], row["sha256"])
+        present = region.catalog.existing_asset_ids(r["asset_id"] for r in good)
+        now = utcnow()
+        new_assets = [
+            {"id": r["asset_id"], "kind": r["kind"], "region": region.name, "sha256": r["sha256"],
+             "bytes": r["bytes"], "file_format": r["file_format"], "vehicle": r["vehicle"],
+             "clip_id": r["clip_id"], "t_start": r["meta"].get("t_start"), "t_end": r["meta"].get("t_end"),
+             "source_drop": drop_id, "source_path": r["relpath"], "parent_id": None, "ingest_run": run_id,
+             "tags": r["meta"].get("tags", {}), "created_at": now}
+            for r in good if r["asset_id"] not in present
+        ]
+        bad = [
+            {"region": region.name, "ingest_run": run_id, "source_drop": drop_id, "source_path": r["relpath"],
+             "field": r["error"]["field"], "reason": r["error"]["reason"], "error_type": r["error"]["type"],
+             "sha256": r["sha256"], "bytes": r["bytes"]}
+            for r in rows if r["error"] is not None
+        ]
+        with region.catalog.transaction() as conn:
+            region.catalog.insert_assets(conn, new_assets)
+            region.catalog.add_quarantine(conn, bad)
+        report.landed += len(new_assets)
+        report.already_present += len(good) - len(new_assets)
+        report.bytes_landed += sum(a["bytes"] for a in new_assets)
+        report.quarantined += len(bad)
+        report.problems.extend(
+            {"path": r["error"]["path"], "field": r["error"]["field"], "reason": r["error"]["reason"]}
+            for r in rows if r["error"] is not None
+        )
+        return rows
+
+    return catalog_stage
+
+
+def run_stages(rows: list[Row], stages: Iterable[Stage], batch_size: int = BATCH_SIZE,
+               on_progress: ProgressCallback | None = None) -> list[Row]:
+    """Run stages over the rows batch by batch (the local runner; Ray Data can run the same stages)."""
+    stages = list(stages)
+    out: list[Row] = []
+    for start in range(0, len(rows), batch_size):
+        batch = rows[start : start + batch_size]
+        for stage in stages:
+            batch = stage(batch)
+        out.extend(batch)
+        if on_progress:
+            on_progress(len(batch), batch[-1]["relpath"])
+    return out
+
+
+def ingest_drop(region: Region, drop: Path, on_start: Callable[[int], None] | None = None,
+                on_progress: ProgressCallback | None = None, batch_size: int = BATCH_SIZE) -> IngestReport:
+    """Ingest a drop folder or tar into a region; idempotent, and never loses a file."""
+    with open_drop(Path(drop)) as (drop_id, entries):
+        if not entries:
+            raise InvalidInputError(f"{drop}: the drop holds no files")
+        run_id = region.catalog.start_run(region.name, drop_id, str(Path(drop).resolve()))
+        report = IngestReport(run_id=run_id, drop_id=drop_id, region=region.name, files_seen=len(entries))
+        rows = rows_from_entries(entries)
+        if on_start:
+            on_start(len(rows))
+        stages = [validate_stage, make_store_stage(region), make_catalog_stage(region, run_id, drop_id, report)]
+        try:
+            run_stages(rows, stages, batch_size, on_progress)
+        except BaseException:
+            with region.catalog.transaction() as conn:
+                region.catalog.finish_run(conn, run_id, status="failed", files_seen=report.files_seen,
+                                          landed=report.landed, already_present=report.already_present,
+                                          quarantined=report.quarantined, bytes_landed=report.bytes_landed)
+            raise
+        with region.catalog.transaction() as conn:
+            region.catalog.finish_run(conn, run_id, status="partial" if report.quarantined else "ok",
+                                      files_seen=report.files_seen, landed=report.landed,
+                                      already_present=report.already_present, quarantined=report.quarantined,
+                                      bytes_landed=report.bytes_landed)
+    return report

@@ -1,0 +1,262 @@
+"""The catalog: every asset of a region, its ingest runs and its quarantine, in SQLAlchemy Core.
+
+SQLite (WAL mode) is the embedded default; the same tables work on Postgres from a URL.
+Stage functions take and return lists of plain row dicts so they can run over batches anywhere,
+including Ray Data's `map_batches`.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection, Engine
+
+from fleetgate.errors import StoreError
+
+metadata = sa.MetaData()
+
+assets = sa.Table(
+    "assets",
+    metadata,
+    sa.Column("id", sa.String(40), primary_key=True),
+    sa.Column("kind", sa.String(64), nullable=False, index=True),
+    sa.Column("region", sa.String(64), nullable=False, index=True),
+    sa.Column("sha256", sa.String(64), nullable=False, index=True),
+    sa.Column("bytes", sa.BigInteger, nullable=False),
+    sa.Column("file_format", sa.String(16), nullable=False),
+    sa.Column("vehicle", sa.String(17), index=True),
+    sa.Column("clip_id", sa.String(128)),
+    sa.Column("t_start", sa.DateTime(timezone=True)),
+    sa.Column("t_end", sa.DateTime(timezone=True)),
+    sa.Column("source_drop", sa.String(256)),
+    sa.Column("source_path", sa.String(1024), nullable=False),
+    sa.Column("parent_id", sa.String(40), sa.ForeignKey("assets.id"), nullable=True),
+    sa.Column("ingest_run", sa.String(40)),
+    sa.Column("tags", sa.JSON, nullable=False, default=dict),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    # The same logical file with the same bytes is one asset, whichever drop brought it.
+    sa.UniqueConstraint("region", "source_path", "sha256", name="uq_asset_source"),
+)
+
+ingest_runs = sa.Table(
+    "ingest_runs",
+    metadata,
+    sa.Column("id", sa.String(40), primary_key=True),
+    sa.Column("region", sa.String(64), nullable=False),
+    sa.Column("source_drop", sa.String(256), nullable=False),
+    sa.Column("drop_path", sa.String(1024), nullable=False),
+    sa.Column("started_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("finished_at", sa.DateTime(timezone=True)),
+    sa.Column("files_seen", sa.Integer, nullable=False, default=0),
+    sa.Column("landed", sa.Integer, nullable=False, default=0),
+    sa.Column("already_present", sa.Integer, nullable=False, default=0),
+    sa.Column("quarantined", sa.Integer, nullable=False, default=0),
+    sa.Column("bytes_landed", sa.BigInteger, nullable=False, default=0),
+    sa.Column("status", sa.String(16), nullable=False),
+)
+
+quarantine = sa.Table(
+    "quarantine",
+    metadata,
+    sa.Column("id", sa.String(40), primary_key=True),
+    sa.Column("region", sa.String(64), nullable=False),
+    sa.Column("ingest_run", sa.String(40), nullable=False),
+    sa.Column("source_drop", sa.String(256), nullable=False),
+    sa.Column("source_path", sa.String(1024), nullable=False),
+    sa.Column("field", sa.String(128), nullable=False),
+    sa.Column("reason", sa.Text, nullable=False),
+    sa.Column("error_type", sa.String(64), nullable=False),
+    # Digest of the quarantined bytes in the blob store's quarantine namespace; null when the item
+    # had no bytes of its own to keep (a symlink pointing outside the drop).
+    sa.Column("sha256", sa.String(64)),
+    sa.Column("bytes", sa.BigInteger),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    sa.UniqueConstraint("region", "source_drop", "source_path", "reason", name="uq_quarantine_item"),
+)
+
+
+def utcnow() -> datetime:
+    """The current time, timezone-aware in UTC."""
+    return datetime.now(UTC)
+
+
+def new_id(prefix: str) -> str:
+    """A random identifier with a readable prefix (`run_…`, `q_…`)."""
+    return f"{prefix}_{secrets.token_hex(8)}"
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute("PRAGMA busy_timeout=10000")
+    cursor.close()
+
+
+def _aware(value: datetime | None) -> datetime | None:
+    # SQLite returns naive datetimes; everything fleetgate stores is UTC.
+    if value is not None and value.tzinfo is None:
+        return value.replace(tzinfo=UTC)
+    return value
+
+
+def _row_dict(row: sa.Row) -> dict[str, Any]:
+    out = dict(row._mapping)
+    for key, value in out.items():
+        if isinstance(value, datetime):
+            out[key] = _aware(value)
+    return out
+
+
+class Catalog:
+    """A region's catalog of assets, ingest runs and quarantined items."""
+
+    def __init__(self, url: str, engine: Engine | None = None) -> None:
+        self.url = url
+        try:
+            self.engine = engine or sa.create_engine(url, future=True)
+            if self.engine.dialect.name == "sqlite":
+                sa.event.listen(self.engine, "connect", _sqlite_pragmas)
+            metadata.create_all(self.engine)
+        except sa.exc.SQLAlchemyError as exc:
+            raise StoreError(f"catalog {url}: cannot open: {exc.__class__.__name__}: {exc}") from exc
+
+    @contextmanager
+    def transaction(self) -> Iterator[Connection]:
+        """One transaction; everything inside commits together or not at all."""
+        try:
+            with self.engine.begin() as conn:
+                yield conn
+        except sa.exc.OperationalError as exc:
+            raise StoreError(f"catalog {self.url}: {exc.orig}") from exc
+
+    def close(self) -> None:
+        """Release the connection pool."""
+        self.engine.dispose()
+
+    # -- assets -------------------------------------------------------------------------------
+    def existing_asset_ids(self, ids: Iterable[str]) -> set[str]:
+        """The subset of `ids` already in the catalog."""
+        ids = sorted(set(ids))
+        found: set[str] = set()
+        with self.engine.connect() as conn:
+            for start in range(0, len(ids), 500):
+                chunk = ids[start : start + 500]
+                found.update(conn.execute(sa.select(assets.c.id).where(assets.c.id.in_(chunk))).scalars())
+        return found
+
+    def insert_assets(self, conn: Connection, rows: Sequence[dict[str, Any]]) -> None:
+        """Insert asset rows inside a caller's transaction."""
+        if rows:
+            conn.execute(assets.insert(), list(rows))
+
+    def get_asset(self, asset_id: str) -> dict[str, Any] | None:
+        """One asset by id, or by a unique id prefix."""
+        with self.engine.connect() as conn:
+            row = conn.execute(sa.select(assets).where(assets.c.id == asset_id)).first()
+            if row is None:
+                rows = conn.execute(sa.select(assets).where(assets.c.id.like(f"{asset_id}%")).limit(2)).all()
+                row = rows[0] if len(rows) == 1 else None
+        return _row_dict(row) if row else None
+
+    def list_assets(
+        self,
+        region: str | None = None,
+        kind: str | None = None,
+        vehicle: str | None = None,
+        limit: int | None = None,
+    ) -> list[dict[str, Any]]:
+        """Assets, filtered, oldest first."""
+        query = sa.select(assets).order_by(assets.c.created_at, assets.c.source_path)
+        if region:
+            query = query.where(assets.c.region == region)
+        if kind:
+            query = query.where(assets.c.kind == kind)
+        if vehicle:
+            query = query.where(assets.c.vehicle == vehicle)
+        if limit:
+            query = query.limit(limit)
+        with self.engine.connect() as conn:
+            return [_row_dict(r) for r in conn.execute(query)]
+
+    def stats(self, region: str | None = None) -> list[dict[str, Any]]:
+        """Count and bytes of assets per region and kind."""
+        query = (
+            sa.select(
+                assets.c.region,
+                assets.c.kind,
+                sa.func.count().label("assets"),
+                sa.func.sum(assets.c.bytes).label("bytes"),
+                sa.func.count(sa.distinct(assets.c.vehicle)).label("vehicles"),
+            )
+            .group_by(assets.c.region, assets.c.kind)
+            .order_by(assets.c.region, assets.c.kind)
+        )
+        if region:
+            query = query.where(assets.c.region == region)
+        with self.engine.connect() as conn:
+            return [dict(r._mapping) for r in conn.execute(query)]
+
+    # -- runs and quarantine ------------------------------------------------------------------
+    def start_run(self, region: str, source_drop: str, drop_path: str) -> str:
+        """Record the start of an ingest run and return its id."""
+        run_id = new_id("run")
+        with self.transaction() as conn:
+            conn.execute(
+                ingest_runs.insert().values(
+                    id=run_id, region=region, source_drop=source_drop, drop_path=drop_path,
+                    started_at=utcnow(), status="running",
+                )
+            )
+        return run_id
+
+    def finish_run(self, conn: Connection, run_id: str, **counts: Any) -> None:
+        """Close an ingest run with its counts, inside the caller's transaction."""
+        conn.execute(
+            ingest_runs.update().where(ingest_runs.c.id == run_id).values(finished_at=utcnow(), **counts)
+        )
+
+    def list_runs(self, region: str | None = None) -> list[dict[str, Any]]:
+        """Ingest runs, newest first."""
+        query = sa.select(ingest_runs).order_by(ingest_runs.c.started_at.desc())
+        if region:
+            query = query.where(ingest_runs.c.region == region)
+        with self.engine.connect() as conn:
+            return [_row_dict(r) for r in conn.execute(query)]
+
+    def add_quarantine(self, conn: Connection, rows: Sequence[dict[str, Any]]) -> int:
+        """Record quarantined items; an item already recorded for the same drop and reason is skipped."""
+        added = 0
+        for row in rows:
+            exists = conn.execute(
+                sa.select(quarantine.c.id).where(
+                    quarantine.c.region == row["region"],
+                    quarantine.c.source_drop == row["source_drop"],
+                    quarantine.c.source_path == row["source_path"],
+                    quarantine.c.reason == row["reason"],
+                )
+            ).first()
+            if exists is None:
+                conn.execute(quarantine.insert().values(id=new_id("q"), created_at=utcnow(), **row))
+                added += 1
+        return added
+
+    def list_quarantine(self, region: str | None = None) -> list[dict[str, Any]]:
+        """Quarantined items, oldest first."""
+        query = sa.select(quarantine).order_by(quarantine.c.created_at, quarantine.c.source_path)
+        if region:
+            query = query.where(quarantine.c.region == region)
+        with self.engine.connect() as conn:
+            return [_row_dict(r) for r in conn.execute(query)]
+
+
+def tags_json(tags: dict[str, Any]) -> str:
+    """Stable JSON text of a tag mapping (for reports)."""
+    return json.dumps(tags, sort_keys=True, ensure_ascii=False)

@@ -1,0 +1,21 @@
+"""The workspace: `fleetgate.toml`, its regions and destinations, opened as live objects."""
+
+from fleetgate.workspace.config import (
+    CONFIG_FILE,
+    DestinationConfig,
+    RegionConfig,
+    WorkspaceConfig,
+    init_workspace,
+    load_config,
+)
+from fleetgate.workspace.workspace import Workspace
+
+__all__ = [
+    "CONFIG_FILE",
+    "DestinationConfig",
+    "RegionConfig",
+    "Workspace",
+    "WorkspaceConfig",
+    "init_workspace",
+    "load_config",
+]

@@ -1,0 +1,54 @@
+"""An opened workspace: config plus lazily opened regions."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from fleetgate.store import Catalog, Region, open_blob_store
+from fleetgate.workspace.config import WorkspaceConfig, load_config
+
+
+class Workspace:
+    """A workspace folder with its configuration and open regions."""
+
+    def __init__(self, config: WorkspaceConfig) -> None:
+        self.config = config
+        self._regions: dict[str, Region] = {}
+
+    @classmethod
+    def open(cls, home: Path) -> Workspace:
+        """Open the workspace at `home`."""
+        return cls(load_config(home))
+
+    @property
+    def home(self) -> Path:
+        """The workspace folder."""
+        return self.config.home
+
+    def region(self, name: str | None = None) -> Region:
+        """Open (once) and return a region; the default region when `name` is None."""
+        cfg = self.config.region(name)
+        if cfg.name not in self._regions:
+            blob_url = self.config.resolve(cfg.blob_store)
+            catalog_url = self.config.resolve(cfg.catalog)
+            if catalog_url.startswith("sqlite:///"):
+                Path(catalog_url[len("sqlite:///") :]).parent.mkdir(parents=True, exist_ok=True)
+            self._regions[cfg.name] = Region(
+                name=cfg.name,
+                country=cfg.country,
+                blobs=open_blob_store(blob_url),
+                catalog=Catalog(catalog_url),
+            )
+        return self._regions[cfg.name]
+
+    def close(self) -> None:
+        """Close every opened region."""
+        for region in self._regions.values():
+            region.close()
+        self._regions.clear()
+
+    def __enter__(self) -> Workspace:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
