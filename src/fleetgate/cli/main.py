@@ -45,26 +45,29 @@ app.add_typer(compute_cmds.app, name="compute", help="Plan a training cluster un
 
 def run() -> None:
     """Entry point: run the app and turn FleetgateErrors into one red line and an exit code."""
+    from typer.exceptions import TyperException
+
     debug = "--debug" in sys.argv or os.environ.get("FLEETGATE_DEBUG") == "1"
     try:
-        app(standalone_mode=False)
+        # In non-standalone mode a typer.Exit comes back as the return value.
+        code = app(standalone_mode=False)
     except FleetgateError as exc:
         if debug:
             raise
         err_console.print(f"[bold red]error:[/] {exc.message}", highlight=False, soft_wrap=True)
         sys.exit(int(exc.exit_code))
-    except typer.Exit as exc:
-        sys.exit(exc.exit_code)
-    except (typer.Abort, KeyboardInterrupt):
+    except TyperException as exc:  # bad options and arguments, reported the way click does
+        show = getattr(exc, "show", None)
+        if show is None:
+            raise
+        show()
+        sys.exit(int(getattr(exc, "exit_code", ExitCode.USAGE)))
+    except (KeyboardInterrupt, EOFError):
         err_console.print("[red]aborted[/]")
         sys.exit(130)
-    except Exception as exc:  # click usage errors arrive here in non-standalone mode
-        import click
-
-        if isinstance(exc, click.ClickException):
-            exc.show()
-            sys.exit(int(ExitCode.USAGE))
+    except Exception as exc:
         if debug:
             raise
         err_console.print(f"[bold red]internal error:[/] {type(exc).__name__}: {exc} (rerun with --debug)")
         sys.exit(int(ExitCode.ERROR))
+    sys.exit(code if isinstance(code, int) else 0)

@@ -14,7 +14,7 @@ import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 
 from fleetgate.errors import InvalidInputError, UnsafePathError
 from fleetgate.formats.drop_layout import SAFE_SEGMENT
@@ -42,8 +42,8 @@ def check_relpath(relpath: str) -> str:
         raise UnsafePathError(shown, "name", "absolute paths are not allowed in a drop")
     if "\\" in relpath:
         raise UnsafePathError(shown, "name", "backslashes are not allowed in names")
-    parts = PurePosixPath(relpath).parts
-    if ".." in relpath.split("/"):
+    parts = relpath.split("/")
+    if ".." in parts:
         raise UnsafePathError(shown, "name", "'..' would escape the drop")
     for part in parts:
         if not SAFE_SEGMENT.match(part):

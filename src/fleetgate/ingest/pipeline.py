@@ -94,13 +94,38 @@ def _mark_duplicate_clips(rows: list[Row]) -> None:
 def validate_stage(rows: list[Row]) -> list[Row]:
     """Validate each row's file; a failure becomes the row's error, never an exception."""
     for row in rows:
-        if row["error"] is not None:
+        if row["error"] is not None or row.get("validated"):
             continue
         try:
             row["meta"] = validate_file(row["relpath"], row["role"], Path(row["local_path"]))
         except ItemError as exc:
             row["error"] = _error_fields(exc)
+        row["validated"] = True
     return rows
+
+
+def clip_time_ranges(rows: list[Row]) -> dict[tuple[str, str], tuple[Any, Any]]:
+    """Validate the clip manifests first and return each clip's time range.
+
+    Video and audio carry no wall-clock time of their own; they take their clip's range from
+    clip.json, which may sit in any batch, so manifests are checked before the batches run.
+    """
+    manifests = validate_stage([r for r in rows if r["kind"] == "clip_manifest"])
+    return {(r["vehicle"], r["clip_id"]): (r["meta"]["t_start"], r["meta"]["t_end"])
+            for r in manifests if r["error"] is None}
+
+
+def make_clip_time_stage(ranges: dict[tuple[str, str], tuple[Any, Any]]) -> Stage:
+    """Stage that gives files without their own time range the range of their clip."""
+
+    def clip_time_stage(rows: list[Row]) -> list[Row]:
+        for row in rows:
+            span = ranges.get((row["vehicle"], row["clip_id"]))
+            if row["error"] is None and span and "t_start" not in row["meta"]:
+                row["meta"]["t_start"], row["meta"]["t_end"] = span
+        return rows
+
+    return clip_time_stage
 
 
 def make_store_stage(region: Region) -> Stage:
@@ -184,7 +209,8 @@ def ingest_drop(region: Region, drop: Path, on_start: Callable[[int], None] | No
         rows = rows_from_entries(entries)
         if on_start:
             on_start(len(rows))
-        stages = [validate_stage, make_store_stage(region), make_catalog_stage(region, run_id, drop_id, report)]
+        ranges = clip_time_ranges(rows)
+        stages = [validate_stage, make_clip_time_stage(ranges), make_store_stage(region), make_catalog_stage(region, run_id, drop_id, report)]
         try:
             run_stages(rows, stages, batch_size, on_progress)
         except BaseException:

@@ -86,11 +86,15 @@ def render_plate(text: str, color: str, height_px: int = 140) -> Image.Image:
             mix = row / max(height_px - 1, 1)
             draw.line([(0, row), (width, row)], fill=tuple(int(v) for v in top * (1 - mix) + bottom * mix))
     draw.rounded_rectangle([3, 3, width - 4, height_px - 4], radius=height_px // 10, outline=ink, width=3)
-    font = ImageFont.truetype(cjk_font_path(), int(height_px * 0.62))
     chars = list(text[:2]) + ["·"] + list(text[2:])
     slot = (width - 0.12 * width) / len(chars)
+    size = int(height_px * 0.62)
     for i, ch in enumerate(chars):
+        font = ImageFont.truetype(cjk_font_path(), size)
         box = draw.textbbox((0, 0), ch, font=font)
+        if box[2] - box[0] > 0.92 * slot:  # a Han character is wider than a digit: shrink it to its slot
+            font = ImageFont.truetype(cjk_font_path(), int(size * 0.92 * slot / (box[2] - box[0])))
+            box = draw.textbbox((0, 0), ch, font=font)
         cx = 0.06 * width + slot * (i + 0.5)
         draw.text((cx - (box[2] - box[0]) / 2 - box[0], height_px * 0.5 - (box[3] - box[1]) / 2 - box[1]),
                   ch, font=font, fill=ink)

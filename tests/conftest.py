@@ -1,0 +1,47 @@
+"""Shared fixtures: a small generated drop, a fresh workspace, and a CLI runner."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+from fleetgate.sample import SampleSpec, generate_sample
+from fleetgate.workspace import Workspace, init_workspace
+
+SHARED = Path(__file__).resolve().parents[2] / "shared"
+
+
+@pytest.fixture(autouse=True)
+def clean_environ(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Keep FLEETGATE_* settings of the developer's shell out of the tests."""
+    for key in list(os.environ):
+        if key.startswith("FLEETGATE_") and key != "FLEETGATE_CJK_FONT":
+            monkeypatch.delenv(key, raising=False)
+
+
+@pytest.fixture(scope="session")
+def sample_drop_master(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A small sample drop, generated once per session."""
+    out = tmp_path_factory.mktemp("master") / "drop"
+    generate_sample(out, SampleSpec(vehicles=2, clips=2, seed=11, video_seconds=1.0, drive_seconds=8.0))
+    return out
+
+
+@pytest.fixture
+def sample_drop(sample_drop_master: Path, tmp_path: Path) -> Path:
+    """A private copy of the sample drop that a test may damage."""
+    dest = tmp_path / "drop"
+    shutil.copytree(sample_drop_master, dest, symlinks=True)
+    return dest
+
+
+@pytest.fixture
+def workspace(tmp_path: Path) -> Workspace:
+    """A fresh workspace with the cn-shanghai region."""
+    init_workspace(tmp_path / "ws", "cn-shanghai")
+    ws = Workspace.open(tmp_path / "ws")
+    yield ws
+    ws.close()
