@@ -8,10 +8,9 @@ from pathlib import Path
 
 import pytest
 
+from cli_helpers import run_cli
 from fleetgate.cli.main import app
 from fleetgate.errors import EXIT_CODE_HELP, ExitCode
-
-from cli_helpers import run_cli
 
 
 def test_help_lists_every_command_with_one_line() -> None:

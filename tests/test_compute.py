@@ -8,11 +8,10 @@ from pathlib import Path
 
 import pytest
 
+from cli_helpers import run_cli
 from fleetgate.compute import MODEL_PRESETS, chip_status, classify_3a090, load_chips, parse_model_spec, plan_training
 from fleetgate.compute.chips import find_chip
 from fleetgate.errors import UsageError
-
-from cli_helpers import run_cli
 
 CHIPS = load_chips()
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 from collections import defaultdict
 from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,6 +27,7 @@ Stage = Callable[[list[Row]], list[Row]]
 ProgressCallback = Callable[[int, str], None]
 
 BATCH_SIZE = 64
+STORE_WORKERS = 3
 
 
 @dataclass
@@ -128,17 +130,25 @@ def make_clip_time_stage(ranges: dict[tuple[str, str], tuple[Any, Any]]) -> Stag
     return clip_time_stage
 
 
-def make_store_stage(region: Region) -> Stage:
-    """Stage that puts each row's bytes in the region: good files as blobs, bad ones in quarantine."""
+def make_store_stage(region: Region, workers: int = STORE_WORKERS) -> Stage:
+    """Stage that puts each row's bytes in the region: good files as blobs, bad ones in quarantine.
+
+    Puts run on a few threads: hashing, writing and fsync all release the GIL, so one file's fsync
+    overlaps the next file's copy instead of the disk and the CPU taking turns.
+    """
+
+    def put(row: Row) -> None:
+        if row["local_path"] is None:
+            row.update(sha256=None, bytes=None)
+            return
+        namespace = "quarantine" if row["error"] else "blobs"
+        result = region.blobs.put_file(Path(row["local_path"]), namespace)
+        row.update(sha256=result.sha256, bytes=result.size)
 
     def store_stage(rows: list[Row]) -> list[Row]:
-        for row in rows:
-            if row["local_path"] is None:
-                row.update(sha256=None, bytes=None)
-                continue
-            namespace = "quarantine" if row["error"] else "blobs"
-            put = region.blobs.put_file(Path(row["local_path"]), namespace)
-            row.update(sha256=put.sha256, bytes=put.size)
+        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="fleetgate-put") as pool:
+            for future in [pool.submit(put, row) for row in rows]:
+                future.result()
         return rows
 
     return store_stage
@@ -210,7 +220,8 @@ def ingest_drop(region: Region, drop: Path, on_start: Callable[[int], None] | No
         if on_start:
             on_start(len(rows))
         ranges = clip_time_ranges(rows)
-        stages = [validate_stage, make_clip_time_stage(ranges), make_store_stage(region), make_catalog_stage(region, run_id, drop_id, report)]
+        stages = [validate_stage, make_clip_time_stage(ranges), make_store_stage(region),
+                  make_catalog_stage(region, run_id, drop_id, report)]
         try:
             run_stages(rows, stages, batch_size, on_progress)
         except BaseException:

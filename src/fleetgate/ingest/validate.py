@@ -138,7 +138,8 @@ def probe_video(relpath: str, path: Path) -> Meta:
                 if not decoded_first:
                     decoded_first = bool(packet.decode()) or decoded_first
         except (av.FFmpegError, ValueError) as exc:
-            raise MediaError(relpath, "data", f"video data is corrupt after packet {packets} ({_av_reason(exc)})") from exc
+            reason = f"video data is corrupt after packet {packets} ({_av_reason(exc)})"
+            raise MediaError(relpath, "data", reason) from exc
         if packets == 0:
             raise MediaError(relpath, "frames", "the video has zero frames")
         if declared and packets < declared:

@@ -13,7 +13,8 @@ from typing import Any
 _STYLE = """
 body{font-family:system-ui,-apple-system,'Segoe UI',sans-serif;margin:2rem auto;max-width:1100px;color:#1d2330}
 h1{font-size:1.6rem}h2{font-size:1.2rem;border-bottom:1px solid #dde;padding-bottom:.2rem;margin-top:2rem}
-table{border-collapse:collapse;font-size:.85rem;margin:.6rem 0}td,th{border:1px solid #dde;padding:.25rem .5rem;text-align:left}
+table{border-collapse:collapse;font-size:.85rem;margin:.6rem 0}
+td,th{border:1px solid #dde;padding:.25rem .5rem;text-align:left}
 th{background:#f3f5f9}td.num{text-align:right;font-variant-numeric:tabular-nums}.muted{color:#6b7385}
 img{max-width:100%;border:1px solid #eee;margin:.4rem 0}.bad{color:#b00020}
 """

@@ -14,7 +14,8 @@ MOBILE_PREFIXES = ["134", "135", "136", "137", "138", "139", "150", "151", "152"
 # Pudong New Area, Xuhui, Minhang, Jing'an, Huangpu, Yangpu (GB/T 2260 codes)
 DISTRICTS = {"310115": "浦东新区", "310104": "徐汇区", "310112": "闵行区", "310106": "静安区",
              "310101": "黄浦区", "310110": "杨浦区"}
-ROADS = ["环湖西二路", "申港大道", "临港大道", "世纪大道", "淮海中路", "南京西路", "漕溪北路", "莘庄路", "四平路", "张江路"]
+ROADS = ["环湖西二路", "申港大道", "临港大道", "世纪大道", "淮海中路",
+         "南京西路", "漕溪北路", "莘庄路", "四平路", "张江路"]
 # World manufacturer identifiers of automakers building in China (SAIC-VW, FAW-VW, BYD, SAIC, Tesla Shanghai)
 WMIS = ["LSV", "LFV", "LGX", "LSJ", "LRW"]
 VIN_CHARS = "ABCDEFGHJKLMNPRSTUVWXYZ0123456789"

@@ -186,7 +186,8 @@ def _draw_lanes(frame: np.ndarray, travelled_m: float) -> None:
 
 
 def render_clip(rng: np.random.Generator, width: int, height: int, fps: float, frames: int,
-                speeds: np.ndarray, plates: list[tuple[str, str]], n_people: int) -> tuple[list[np.ndarray], list[dict]]:
+                speeds: np.ndarray, plates: list[tuple[str, str]],
+                n_people: int) -> tuple[list[np.ndarray], list[dict]]:
     """Render frames and per-frame labels: moving cars with plates and pedestrians with faces."""
     background = _background(width, height, rng)
     horizon = height * 0.45

@@ -68,7 +68,8 @@ class WorkspaceConfig:
         name = name or self.default_region
         if name not in self.regions:
             known = ", ".join(sorted(self.regions)) or "none"
-            raise UsageError(f"unknown region '{name}' (configured: {known}); add it with `fleetgate init --region {name}`")
+            raise UsageError(f"unknown region '{name}' (configured: {known}); "
+                             f"add it with `fleetgate init --region {name}`")
         return self.regions[name]
 
     def resolve(self, location: str) -> str:
@@ -142,7 +143,8 @@ def load_config(home: Path) -> WorkspaceConfig:
     home = Path(home)
     path = home / CONFIG_FILE
     if not path.exists():
-        raise ConfigError(f"no workspace at {home}: {CONFIG_FILE} is missing; run `fleetgate init --region cn-shanghai`")
+        raise ConfigError(f"no workspace at {home}: {CONFIG_FILE} is missing; "
+                          "run `fleetgate init --region cn-shanghai`")
     try:
         doc = tomllib.loads(path.read_text(encoding="utf-8"))
     except tomllib.TOMLDecodeError as exc:
