@@ -216,3 +216,30 @@ def test_clip_json_mismatch_and_bad_vin_folder(workspace: Workspace, sample_drop
     report = ingest_drop(workspace.region(), sample_drop)
     _assert_quarantined(workspace, sample_drop, report, (clip / "clip.json").relative_to(sample_drop).as_posix(),
                         "end_utc", "ends before it starts")
+
+
+def test_failure_mid_ingest_is_recorded_and_a_rerun_completes(workspace: Workspace, sample_drop: Path,
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    from fleetgate.errors import StoreError
+
+    region = workspace.region()
+    real_put = region.blobs.put_file
+    calls = {"n": 0}
+
+    def flaky_put(path, namespace="blobs"):
+        calls["n"] += 1
+        if calls["n"] == 5:
+            raise StoreError("blob store: disk full")
+        return real_put(path, namespace)
+
+    monkeypatch.setattr(region.blobs, "put_file", flaky_put)
+    with pytest.raises(StoreError):
+        ingest_drop(region, sample_drop, batch_size=4)
+    runs = region.catalog.list_runs()
+    assert runs[0]["status"] == "failed"
+    partial = len(region.catalog.list_assets())
+    assert 0 < partial < len(_files(sample_drop))  # the first batch committed, nothing half-catalogued
+    monkeypatch.setattr(region.blobs, "put_file", real_put)
+    report = ingest_drop(region, sample_drop)
+    assert report.landed == len(_files(sample_drop)) - partial and report.already_present == partial
+    assert len(region.catalog.list_assets()) == len(_files(sample_drop))

@@ -51,7 +51,8 @@ _TABLE_KINDS: dict[str, str] = {
     "rd_tests": "rd_test",
 }
 
-_TS = pa.timestamp("us", tz="UTC")
+# Sensor and business times are stored as UTC microseconds.
+ARROW_TIME_TYPE = pa.timestamp("us", tz="UTC")
 
 # Required columns of each Parquet file. Types are the logical family a column must cast to;
 # extra columns are allowed and kept.
@@ -113,8 +114,6 @@ TABLE_SCHEMAS: dict[str, dict[str, str]] = {
         "test_date": "time",
     },
 }
-
-ARROW_TIME_TYPE = _TS
 
 
 def classify_drop_path(relpath: str) -> FileRole | None:

@@ -225,14 +225,14 @@ def ingest_drop(region: Region, drop: Path, on_start: Callable[[int], None] | No
         try:
             run_stages(rows, stages, batch_size, on_progress)
         except BaseException:
-            with region.catalog.transaction() as conn:
-                region.catalog.finish_run(conn, run_id, status="failed", files_seen=report.files_seen,
-                                          landed=report.landed, already_present=report.already_present,
-                                          quarantined=report.quarantined, bytes_landed=report.bytes_landed)
+            _finish(region, report, "failed")
             raise
-        with region.catalog.transaction() as conn:
-            region.catalog.finish_run(conn, run_id, status="partial" if report.quarantined else "ok",
-                                      files_seen=report.files_seen, landed=report.landed,
-                                      already_present=report.already_present, quarantined=report.quarantined,
-                                      bytes_landed=report.bytes_landed)
+        _finish(region, report, "partial" if report.quarantined else "ok")
     return report
+
+
+def _finish(region: Region, report: IngestReport, status: str) -> None:
+    with region.catalog.transaction() as conn:
+        region.catalog.finish_run(conn, report.run_id, status=status, files_seen=report.files_seen,
+                                  landed=report.landed, already_present=report.already_present,
+                                  quarantined=report.quarantined, bytes_landed=report.bytes_landed)

@@ -7,7 +7,6 @@ including Ray Data's `map_batches`.
 
 from __future__ import annotations
 
-import json
 import secrets
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
@@ -256,7 +255,3 @@ class Catalog:
         with self.engine.connect() as conn:
             return [_row_dict(r) for r in conn.execute(query)]
 
-
-def tags_json(tags: dict[str, Any]) -> str:
-    """Stable JSON text of a tag mapping (for reports)."""
-    return json.dumps(tags, sort_keys=True, ensure_ascii=False)
