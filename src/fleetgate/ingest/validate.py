@@ -136,7 +136,7 @@ def probe_video(relpath: str, path: Path) -> Meta:
                     continue
                 packets += 1
                 if not decoded_first:
-                    decoded_first = bool(packet.decode()) or decoded_first
+                    decoded_first = bool(packet.decode())
         except (av.FFmpegError, ValueError) as exc:
             reason = f"video data is corrupt after packet {packets} ({_av_reason(exc)})"
             raise MediaError(relpath, "data", reason) from exc

@@ -89,8 +89,9 @@ def render_plate(text: str, color: str, height_px: int = 140) -> Image.Image:
     chars = list(text[:2]) + ["·"] + list(text[2:])
     slot = (width - 0.12 * width) / len(chars)
     size = int(height_px * 0.62)
+    base_font = ImageFont.truetype(cjk_font_path(), size)
     for i, ch in enumerate(chars):
-        font = ImageFont.truetype(cjk_font_path(), size)
+        font = base_font
         box = draw.textbbox((0, 0), ch, font=font)
         if box[2] - box[0] > 0.92 * slot:  # a Han character is wider than a digit: shrink it to its slot
             font = ImageFont.truetype(cjk_font_path(), int(size * 0.92 * slot / (box[2] - box[0])))

@@ -12,7 +12,6 @@ import os
 import tempfile
 import threading
 from abc import ABC, abstractmethod
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from queue import Queue
@@ -168,14 +167,6 @@ class LocalBlobStore(BlobStore):
             return open(self.path_of(sha256, namespace), "rb")
         except FileNotFoundError as exc:
             raise StoreError(f"blob store {self.root}: blob {sha256} is missing") from exc
-
-    def iter_keys(self, namespace: str = "blobs") -> Iterator[str]:
-        """Every blob digest in a namespace."""
-        base = self.root / namespace
-        if base.exists():
-            for path in base.rglob("*"):
-                if path.is_file():
-                    yield path.name
 
 
 def _fsync_dir(path: Path) -> None:
