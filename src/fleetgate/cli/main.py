@@ -10,7 +10,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from fleetgate.cli import catalog_cmds, compute_cmds, ingest_cmds
+from fleetgate.cli import catalog_cmds, compute_cmds, ingest_cmds, policy_cmds
 from fleetgate.errors import ExitCode, FleetgateError
 
 app = typer.Typer(
@@ -39,6 +39,11 @@ app.command("init", help="Create or extend a workspace (fleetgate.toml) with a r
 app.command("sample", help="Generate a realistic, reproducible sample fleet drop.")(ingest_cmds.sample)
 app.command("ingest", help="Validate a drop and land it in a region's store and catalog.")(ingest_cmds.ingest)
 app.command("demo", help="Run the whole pipeline on a generated fleet and write report.html.")(ingest_cmds.demo)
+app.command("classify", help="Tag every asset with kind, features and subjects; decide each alone.")(
+    policy_cmds.classify)
+app.command("decide", help="Decide an export request (JSON or YAML) against the rule packs.")(policy_cmds.decide)
+app.command("explain", help="Show why an asset was classified and decided as it was.")(policy_cmds.explain)
+app.add_typer(policy_cmds.app, name="policy", help="Lint, show and test rule packs.")
 app.add_typer(catalog_cmds.app, name="catalog", help="Inspect a region's catalog, runs and quarantine.")
 app.add_typer(compute_cmds.app, name="compute", help="Plan a training cluster under US export controls.")
 

@@ -2,12 +2,14 @@
 
 from fleetgate.store.blobs import BlobStore, FsspecBlobStore, LocalBlobStore, PutResult, open_blob_store
 from fleetgate.store.catalog import Catalog, new_id
+from fleetgate.store.ledger import Ledger
 from fleetgate.store.region import Region
 
 __all__ = [
     "BlobStore",
     "Catalog",
     "FsspecBlobStore",
+    "Ledger",
     "LocalBlobStore",
     "PutResult",
     "Region",

@@ -41,6 +41,18 @@ class RegionConfig:
     blob_store: str
     catalog: str
     zone: str | None = None
+    # The legal entity whose yearly subject counts the ledger keeps; defaults to the region name.
+    exporter: str | None = None
+    ciio: bool = False
+    surveying_approval: bool = False
+    # GeoJSON file of sensitive-area polygons (military zones, government organs) for classify.
+    sensitive_areas: str | None = None
+    # Rule packs for this region; None uses [policy].packs for CN regions, else the jurisdiction's defaults.
+    packs: list[str] | None = None
+
+    @property
+    def exporter_id(self) -> str:
+        return self.exporter or self.name
 
 
 @dataclass
@@ -156,8 +168,18 @@ def load_config(home: Path) -> WorkspaceConfig:
         for key in ("country", "blob_store", "catalog"):
             if not isinstance(body.get(key), str) or not body[key]:
                 raise ConfigError(f"{path}: regions.{name}.{key}: required text value is missing")
+        for key in ("ciio", "surveying_approval"):
+            if key in body and not isinstance(body[key], bool):
+                raise ConfigError(f"{path}: regions.{name}.{key}: must be true or false")
+        packs_value = body.get("packs")
+        if packs_value is not None and not (isinstance(packs_value, list)
+                                            and all(isinstance(p, str) for p in packs_value)):
+            raise ConfigError(f"{path}: regions.{name}.packs: must be a list of pack ids")
         regions[name] = RegionConfig(name=name, country=body["country"], blob_store=body["blob_store"],
-                                     catalog=body["catalog"], zone=body.get("zone"))
+                                     catalog=body["catalog"], zone=body.get("zone"), exporter=body.get("exporter"),
+                                     ciio=bool(body.get("ciio", False)),
+                                     surveying_approval=bool(body.get("surveying_approval", False)),
+                                     sensitive_areas=body.get("sensitive_areas"), packs=packs_value)
     if not regions:
         raise ConfigError(f"{path}: regions: at least one region is required")
     default_region = doc.get("default_region")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from fleetgate.keys import KeyStore
 from fleetgate.store import Catalog, Region, open_blob_store
 from fleetgate.workspace.config import WorkspaceConfig, load_config
 
@@ -40,6 +41,15 @@ class Workspace:
                 catalog=Catalog(catalog_url),
             )
         return self._regions[cfg.name]
+
+    @property
+    def keys_root(self) -> Path:
+        """The folder of every region's secrets; never inside a destination."""
+        return Path(self.config.resolve(self.config.keys.get("dir", "keys")))
+
+    def keys(self, region: str | None = None) -> KeyStore:
+        """The key store of a region (created on first use)."""
+        return KeyStore(self.keys_root, self.config.region(region).name)
 
     def close(self) -> None:
         """Close every opened region."""

@@ -1,0 +1,191 @@
+"""`fleetgate classify`: tag every catalog asset with a policy kind, features and subjects, then decide it.
+
+Features come from format and content: tables are scanned for identifiers (pii_scan), GNSS is
+checked for precision and sensitive areas (geo), camera and cabin media are assumed to show faces,
+plates or voices until the de-identification detectors say otherwise. Subjects are counted per asset
+as keyed pseudonyms (the vehicle's VIN links one person's records across tables), stored beside
+the classification for the export gate's ledger. Each asset is then decided alone, against the
+region's packs and ledger, so `fleetgate explain` can show why.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import io
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import pyarrow.parquet as pq
+
+from fleetgate.classify.geo import SensitiveAreas, is_precise
+from fleetgate.classify.pii_scan import scan_table
+from fleetgate.errors import FleetgateError
+from fleetgate.keys.region_keys import pseudonym
+from fleetgate.policy.decide import Decision
+from fleetgate.policy.packs import Pack
+from fleetgate.policy.request import DecisionRequest, Item
+from fleetgate.policy.service import decide_in_workspace, exporter_of, packs_for
+from fleetgate.policy.vocabulary import KINDS
+from fleetgate.store import Ledger
+from fleetgate.store.catalog import utcnow
+from fleetgate.workspace import Workspace
+
+# Ingest kinds without a policy kind stay LOCAL_ONLY as unclassified (clip.json carries a VIN and
+# times; labels.json carries face and plate boxes; the drop manifest lists file hashes).
+MEDIA_FEATURES = {
+    "exterior_video": ["faces", "plates"],  # assumed until the de-identification detectors run
+    "exterior_image": ["faces", "plates"],
+    "cabin_video": ["faces"],
+    "cabin_audio": ["voice"],
+}
+VEHICLE_LINKED = {"exterior_video", "exterior_image", "cabin_video", "cabin_audio", "can_telemetry",
+                  "gnss_trajectory", "fault_codes"}
+TABLE_KINDS = {"owner_record", "after_sales", "charging_session", "procurement", "inventory", "rd_test",
+               "used_car", "quality", "production", "logistics", "rd_design"}
+
+
+@dataclass
+class AssetClassification:
+    asset_id: str
+    policy_kind: str | None
+    features: list[str]
+    subject_keys: list[str]
+    evidence: list[dict[str, Any]]
+    anonymized: bool = False
+    pseudonymized: bool = False
+
+    def item(self) -> Item:
+        return Item(id=self.asset_id, kind=self.policy_kind or "unmapped", features=tuple(self.features),
+                    anonymized=self.anonymized, pseudonymized=self.pseudonymized,
+                    subjects=len(self.subject_keys))
+
+
+@dataclass
+class ClassifyReport:
+    region: str
+    classified: int = 0
+    failed: list[tuple[str, str]] = field(default_factory=list)  # (asset id, error)
+    outcomes: dict[str, int] = field(default_factory=dict)
+    features: dict[str, int] = field(default_factory=dict)
+    packs: dict[str, str] = field(default_factory=dict)
+
+
+def classify_asset(ws: Workspace, region: str, asset: dict[str, Any], key: bytes,
+                   areas: SensitiveAreas) -> AssetClassification:
+    """Kind, features and subject keys of one asset, read from its bytes where needed."""
+    kind = asset["kind"]
+    tags = asset.get("tags") or {}
+    policy_kind = kind if kind in KINDS else None
+    features: set[str] = set()
+    subjects: set[str] = set()
+    evidence: list[dict[str, Any]] = []
+    blobs = ws.region(region).blobs
+
+    if kind in MEDIA_FEATURES:
+        detected = tags.get("detected_features")
+        if detected is None:
+            features.update(MEDIA_FEATURES[kind])
+            evidence.append({"method": "assumed", "features": MEDIA_FEATURES[kind],
+                             "why": "camera and cabin media are assumed to show people until detectors run"})
+        else:
+            features.update(detected)
+            evidence.append({"method": "detectors", "features": list(detected)})
+    if policy_kind == "gnss_trajectory":
+        with blobs.open(asset["sha256"]) as fh:
+            table = pq.read_table(io.BytesIO(fh.read()), columns=["lat", "lon"])
+        lat = table.column("lat").to_numpy()
+        lon = table.column("lon").to_numpy()
+        if is_precise(lat, lon):
+            features.add("geo_precise")
+            evidence.append({"method": "coordinates", "feature": "geo_precise",
+                             "why": "coordinates finer than the 0.0005° public-map grid"})
+        for name, inside in areas.hits(lat, lon):
+            features.add("sensitive_area")
+            evidence.append({"method": "sensitive_areas", "feature": "sensitive_area", "area": name, "points": inside})
+    if kind in VEHICLE_LINKED and asset.get("vehicle"):
+        features.add("vin")
+        subjects.add(pseudonym(key, asset["vehicle"], "vin"))
+        evidence.append({"method": "path", "feature": "vin", "why": "stored under the vehicle's VIN"})
+    if kind in TABLE_KINDS and asset["file_format"] == "parquet":
+        with blobs.open(asset["sha256"]) as fh:
+            table = pq.read_table(io.BytesIO(fh.read()))
+        scan = scan_table(table)
+        features.update(scan.features)
+        evidence.extend({"method": "pii_scan", **hit} for hit in scan.evidence())
+        subjects.update(pseudonym(key, value, domain) for domain, value in (s for s in scan.row_subjects if s))
+    return AssetClassification(
+        asset_id=asset["id"], policy_kind=policy_kind, features=sorted(features), subject_keys=sorted(subjects),
+        evidence=evidence, anonymized=bool(tags.get("anonymized")), pseudonymized=bool(tags.get("pseudonymized")),
+    )
+
+
+def decide_asset(ws: Workspace, region: str, c: AssetClassification, destination: str,
+                 packs: list[Pack], as_of: dt.date | None = None) -> Decision:
+    """The asset decided alone: what would happen if it were exported by itself today."""
+    request = DecisionRequest(destination=destination, items=(c.item(),),
+                              exporter=exporter_of(ws.config.region(region)), as_of=as_of or dt.date.today())
+    return decide_in_workspace(ws, request, region, packs)
+
+
+def default_destination_country(ws: Workspace) -> str:
+    dests = list(ws.config.destinations.values())
+    return dests[0].country if dests else "US"
+
+
+def classify_region(ws: Workspace, region: str | None = None, destination: str | None = None,
+                    on_progress: Callable[[int, int], None] | None = None) -> ClassifyReport:
+    """Classify and decide every asset of a region; a failing asset is reported, the rest go on."""
+    cfg = ws.config.region(region)
+    reg = ws.region(cfg.name)
+    ledger = Ledger(reg.catalog)
+    key = ws.keys(cfg.name).pseudonym_key()
+    areas = SensitiveAreas.load(ws.config.resolve(cfg.sensitive_areas) if cfg.sensitive_areas else None)
+    packs = packs_for(ws, cfg.name)
+    destination = destination or default_destination_country(ws)
+    report = ClassifyReport(region=cfg.name, packs={p.id: p.hash_ref for p in packs})
+    assets = reg.catalog.list_assets(region=cfg.name)
+    for n, asset in enumerate(assets, 1):
+        try:
+            c = classify_asset(ws, cfg.name, asset, key, areas)
+            decision = decide_asset(ws, cfg.name, c, destination, packs)
+        except (FleetgateError, OSError, ValueError) as exc:  # a broken blob must not stop the batch
+            report.failed.append((asset["id"], f"{asset['source_path']}: {exc}"))
+            continue
+        item = decision.items[0]
+        category = item.counted_as or ("spi" if "spi" in item.tags else "pi" if "pi" in item.tags else None)
+        with reg.catalog.transaction() as conn:
+            ledger.save_classification(conn, {
+                "asset_id": c.asset_id, "policy_kind": c.policy_kind, "features": c.features,
+                "subjects": len(c.subject_keys), "evidence": c.evidence, "anonymized": c.anonymized,
+                "pseudonymized": c.pseudonymized, "packs": decision.packs, "outcome": item.outcome.value,
+                "decision": {"destination": destination, "as_of": decision.as_of, "tags": item.tags,
+                             **item.to_dict(), "obligations": item.obligations},
+                "classified_at": utcnow(),
+            }, [(k, category) for k in c.subject_keys] if category else [])
+        report.classified += 1
+        report.outcomes[item.outcome.value] = report.outcomes.get(item.outcome.value, 0) + 1
+        for f in c.features:
+            report.features[f] = report.features.get(f, 0) + 1
+        if on_progress:
+            on_progress(n, len(assets))
+    return report
+
+
+def explain_asset(ws: Workspace, asset_id: str, region: str | None = None) -> dict[str, Any]:
+    """Why an asset was classified and decided as it was (from the stored classification)."""
+    from fleetgate.errors import UsageError
+
+    reg = ws.region(region)
+    asset = reg.catalog.get_asset(asset_id)
+    if asset is None:
+        raise UsageError(f"no asset with id {asset_id!r}")
+    stored = Ledger(reg.catalog).classification(asset["id"])
+    if stored is None:
+        raise UsageError(f"asset {asset['id']} is not classified yet; run `fleetgate classify`")
+    return {"asset": {k: asset[k] for k in ("id", "kind", "source_path", "vehicle", "sha256", "bytes")},
+            "classification": {k: stored[k] for k in ("policy_kind", "features", "subjects", "anonymized",
+                                                      "pseudonymized", "evidence", "packs", "classified_at")},
+            "decision": stored["decision"]}
+
+

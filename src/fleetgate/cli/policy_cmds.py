@@ -1,0 +1,160 @@
+"""`fleetgate policy lint|show|test`, `fleetgate decide`, `fleetgate classify`, `fleetgate explain`."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+from rich.table import Table
+
+from fleetgate.classify import classify_region, explain_asset
+from fleetgate.cli._common import OutputFormat, console, home_of, open_workspace, print_json
+from fleetgate.errors import ExitCode
+from fleetgate.policy import builtin_pack_ids, load_pack, load_packs
+from fleetgate.policy.decide import PolicyEngine
+from fleetgate.policy.lint import lint_packs, run_pack_tests
+from fleetgate.policy.packs import DEFAULT_PACKS_BY_JURISDICTION
+from fleetgate.policy.request import load_request, parse_request_text
+from fleetgate.policy.service import decide_in_workspace
+from fleetgate.workspace import Workspace
+from fleetgate.workspace.config import CONFIG_FILE
+
+app = typer.Typer(no_args_is_help=True)
+PacksArg = Annotated[list[str] | None, typer.Argument(help="Pack ids or YAML files (default: every shipped pack).")]
+FormatOpt = Annotated[OutputFormat, typer.Option("--format", help="table or json.")]
+RegionOpt = Annotated[str | None, typer.Option(help="Region (default: the workspace default).")]
+
+
+@app.command("lint", help="Compile every rule and check names, fields, duplicate ids and unreachable rules.")
+def lint(packs: PacksArg = None) -> None:
+    refs = packs or builtin_pack_ids()
+    findings = lint_packs(refs)
+    for finding in findings:
+        console.print(f"[red]✗[/] {finding}", highlight=False)
+    if findings:
+        raise typer.Exit(int(ExitCode.ERROR))
+    console.print(f"[green]✓[/] {len(refs)} packs lint clean: {', '.join(refs)}")
+
+
+@app.command("test", help="Run the scenario tests embedded in each pack.")
+def test(packs: PacksArg = None) -> None:
+    results = run_pack_tests(packs or builtin_pack_ids())
+    for r in results:
+        mark = "[green]✓[/]" if r.passed else "[red]✗[/]"
+        console.print(f"{mark} {r.pack}: {r.name}" + ("" if r.passed else f"\n    {r.detail}"), highlight=False)
+    failed = sum(not r.passed for r in results)
+    console.print(f"{len(results) - failed} passed, {failed} failed")
+    if failed or not results:
+        raise typer.Exit(int(ExitCode.ERROR))
+
+
+@app.command("show", help="Show a pack: its instrument, sources, hash and rules with citations.")
+def show(pack: Annotated[str, typer.Argument(help="Pack id or YAML file.")],
+         fmt: FormatOpt = OutputFormat.table) -> None:
+    p = load_pack(pack)
+    if fmt == OutputFormat.json:
+        print_json({"id": p.id, "version": p.version, "title": p.title, "instrument": p.instrument,
+                    "jurisdiction": p.jurisdiction, "effective_from": p.effective_from,
+                    "effective_until": p.effective_until, "sha256": p.sha256, "sources": p.sources,
+                    "rules": [{"id": r.id, "title": r.title, "stage": r.stage, "priority": r.priority,
+                               "when": r.when.source.strip(), "tags": list(r.tags),
+                               "outcome": r.outcome.value if r.outcome else None, "obligations": list(r.obligations),
+                               "citation": r.citation.__dict__, "note": r.note} for r in p.rules]})
+        return
+    console.print(f"[bold]{p.id}[/] {p.version}: {p.title}\n{p.instrument}\n"
+                  f"jurisdiction {p.jurisdiction}, in force {p.effective_from} → {p.effective_until or 'open'}\n"
+                  f"sha256:{p.sha256}", highlight=False)
+    table = Table("rule", "stage", "effect", "citation", "when", show_lines=True)
+    for r in p.rules:
+        effect = r.outcome.value if r.outcome else "tags: " + ", ".join(r.tags) if r.tags else "obligations"
+        stage = f"{r.stage} {r.priority}" if r.stage == "decide" else r.stage
+        table.add_row(f"{r.id}\n{r.title}", stage, effect,
+                      f"{r.citation.short()} [{r.citation.evidence}]", " ".join(r.when.source.split()))
+    console.print(table)
+
+
+def decide(
+    ctx: typer.Context,
+    request_path: Annotated[Path, typer.Argument(metavar="REQUEST",
+                                                 help="Request file (JSON or YAML); '-' reads stdin.")],
+    fmt: FormatOpt = OutputFormat.table,
+    region: RegionOpt = None,
+    pack: Annotated[list[str] | None, typer.Option("--pack", help="Use these packs instead of the region's.")] = None,
+) -> None:
+    """Decide an export request against the rule packs."""
+    request = (parse_request_text(sys.stdin.read(), "stdin") if str(request_path) == "-"
+               else load_request(request_path))
+    home = home_of(ctx)
+    if (home / CONFIG_FILE).exists():
+        with Workspace.open(home) as ws:
+            decision = decide_in_workspace(ws, request, region, load_packs(pack) if pack else None)
+    else:  # no workspace: the CN defaults, and ytd only from the request
+        decision = PolicyEngine(load_packs(pack or DEFAULT_PACKS_BY_JURISDICTION["CN"])).decide(request)
+    if fmt == OutputFormat.json:
+        print_json(decision.to_dict())
+        return
+    table = Table("item", "outcome", "rules", title=f"{decision.outcome.value}", title_justify="left")
+    for item in decision.items:
+        table.add_row(item.id, item.outcome.value, ", ".join(item.rules))
+    console.print(table)
+    after = decision.ytd_after
+    console.print(f"people this year after this export: PI {after.pi_subjects:,}, SPI {after.spi_subjects:,}")
+    for ob in decision.obligations:
+        console.print(f"  • {ob}", highlight=False)
+    console.print("packs: " + ", ".join(f"{k} {v[:19]}" for k, v in decision.packs.items()), highlight=False)
+
+
+def classify(
+    ctx: typer.Context,
+    region: RegionOpt = None,
+    to: Annotated[str | None, typer.Option("--to", help="Destination country to decide against (default: "
+                                                        "the first configured destination's).")] = None,
+    fmt: FormatOpt = OutputFormat.table,
+) -> None:
+    """Classify every asset of a region and decide each alone."""
+    with open_workspace(ctx) as ws:
+        with Progress(TextColumn("classify"), BarColumn(), MofNCompleteColumn(), console=console,
+                      transient=True, disable=fmt == OutputFormat.json) as progress:
+            task = progress.add_task("classify", total=None)
+            report = classify_region(ws, region, to, on_progress=lambda n, total: progress.update(
+                task, completed=n, total=total))
+    if fmt == OutputFormat.json:
+        print_json(report.__dict__)
+    else:
+        console.print(f"classified {report.classified} assets in {report.region}")
+        table = Table("outcome", "assets", title="decided alone", title_justify="left")
+        for outcome, n in sorted(report.outcomes.items()):
+            table.add_row(outcome, str(n))
+        console.print(table)
+        console.print("features: " + ", ".join(f"{k} {v}" for k, v in sorted(report.features.items())))
+        for asset_id, problem in report.failed:
+            console.print(f"[red]✗[/] {asset_id}: {problem}", highlight=False)
+    if report.failed:
+        raise typer.Exit(int(ExitCode.PARTIAL))
+
+
+def explain(ctx: typer.Context, asset_id: Annotated[str, typer.Argument(help="Asset id or unique prefix.")],
+            region: RegionOpt = None, fmt: FormatOpt = OutputFormat.table) -> None:
+    """Why an asset was classified and decided as it was."""
+    with open_workspace(ctx) as ws:
+        info = explain_asset(ws, asset_id, region)
+    if fmt == OutputFormat.json:
+        print_json(info)
+        return
+    a, c, d = info["asset"], info["classification"], info["decision"]
+    console.print(f"[bold]{a['id']}[/] {a['kind']} {a['source_path']}", highlight=False)
+    console.print(f"policy kind: {c['policy_kind'] or '(none: not in the policy vocabulary)'}; "
+                  f"features: {', '.join(c['features']) or 'none'}; subjects: {c['subjects']}", highlight=False)
+    for ev in c["evidence"]:
+        console.print("  evidence: " + ", ".join(f"{k}={v}" for k, v in ev.items()), highlight=False)
+    console.print(f"decided alone for {d['destination']} on {d['as_of']}: [bold]{d['outcome']}[/]")
+    for reason in d["reasons"]:
+        console.print(f"  • {reason}", highlight=False)
+    for ob in d.get("obligations", []):
+        console.print(f"  obligation: {ob}", highlight=False)
+    console.print("packs: " + ", ".join(f"{k} {v[:19]}" for k, v in c["packs"].items()), highlight=False)
+
+

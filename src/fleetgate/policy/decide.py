@@ -1,0 +1,214 @@
+"""The decision engine: classify every item with the packs' rules, count subjects, then decide.
+
+1. Classify. Each item's tags are computed to a fixed point: every classify rule is run against
+   the tags of the previous round, until the tags stop changing. Rules therefore do not depend on
+   the order of packs. Unknown kinds or features, or an item no rule classifies, stay LOCAL_ONLY
+   (`unclassified`).
+2. Count. Subjects of items tagged `pi` count toward the PI total, of `spi` toward the SPI total,
+   unless the item is `exempt` or `ftz_listed`. The totals add the year-to-date counts; they are
+   summed across items, never de-duplicated, because a request cannot know overlaps.
+3. Decide. Decide rules run in priority order (then pack order, then file order); the first that
+   matches gives the item's outcome. No match is LOCAL_ONLY: the engine fails closed.
+
+The request takes the most severe outcome among its items.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from fleetgate.policy.packs import Pack, Rule
+from fleetgate.policy.request import DecisionRequest, Item, Ytd
+from fleetgate.policy.vocabulary import (
+    CLASSIFYING_TAGS,
+    FEATURES,
+    KINDS,
+    TAG_PI,
+    TAG_SPI,
+    UNCOUNTED_TAGS,
+    Outcome,
+    most_severe,
+)
+
+MAX_ROUNDS = 8
+UNCLASSIFIED = "unclassified"
+
+
+@dataclass
+class ItemDecision:
+    id: str
+    outcome: Outcome
+    rules: list[str]
+    reasons: list[str]
+    tags: list[str] = field(default_factory=list)
+    obligations: list[str] = field(default_factory=list)
+    counted_as: str | None = None  # "pi" | "spi" | None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"id": self.id, "outcome": self.outcome.value, "rules": self.rules, "reasons": self.reasons}
+
+
+@dataclass
+class Decision:
+    outcome: Outcome
+    items: list[ItemDecision]
+    obligations: list[str]
+    packs: dict[str, str]
+    ytd_before: Ytd
+    ytd_after: Ytd
+    as_of: str
+
+    def to_dict(self) -> dict[str, Any]:
+        """The public JSON shape of `fleetgate decide`."""
+        return {
+            "outcome": self.outcome.value,
+            "items": [item.to_dict() for item in self.items],
+            "obligations": self.obligations,
+            "packs": self.packs,
+            "ytd_after": {"pi_subjects": self.ytd_after.pi_subjects, "spi_subjects": self.ytd_after.spi_subjects},
+        }
+
+
+@dataclass
+class _Classified:
+    tags: frozenset[str]
+    fired: list[Rule]
+    problem: str | None  # why the item is unclassified, when it is
+
+
+class PolicyEngine:
+    """Decides requests against a set of loaded packs."""
+
+    def __init__(self, packs: Sequence[Pack]) -> None:
+        self.packs = list(packs)
+
+    def active_packs(self, request: DecisionRequest) -> list[Pack]:
+        return [p for p in self.packs if p.in_force(request.as_of)]
+
+    def decide(self, request: DecisionRequest, ytd: Ytd | None = None) -> Decision:
+        """Decide a request. `ytd` (from the ledger) is used when the request has none."""
+        packs = self.active_packs(request)
+        pack_order = {p.id: n for n, p in enumerate(packs)}
+        classify_rules = [r for p in packs for r in p.rules if r.stage == "classify"]
+        decide_rules = sorted((r for p in packs for r in p.rules if r.stage == "decide"),
+                              key=lambda r: (r.priority, pack_order[r.pack], r.position))
+        base = {
+            "exporter": {"ciio": request.exporter.ciio, "zone": request.exporter.zone or "",
+                         "surveying_approval": request.exporter.surveying_approval},
+            "destination": request.destination,
+            "mode": request.mode,
+            "as_of": request.as_of.isoformat(),
+        }
+        ytd_before = request.ytd or ytd or Ytd()
+
+        # Items of one shape classify alike, so a 10,000-item request of a few shapes runs
+        # the rules a few times, not 10,000 times.
+        classified: dict[tuple, _Classified] = {}
+        per_item: list[_Classified] = []
+        reads_subjects_early = any("subjects" in r.when.source for r in classify_rules)
+        for item in request.items:
+            key = item.shape() + ((item.subjects,) if reads_subjects_early else ())
+            if key not in classified:
+                classified[key] = _classify(item, classify_rules, base)
+            per_item.append(classified[key])
+
+        pi_total, spi_total = ytd_before.pi_subjects, ytd_before.spi_subjects
+        counted: list[str | None] = []
+        for item, result in zip(request.items, per_item, strict=True):
+            category = _count_category(result.tags)
+            counted.append(category)
+            if category == "spi":
+                spi_total += item.subjects or 0
+            elif category == "pi":
+                pi_total += item.subjects or 0
+        totals = {"pi": pi_total, "spi": spi_total}
+
+        # A rule that reads an item's own subject count makes that count part of the item's shape.
+        reads_subjects = any("subjects" in r.when.source for r in classify_rules + decide_rules)
+        decided: dict[tuple, tuple[Outcome, list[Rule], str | None]] = {}
+        items_out: list[ItemDecision] = []
+        for item, result, category in zip(request.items, per_item, counted, strict=True):
+            key = item.shape() + (category,) + ((item.subjects,) if reads_subjects else ())
+            if key not in decided:
+                decided[key] = _decide(item, result, decide_rules, base, totals, category)
+            outcome, deciding, problem = decided[key]
+            fired = result.fired + deciding
+            reasons = [r.reason() for r in fired]
+            rules = [r.id for r in fired]
+            if problem:
+                rules = ([UNCLASSIFIED] if problem.startswith(UNCLASSIFIED) else []) + rules
+                reasons = ([UNCLASSIFIED] if problem.startswith(UNCLASSIFIED) else []) + [problem] + reasons
+            obligations = [] if outcome is Outcome.LOCAL_ONLY else _unique(o for r in fired for o in r.obligations)
+            items_out.append(ItemDecision(id=item.id, outcome=outcome, rules=rules, reasons=reasons,
+                                          tags=sorted(result.tags), obligations=obligations, counted_as=category))
+
+        return Decision(
+            outcome=most_severe([i.outcome for i in items_out]),
+            items=items_out,
+            obligations=_unique(o for i in items_out for o in i.obligations),
+            packs={p.id: p.hash_ref for p in packs},
+            ytd_before=ytd_before,
+            ytd_after=Ytd(pi_subjects=pi_total, spi_subjects=spi_total),
+            as_of=request.as_of.isoformat(),
+        )
+
+
+def _item_context(item: Item) -> dict[str, Any]:
+    return {"kind": item.kind, "features": sorted(set(item.features)), "anonymized": item.anonymized,
+            "pseudonymized": item.pseudonymized, "exemption": item.exemption or "",
+            "subjects": item.subjects if item.subjects is not None else 0}
+
+
+def _classify(item: Item, rules: list[Rule], base: dict[str, Any]) -> _Classified:
+    unknown_features = sorted(set(item.features) - FEATURES)
+    if item.kind not in KINDS:
+        return _Classified(frozenset(), [], f"{UNCLASSIFIED}: unknown kind '{item.kind}'")
+    if unknown_features:
+        return _Classified(frozenset(), [], f"{UNCLASSIFIED}: unknown feature '{unknown_features[0]}'")
+    context = dict(base, item=_item_context(item))
+    tags: frozenset[str] = frozenset()
+    fired: list[Rule] = []
+    for _ in range(MAX_ROUNDS):
+        context["tags"] = sorted(tags)
+        fired = [r for r in rules if r.when.evaluate(context)]
+        new_tags = frozenset(t for r in fired for t in r.tags)
+        if new_tags == tags:
+            break
+        tags = new_tags
+    else:
+        return _Classified(tags, fired, f"{UNCLASSIFIED}: the classification rules do not settle "
+                                        f"(tags keep changing after {MAX_ROUNDS} rounds)")
+    if not tags & CLASSIFYING_TAGS:
+        return _Classified(tags, fired, f"{UNCLASSIFIED}: no rule of the active packs classifies kind "
+                                        f"'{item.kind}' with these features")
+    return _Classified(tags, fired, None)
+
+
+def _count_category(tags: frozenset[str]) -> str | None:
+    if tags & UNCOUNTED_TAGS:
+        return None
+    if TAG_SPI in tags:
+        return "spi"
+    if TAG_PI in tags:
+        return "pi"
+    return None
+
+
+def _decide(item: Item, result: _Classified, rules: list[Rule], base: dict[str, Any], totals: dict[str, int],
+            category: str | None) -> tuple[Outcome, list[Rule], str | None]:
+    if result.problem:
+        return Outcome.LOCAL_ONLY, [], result.problem
+    if category is not None and item.subjects is None:
+        return Outcome.LOCAL_ONLY, [], ("subjects unknown: the item holds personal information, "
+                                        "so it must state how many people it covers")
+    context = dict(base, item=_item_context(item), tags=sorted(result.tags), totals=totals)
+    for rule in rules:
+        if rule.when.evaluate(context):
+            return rule.outcome or Outcome.LOCAL_ONLY, [rule], None
+    return Outcome.LOCAL_ONLY, [], "no rule of the active packs decides this item; it stays local (fail closed)"
+
+
+def _unique(values: Any) -> list[str]:
+    return list(dict.fromkeys(values))

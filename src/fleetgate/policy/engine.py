@@ -1,0 +1,67 @@
+"""The expression engine behind rule conditions: CEL, compiled once when a pack loads.
+
+Only this module knows which CEL implementation runs. `common-expression-language` (Rust `cel`
+crate) is the default; another engine only has to provide `compile()` returning a `Condition`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import cel
+
+from fleetgate.errors import UsageError
+
+
+class ConditionError(UsageError):
+    """A condition that does not compile, or that fails or returns a non-boolean when run."""
+
+
+class Condition(Protocol):
+    """A compiled boolean expression."""
+
+    source: str
+
+    def variables(self) -> frozenset[str]:
+        """Top-level names the expression reads."""
+        ...
+
+    def evaluate(self, context: Mapping[str, Any]) -> bool:
+        """Run it; raise ConditionError unless the result is a boolean."""
+        ...
+
+
+@dataclass(frozen=True)
+class CelCondition:
+    """A condition compiled by `common-expression-language`."""
+
+    source: str
+    program: Any
+    _variables: frozenset[str]
+
+    def variables(self) -> frozenset[str]:
+        return self._variables
+
+    def evaluate(self, context: Mapping[str, Any]) -> bool:
+        try:
+            result = self.program.execute(context)
+        except Exception as exc:  # the binding raises RuntimeError/TypeError/ValueError
+            raise ConditionError(f"`{self.source}`: {exc}") from exc
+        if not isinstance(result, bool):
+            raise ConditionError(f"`{self.source}`: must be true or false, got {type(result).__name__} {result!r}")
+        return result
+
+
+def compile_condition(source: str) -> Condition:
+    """Compile a CEL expression; a syntax error raises ConditionError with the parser's message."""
+    if not isinstance(source, str) or not source.strip():
+        raise ConditionError("empty condition")
+    try:
+        program = cel.compile(source)
+    except Exception as exc:
+        raise ConditionError(" ".join(str(exc).split())) from exc
+    # Names bound inside comprehension macros (the `f` in `exists(f, ...)`) show up as variables;
+    # the lint compares against the allowed names, so keep them and let it filter.
+    return CelCondition(source=source, program=program, _variables=frozenset(program.variables()))

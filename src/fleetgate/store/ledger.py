@@ -1,0 +1,135 @@
+"""Tables beside the catalog: classifications, per-asset subjects and the data-subject ledger.
+
+The ledger counts distinct people exported per exporter and calendar year, split into PI and
+SPI. People are identified by keyed pseudonyms (never raw identifiers), so a person exported
+twice counts once, and a rerun of the same export adds nothing. Inserts ignore rows that are
+already present, so concurrent exports can only add, never lose, a count.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Connection
+
+from fleetgate.store.catalog import Catalog, metadata, utcnow
+
+classifications = sa.Table(
+    "classifications",
+    metadata,
+    sa.Column("asset_id", sa.String(40), sa.ForeignKey("assets.id"), primary_key=True),
+    sa.Column("policy_kind", sa.String(64)),  # None: the asset has no kind in the policy vocabulary
+    sa.Column("features", sa.JSON, nullable=False),
+    sa.Column("subjects", sa.Integer, nullable=False),
+    sa.Column("evidence", sa.JSON, nullable=False),  # why each feature was set: column, count, method
+    sa.Column("anonymized", sa.Boolean, nullable=False, default=False),
+    sa.Column("pseudonymized", sa.Boolean, nullable=False, default=False),
+    sa.Column("packs", sa.JSON, nullable=False),  # {pack id: sha256:...} in force when classified
+    sa.Column("outcome", sa.String(32)),  # the asset decided alone, for `explain` and the report
+    sa.Column("decision", sa.JSON),
+    sa.Column("classified_at", sa.DateTime(timezone=True), nullable=False),
+)
+
+asset_subjects = sa.Table(
+    "asset_subjects",
+    metadata,
+    sa.Column("asset_id", sa.String(40), sa.ForeignKey("assets.id"), nullable=False, index=True),
+    sa.Column("subject_key", sa.String(64), nullable=False),
+    sa.Column("category", sa.String(8), nullable=False),  # pi | spi
+    sa.PrimaryKeyConstraint("asset_id", "subject_key", "category"),
+)
+
+ledger_subjects = sa.Table(
+    "ledger_subjects",
+    metadata,
+    sa.Column("exporter", sa.String(128), nullable=False),
+    sa.Column("year", sa.Integer, nullable=False),
+    sa.Column("category", sa.String(8), nullable=False),
+    sa.Column("subject_key", sa.String(64), nullable=False),
+    sa.Column("export_id", sa.String(64), nullable=False),
+    sa.Column("recorded_at", sa.DateTime(timezone=True), nullable=False),
+    sa.PrimaryKeyConstraint("exporter", "year", "category", "subject_key"),
+)
+
+
+def _insert_ignore(conn: Connection, table: sa.Table, rows: Sequence[dict[str, Any]]) -> int:
+    if not rows:
+        return 0
+    dialect = conn.dialect.name
+    if dialect == "sqlite":
+        stmt = sqlite.insert(table).on_conflict_do_nothing()
+    elif dialect == "postgresql":
+        stmt = postgresql.insert(table).on_conflict_do_nothing()
+    else:  # pragma: no cover - other databases are not supported
+        raise NotImplementedError(dialect)
+    total = 0
+    for start in range(0, len(rows), 5000):
+        total += conn.execute(stmt, list(rows[start : start + 5000])).rowcount or 0
+    return total
+
+
+class Ledger:
+    """The data-subject ledger and classification records of one region's catalog."""
+
+    def __init__(self, catalog: Catalog) -> None:
+        self.catalog = catalog
+
+    # -- ledger ------------------------------------------------------------------------------
+    def counts(self, exporter: str, year: int, conn: Connection | None = None) -> dict[str, int]:
+        """Distinct people exported by `exporter` in `year`: {"pi": n, "spi": m}."""
+        query = (sa.select(ledger_subjects.c.category, sa.func.count())
+                 .where(ledger_subjects.c.exporter == exporter, ledger_subjects.c.year == year)
+                 .group_by(ledger_subjects.c.category))
+        if conn is None:
+            with self.catalog.engine.connect() as own:
+                rows = own.execute(query).all()
+        else:
+            rows = conn.execute(query).all()
+        out = {"pi": 0, "spi": 0}
+        out.update({category: int(n) for category, n in rows})
+        return out
+
+    def record(self, conn: Connection, exporter: str, year: int, export_id: str,
+               subjects: Iterable[tuple[str, str]], at: datetime | None = None) -> dict[str, int]:
+        """Add (subject_key, category) pairs; returns how many people were new per category."""
+        at = at or utcnow()
+        rows = [{"exporter": exporter, "year": year, "category": category, "subject_key": key,
+                 "export_id": export_id, "recorded_at": at} for key, category in set(subjects)]
+        delta = {"pi": 0, "spi": 0}
+        for category in delta:
+            delta[category] = _insert_ignore(conn, ledger_subjects, [r for r in rows if r["category"] == category])
+        return delta
+
+    # -- classification ----------------------------------------------------------------------
+    def save_classification(self, conn: Connection, row: dict[str, Any],
+                            subjects: Iterable[tuple[str, str]]) -> None:
+        """Replace an asset's classification and its subject keys."""
+        conn.execute(sa.delete(asset_subjects).where(asset_subjects.c.asset_id == row["asset_id"]))
+        conn.execute(sa.delete(classifications).where(classifications.c.asset_id == row["asset_id"]))
+        conn.execute(sa.insert(classifications), [row])
+        pairs = [{"asset_id": row["asset_id"], "subject_key": k, "category": c} for k, c in set(subjects)]
+        _insert_ignore(conn, asset_subjects, pairs)
+
+    def classification(self, asset_id: str) -> dict[str, Any] | None:
+        with self.catalog.engine.connect() as conn:
+            row = conn.execute(sa.select(classifications).where(classifications.c.asset_id == asset_id)).first()
+        return dict(row._mapping) if row else None
+
+    def classifications(self) -> list[dict[str, Any]]:
+        with self.catalog.engine.connect() as conn:
+            return [dict(r._mapping) for r in conn.execute(sa.select(classifications))]
+
+    def subjects_of(self, asset_ids: Iterable[str]) -> list[tuple[str, str]]:
+        """(subject_key, category) of the given assets, across them (duplicates removed)."""
+        ids = list(asset_ids)
+        out: set[tuple[str, str]] = set()
+        with self.catalog.engine.connect() as conn:
+            for start in range(0, len(ids), 500):
+                query = sa.select(asset_subjects.c.subject_key, asset_subjects.c.category).where(
+                    asset_subjects.c.asset_id.in_(ids[start : start + 500]))
+                out.update((k, c) for k, c in conn.execute(query))
+        return sorted(out)
