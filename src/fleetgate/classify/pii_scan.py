@@ -47,14 +47,13 @@ ENTITIES: tuple[Entity, ...] = (
            r"(?:^|[^0-9])(?P<v>[1-9][0-9]{5}(?:18|19|20)[0-9]{2}(?:0[1-9]|1[0-2])"
            r"(?:0[1-9]|[12][0-9]|3[01])[0-9]{3}[0-9Xx])(?:[^0-9]|$)",
            is_valid_resident_id),
-    Entity("vin", "vin", "vin", r"(?:^|[^A-Za-z0-9])(?P<v>[A-HJ-NPR-Z0-9]{17})(?:[^A-Za-z0-9]|$)", is_valid_vin),
+    Entity("vin", "vin", "vin", r"(?:^|[^A-Z0-9])(?P<v>[A-HJ-NPR-Z0-9]{17})(?:[^A-Z0-9]|$)", is_valid_vin),
     Entity("mobile", "owner_contact", "mobile", r"(?:^|[^0-9])(?:\+?86[- ]?)?(?P<v>1[3-9][0-9]{9})(?:[^0-9]|$)",
            _valid_mobile),
     Entity("plate", "plates", "plate", rf"(?P<v>[{_PROVINCES}][A-HJ-NP-Z][A-HJ-NP-Z0-9]{{5,6}})", _valid_plate),
-    Entity("email", "owner_contact", "email", r"(?P<v>[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,})",
-           lambda v: True),
+    Entity("email", "owner_contact", "email",
+           r"(?P<v>[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,})", lambda v: "@" in v),
 )
-ENTITY_ORDER = {e.name: n for n, e in enumerate(ENTITIES)}
 # Which identifier names the person of a row, best first: a VIN links a person's records across tables.
 SUBJECT_PRIORITY = ("vin", "resident_id", "mobile", "email", "plate")
 CJK_NAME = re.compile(r"^[\u4e00-\u9fff]{2,4}$")

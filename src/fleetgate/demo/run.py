@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import date
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -12,14 +13,16 @@ import numpy as np
 import pyarrow.parquet as pq
 from rich.table import Table
 
+from fleetgate.classify import classify_region
 from fleetgate.compute import MODEL_PRESETS, ModelSpec, PlanRow, load_chips, plan_training
 from fleetgate.compute.chips import find_chip
 from fleetgate.compute.plot import plot_time_vs_chips
 from fleetgate.ingest import IngestReport, ingest_drop
 from fleetgate.report import HtmlReport, figure_png
 from fleetgate.sample import SampleSpec, generate_sample
-from fleetgate.store import Region
+from fleetgate.store import Ledger, Region
 from fleetgate.workspace import Workspace, init_workspace
+from fleetgate.workspace.config import save_config
 
 DEMO_REGION = "cn-shanghai"
 DEMO_CHIPS = ["H20", "H100", "Ascend 910B"]
@@ -35,6 +38,7 @@ class DemoResult:
     inventory: list[dict[str, Any]]
     quarantine: list[dict[str, Any]]
     compute: list[PlanRow] = field(default_factory=list)
+    decisions: list[dict[str, Any]] = field(default_factory=list)
 
     def summary_tables(self) -> list[Table]:
         """Rich tables for the terminal."""
@@ -48,7 +52,13 @@ class DemoResult:
                   title_justify="left")
         for r in self.compute:
             c.add_row(r.chip, f"{r.chips:,}", f"{r.days:,.1f}", r.eccn, r.us_licence)
-        return [inv, q, c]
+        d = Table("outcome", "assets", "kinds", title="classified and decided alone (to US)", title_justify="left")
+        by_outcome: dict[str, list[dict]] = {}
+        for row in self.decisions:
+            by_outcome.setdefault(row["outcome"], []).append(row)
+        for outcome, rows in sorted(by_outcome.items()):
+            d.add_row(outcome, str(len(rows)), ", ".join(sorted({r["kind"] for r in rows})))
+        return [inv, q, d, c]
 
 
 Step = Callable[..., None]
@@ -59,7 +69,12 @@ def run_demo(home: Path, on_step: Step | None = None,
     """Run every stage the project has on a fresh (or existing) workspace at `home`."""
     step = on_step or (lambda *a, **k: None)
     home = Path(home)
-    init_workspace(home, DEMO_REGION)
+    config, _ = init_workspace(home, DEMO_REGION)
+    if config.regions[DEMO_REGION].sensitive_areas is None:
+        areas = home / "sensitive_areas.geojson"
+        areas.write_bytes(resources.files("fleetgate.sample").joinpath("data/sensitive_areas.geojson").read_bytes())
+        config.regions[DEMO_REGION].sensitive_areas = areas.name
+        save_config(config)
     drop = home / "drops" / f"sample-s{seed}"
     if not (drop / "drop.json").exists():
         step("generating sample fleet", total=8)
@@ -70,6 +85,9 @@ def run_demo(home: Path, on_step: Step | None = None,
         step("ingesting")
         ingest = ingest_drop(region, drop, on_start=lambda total: step("ingesting", total=total),
                              on_progress=on_progress)
+        step("classifying")
+        classify_region(ws, DEMO_REGION, on_progress=None)
+        decisions = decision_rows(region)
         step("planning compute")
         model = reference_model_for(region)
         chips = load_chips()
@@ -81,9 +99,22 @@ def run_demo(home: Path, on_step: Step | None = None,
         step("writing report")
         inventory = region.catalog.stats(region.name)
         quarantine = region.catalog.list_quarantine(region.name)
-        report = _build_report(region, ingest, inventory, quarantine, model, plans, sized, plot_path)
+        report = _build_report(region, ingest, inventory, quarantine, decisions, model, plans, sized, plot_path)
         path = report.write(home / "report.html")
-    return DemoResult(path, ingest, inventory, quarantine, plans)
+    return DemoResult(path, ingest, inventory, quarantine, plans, decisions)
+
+
+def decision_rows(region: Region) -> list[dict[str, Any]]:
+    """One row per classified asset: what it is, what was found in it, and where it may go."""
+    rows = []
+    for c in Ledger(region.catalog).classifications():
+        asset = region.catalog.get_asset(c["asset_id"])
+        decision = c["decision"] or {}
+        rows.append({"asset": c["asset_id"], "kind": asset["kind"], "path": asset["source_path"],
+                     "features": ", ".join(c["features"]), "subjects": c["subjects"], "outcome": c["outcome"],
+                     "rules": ", ".join(decision.get("rules", [])),
+                     "deciding": (decision.get("reasons") or [""])[-1]})
+    return sorted(rows, key=lambda r: (r["kind"], r["path"]))
 
 
 def reference_model_for(region: Region) -> ModelSpec:
@@ -100,7 +131,7 @@ def reference_model_for(region: Region) -> ModelSpec:
 
 
 def _build_report(region: Region, ingest: IngestReport, inventory: list[dict], quarantine: list[dict],
-                  model: ModelSpec, plans: list[PlanRow], sized: list[PlanRow], plot_path: Path) -> HtmlReport:
+                  decisions: list[dict], model: ModelSpec, plans: list[PlanRow], sized: list[PlanRow], plot_path: Path) -> HtmlReport:
     report = HtmlReport("fleetgate demo: sample fleet in cn-shanghai")
     report.text(f"Drop {ingest.drop_id} → region {ingest.region}: {ingest.files_seen} files, {ingest.landed} landed, "
                 f"{ingest.already_present} already present, {ingest.quarantined} quarantined (run {ingest.run_id}).")
@@ -114,6 +145,17 @@ def _build_report(region: Region, ingest: IngestReport, inventory: list[dict], q
                      [[q["source_drop"], q["source_path"], q["field"], q["reason"]] for q in quarantine])
     else:
         report.text("Nothing was quarantined.")
+    report.heading("Classification and export decisions")
+    report.text("Every asset is classified from its format and content (identifiers in tables, GNSS precision and "
+                "sensitive areas, media assumed to show faces and plates until de-identification), then decided "
+                "alone for the overseas destination (US) with the region's rule packs and ledger.")
+    counts: dict[str, int] = {}
+    for row in decisions:
+        counts[row["outcome"]] = counts.get(row["outcome"], 0) + 1
+    report.table(["outcome", "assets"], [[k, v] for k, v in sorted(counts.items())])
+    report.table(["kind", "file", "features", "subjects", "outcome", "rules that fired", "deciding rule"],
+                 [[r["kind"], r["path"], r["features"], r["subjects"], r["outcome"], r["rules"], r["deciding"]]
+                  for r in decisions])
     report.heading("GNSS tracks (WGS-84)")
     report.image(_tracks_plot(region), "GNSS tracks")
     report.heading("Compute plan under US export controls")

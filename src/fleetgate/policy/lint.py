@@ -123,13 +123,16 @@ def _coverage(packs: list[Pack], probes: list[tuple[Item, Exporter, str, str]]) 
         base = {"exporter": {"ciio": exporter.ciio, "zone": exporter.zone or "",
                              "surveying_approval": exporter.surveying_approval},
                 "destination": destination, "mode": mode, "as_of": "2026-11-21"}
-        try:
-            result = _classify(item, classify, base)
-        except ConditionError as exc:
-            for rule in classify:
-                if rule.when.source in str(exc):
-                    cover.errors.setdefault(rule.id, f"type error on a probe item ({item.kind}): {exc}")
-            continue
+        result = None
+        while result is None:  # a rule that errors is set aside, so it cannot hide the others
+            try:
+                result = _classify(item, [r for r in classify if r.id not in cover.errors], base)
+            except ConditionError as exc:
+                culprits = [r for r in classify if r.id not in cover.errors and r.when.source in str(exc)]
+                if not culprits:
+                    raise
+                for rule in culprits:
+                    cover.errors[rule.id] = f"type error on a probe item ({item.kind}): {exc}"
         cover.fired.update(r.id for r in result.fired)
         if result.problem:
             continue
