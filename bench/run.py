@@ -24,6 +24,7 @@ import numpy as np
 from fleetgate.ingest import ingest_drop
 from fleetgate.sample import SampleSpec, generate_sample
 from fleetgate.workspace import Workspace, init_workspace
+from policy_bench import bench_decisions, bench_pii_scan
 
 
 def machine() -> str:
@@ -132,13 +133,41 @@ def bench_ingest(work: Path, runs: int) -> list[str]:
     return out
 
 
+def merge_sections(path: Path, fresh: list[str]) -> list[str]:
+    """Replace the `## ` sections just measured; keep the others from the existing file, in order."""
+    def split(lines: list[str]) -> dict[str, list[str]]:
+        out: dict[str, list[str]] = {}
+        current = None
+        for line in lines:
+            if line.startswith("## "):
+                current = line
+                out[current] = []
+            if current:
+                out[current].append(line)
+        return out
+
+    old = split(path.read_text(encoding="utf-8").splitlines()) if path.exists() else {}
+    new = split(fresh)
+    merged = {**old, **new}
+    return [line for section in merged.values() for line in section]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--out", type=Path, default=Path("docs/benchmarks.md"))
     parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--only", action="append", choices=["ingest", "policy"],
+                        help="Run only these benchmarks; the other sections of --out are kept.")
     args = parser.parse_args()
+    only = set(args.only or ["ingest", "policy"])
+    sections: list[str] = []
     with tempfile.TemporaryDirectory(prefix="fleetgate-bench-", dir=os.environ.get("FLEETGATE_BENCH_DIR")) as tmp:
-        sections = bench_ingest(Path(tmp), args.runs)
+        if "ingest" in only:
+            sections += bench_ingest(Path(tmp), args.runs)
+        if "policy" in only:
+            sections += bench_decisions(args.runs)
+            sections += bench_pii_scan(Path(tmp), max(3, args.runs // 2))
+    sections = merge_sections(args.out, sections)
     header = [
         "# Benchmarks",
         "",

@@ -146,3 +146,16 @@ def test_decide_reads_ytd_from_the_ledger_when_the_request_omits_it(workspace: W
     out = json.loads(run_cli("decide", str(request), "--format", "json", home=workspace.home, check=True).stdout)
     assert out["ytd_after"]["pi_subjects"] == 100_000
     assert out["outcome"] == "STANDARD_CONTRACT_OR_CERT"
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.integers(0, 2**32 - 1), st.integers(2000, 4999))
+def test_screening_finds_an_identifier_far_beyond_the_sample(seed: int, row: int) -> None:
+    rng = np.random.default_rng(seed)
+    rid = identities.resident_id(rng)
+    notes = ["常规保养"] * 5000
+    notes[row] = f"客户身份证{rid}。"
+    result = scan_table(pa.table({"note": notes}))
+    assert "national_id" in result.features
+    assert result.row_subjects[row] == ("resident_id", rid)
+    assert result.distinct_subjects() == [("resident_id", rid)]

@@ -138,7 +138,8 @@ def test_a_failing_embedded_scenario_is_reported(tmp_path: Path) -> None:
                            {"id": "R-2", "stage": "decide", "priority": 1, "when": "true",
                             "effect": "{outcome: EXPORT_FREE}"}))
     text = path.read_text().replace("tests: []", "tests:\n  - name: wrong on purpose\n    request: {destination: US, "
-                                    "items: [{id: a, kind: production, subjects: 0}]}\n    expect: {outcome: LOCAL_ONLY}")
+                                    "items: [{id: a, kind: production, subjects: 0}]}\n"
+                                    "    expect: {outcome: LOCAL_ONLY}")
     path.write_text(text)
     [result] = run_pack_tests([str(path)])
     assert not result.passed and "outcome EXPORT_FREE, expected LOCAL_ONLY" in result.detail
@@ -155,7 +156,8 @@ request_st = st.fixed_dictionaries({
     "as_of": st.sampled_from(["2023-06-01", "2024-06-01", "2026-11-21"]),
     "destination": st.sampled_from(["US", "DE", "JP"]),
     "mode": st.sampled_from(["transfer", "remote_access"]),
-    "exporter": st.fixed_dictionaries({"ciio": st.booleans(), "zone": st.one_of(st.none(), st.sampled_from(sorted(ZONES))),
+    "exporter": st.fixed_dictionaries({"ciio": st.booleans(),
+                                       "zone": st.one_of(st.none(), st.sampled_from(sorted(ZONES))),
                                        "surveying_approval": st.booleans()}),
     "ytd": st.fixed_dictionaries({"pi_subjects": st.integers(0, 2_000_000), "spi_subjects": st.integers(0, 20_000)}),
     "items": st.lists(item_st, min_size=1, max_size=6),

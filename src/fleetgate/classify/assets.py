@@ -113,7 +113,7 @@ def classify_asset(ws: Workspace, region: str, asset: dict[str, Any], key: bytes
         scan = scan_table(table)
         features.update(scan.features)
         evidence.extend({"method": "pii_scan", **hit} for hit in scan.evidence())
-        subjects.update(pseudonym(key, value, domain) for domain, value in (s for s in scan.row_subjects if s))
+        subjects.update(pseudonym(key, value, domain) for domain, value in scan.distinct_subjects())
     return AssetClassification(
         asset_id=asset["id"], policy_kind=policy_kind, features=sorted(features), subject_keys=sorted(subjects),
         evidence=evidence, anonymized=bool(tags.get("anonymized")), pseudonymized=bool(tags.get("pseudonymized")),

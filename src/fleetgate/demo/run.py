@@ -131,7 +131,8 @@ def reference_model_for(region: Region) -> ModelSpec:
 
 
 def _build_report(region: Region, ingest: IngestReport, inventory: list[dict], quarantine: list[dict],
-                  decisions: list[dict], model: ModelSpec, plans: list[PlanRow], sized: list[PlanRow], plot_path: Path) -> HtmlReport:
+                  decisions: list[dict], model: ModelSpec, plans: list[PlanRow], sized: list[PlanRow],
+                  plot_path: Path) -> HtmlReport:
     report = HtmlReport("fleetgate demo: sample fleet in cn-shanghai")
     report.text(f"Drop {ingest.drop_id} → region {ingest.region}: {ingest.files_seen} files, {ingest.landed} landed, "
                 f"{ingest.already_present} already present, {ingest.quarantined} quarantined (run {ingest.run_id}).")

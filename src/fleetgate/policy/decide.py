@@ -19,6 +19,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from fleetgate.policy.engine import EvalContext, new_context
 from fleetgate.policy.packs import Pack, Rule
 from fleetgate.policy.request import DecisionRequest, Item, Ytd
 from fleetgate.policy.vocabulary import (
@@ -81,8 +82,11 @@ class _Classified:
 class PolicyEngine:
     """Decides requests against a set of loaded packs."""
 
-    def __init__(self, packs: Sequence[Pack]) -> None:
+    def __init__(self, packs: Sequence[Pack], memoize: bool = True) -> None:
         self.packs = list(packs)
+        # Items of one shape classify alike; memoizing by shape is exact (see Item.shape) and is
+        # switched off only to measure the engine without it.
+        self.memoize = memoize
 
     def active_packs(self, request: DecisionRequest) -> list[Pack]:
         return [p for p in self.packs if p.in_force(request.as_of)]
@@ -107,11 +111,13 @@ class PolicyEngine:
         # the rules a few times, not 10,000 times.
         classified: dict[tuple, _Classified] = {}
         per_item: list[_Classified] = []
+        context = new_context(base)
         reads_subjects_early = any("subjects" in r.when.source for r in classify_rules)
         for item in request.items:
-            key = item.shape() + ((item.subjects,) if reads_subjects_early else ())
+            key = item.shape() + ((item.subjects,) if reads_subjects_early else ()) + \
+                (() if self.memoize else (item.id,))
             if key not in classified:
-                classified[key] = _classify(item, classify_rules, base)
+                classified[key] = _classify(item, classify_rules, context)
             per_item.append(classified[key])
 
         pi_total, spi_total = ytd_before.pi_subjects, ytd_before.spi_subjects
@@ -128,11 +134,13 @@ class PolicyEngine:
         # A rule that reads an item's own subject count makes that count part of the item's shape.
         reads_subjects = any("subjects" in r.when.source for r in classify_rules + decide_rules)
         decided: dict[tuple, tuple[Outcome, list[Rule], str | None]] = {}
+        context.set("totals", totals)
         items_out: list[ItemDecision] = []
         for item, result, category in zip(request.items, per_item, counted, strict=True):
-            key = item.shape() + (category,) + ((item.subjects,) if reads_subjects else ())
+            key = item.shape() + (category,) + ((item.subjects,) if reads_subjects else ()) + \
+                (() if self.memoize else (item.id,))
             if key not in decided:
-                decided[key] = _decide(item, result, decide_rules, base, totals, category)
+                decided[key] = _decide(item, result, decide_rules, context, category)
             outcome, deciding, problem = decided[key]
             fired = result.fired + deciding
             reasons = [r.reason() for r in fired]
@@ -161,18 +169,24 @@ def _item_context(item: Item) -> dict[str, Any]:
             "subjects": item.subjects if item.subjects is not None else 0}
 
 
-def _classify(item: Item, rules: list[Rule], base: dict[str, Any]) -> _Classified:
+def _classify(item: Item, rules: list[Rule], context: EvalContext) -> _Classified:
     unknown_features = sorted(set(item.features) - FEATURES)
     if item.kind not in KINDS:
         return _Classified(frozenset(), [], f"{UNCLASSIFIED}: unknown kind '{item.kind}'")
     if unknown_features:
         return _Classified(frozenset(), [], f"{UNCLASSIFIED}: unknown feature '{unknown_features[0]}'")
-    context = dict(base, item=_item_context(item))
-    tags: frozenset[str] = frozenset()
-    fired: list[Rule] = []
+    context.set("item", _item_context(item))
+    context.set("tags", [])
+    # Rules that do not read tags give the same answer every round: evaluate them once.
+    fixed = [r for r in rules if "tags" not in r.when.variables() and r.when.evaluate(context)]
+    dependent = [r for r in rules if "tags" in r.when.variables()]
+    fixed_ids = {r.id for r in fixed}
+    tags: frozenset[str] = frozenset(t for r in fixed for t in r.tags)
+    fired: list[Rule] = fixed
     for _ in range(MAX_ROUNDS):
-        context["tags"] = sorted(tags)
-        fired = [r for r in rules if r.when.evaluate(context)]
+        context.set("tags", sorted(tags))
+        hits = {r.id for r in dependent if r.when.evaluate(context)}
+        fired = [r for r in rules if r.id in fixed_ids or r.id in hits]
         new_tags = frozenset(t for r in fired for t in r.tags)
         if new_tags == tags:
             break
@@ -196,14 +210,15 @@ def _count_category(tags: frozenset[str]) -> str | None:
     return None
 
 
-def _decide(item: Item, result: _Classified, rules: list[Rule], base: dict[str, Any], totals: dict[str, int],
+def _decide(item: Item, result: _Classified, rules: list[Rule], context: EvalContext,
             category: str | None) -> tuple[Outcome, list[Rule], str | None]:
     if result.problem:
         return Outcome.LOCAL_ONLY, [], result.problem
     if category is not None and item.subjects is None:
         return Outcome.LOCAL_ONLY, [], ("subjects unknown: the item holds personal information, "
                                         "so it must state how many people it covers")
-    context = dict(base, item=_item_context(item), tags=sorted(result.tags), totals=totals)
+    context.set("item", _item_context(item))
+    context.set("tags", sorted(result.tags))
     for rule in rules:
         if rule.when.evaluate(context):
             return rule.outcome or Outcome.LOCAL_ONLY, [rule], None

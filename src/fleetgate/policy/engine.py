@@ -28,9 +28,23 @@ class Condition(Protocol):
         """Top-level names the expression reads."""
         ...
 
-    def evaluate(self, context: Mapping[str, Any]) -> bool:
+    def evaluate(self, context: Mapping[str, Any] | EvalContext) -> bool:
         """Run it; raise ConditionError unless the result is a boolean."""
         ...
+
+
+class EvalContext:
+    """Variables converted to CEL values once and reused by every rule.
+
+    Converting a Python dict to CEL on each call costs more than evaluating most rules, so the
+    engine keeps one context per request and replaces only the variables that change.
+    """
+
+    def __init__(self, variables: Mapping[str, Any]) -> None:
+        self.native = cel.Context(dict(variables))
+
+    def set(self, name: str, value: Any) -> None:
+        self.native.add_variable(name, value)
 
 
 @dataclass(frozen=True)
@@ -44,14 +58,19 @@ class CelCondition:
     def variables(self) -> frozenset[str]:
         return self._variables
 
-    def evaluate(self, context: Mapping[str, Any]) -> bool:
+    def evaluate(self, context: Mapping[str, Any] | EvalContext) -> bool:
         try:
-            result = self.program.execute(context)
+            result = self.program.execute(context.native if isinstance(context, EvalContext) else context)
         except Exception as exc:  # the binding raises RuntimeError/TypeError/ValueError
             raise ConditionError(f"`{self.source}`: {exc}") from exc
         if not isinstance(result, bool):
             raise ConditionError(f"`{self.source}`: must be true or false, got {type(result).__name__} {result!r}")
         return result
+
+
+def new_context(variables: Mapping[str, Any]) -> EvalContext:
+    """A reusable evaluation context for the conditions this module compiles."""
+    return EvalContext(variables)
 
 
 def compile_condition(source: str) -> Condition:

@@ -14,7 +14,7 @@ import re
 from dataclasses import dataclass
 
 from fleetgate.policy.decide import PolicyEngine, _classify, _item_context
-from fleetgate.policy.engine import ConditionError
+from fleetgate.policy.engine import ConditionError, new_context
 from fleetgate.policy.packs import DEFAULT_PACKS_BY_JURISDICTION, Pack, PackError, load_pack
 from fleetgate.policy.request import DecisionRequest, Exporter, Item, Ytd, parse_request
 from fleetgate.policy.vocabulary import (
@@ -120,13 +120,13 @@ def _coverage(packs: list[Pack], probes: list[tuple[Item, Exporter, str, str]]) 
     decide = sorted((r for p in packs for r in p.rules if r.stage == "decide"),
                     key=lambda r: (r.priority, order[r.pack], r.position))
     for item, exporter, destination, mode in probes:
-        base = {"exporter": {"ciio": exporter.ciio, "zone": exporter.zone or "",
-                             "surveying_approval": exporter.surveying_approval},
-                "destination": destination, "mode": mode, "as_of": "2026-11-21"}
+        context = new_context({"exporter": {"ciio": exporter.ciio, "zone": exporter.zone or "",
+                                            "surveying_approval": exporter.surveying_approval},
+                               "destination": destination, "mode": mode, "as_of": "2026-11-21"})
         result = None
         while result is None:  # a rule that errors is set aside, so it cannot hide the others
             try:
-                result = _classify(item, [r for r in classify if r.id not in cover.errors], base)
+                result = _classify(item, [r for r in classify if r.id not in cover.errors], context)
             except ConditionError as exc:
                 culprits = [r for r in classify if r.id not in cover.errors and r.when.source in str(exc)]
                 if not culprits:
@@ -136,8 +136,10 @@ def _coverage(packs: list[Pack], probes: list[tuple[Item, Exporter, str, str]]) 
         cover.fired.update(r.id for r in result.fired)
         if result.problem:
             continue
+        context.set("item", _item_context(item))
+        context.set("tags", sorted(result.tags))
         for pi, spi in PROBE_TOTALS:
-            context = dict(base, item=_item_context(item), tags=sorted(result.tags), totals={"pi": pi, "spi": spi})
+            context.set("totals", {"pi": pi, "spi": spi})
             for rule in decide:
                 if rule.id in cover.errors:
                     continue
