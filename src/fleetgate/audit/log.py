@@ -1,0 +1,325 @@
+"""The region's transparency log: an append-only RFC 6962 Merkle log in the catalog database.
+
+Every decision, approval, export, key use and de-identification run is appended as one canonical
+JSON entry holding digests and metadata, never raw personal information. Each entry carries its
+own index and the previous leaf hash, so a reordered, dropped or inserted row is caught at the
+first bad index even before the signed checkpoints are checked.
+
+Checkpoints use the C2SP tlog-checkpoint format, signed as a C2SP signed note with the region's
+Ed25519 key; a witness may add a cosignature (witness.py).
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from fleetgate.audit.merkle import (
+    EMPTY_ROOT,
+    consistency_proof,
+    inclusion_proof,
+    leaf_hash,
+    node_hash,
+)
+from fleetgate.errors import FleetgateError
+from fleetgate.keys import KeyStore, verify_signature
+from fleetgate.store import Catalog
+from fleetgate.store.catalog import metadata, utcnow
+
+log_entries = sa.Table(
+    "log_entries",
+    metadata,
+    sa.Column("idx", sa.BigInteger, primary_key=True, autoincrement=False),
+    sa.Column("entry", sa.Text, nullable=False),  # canonical JSON, the exact bytes hashed
+    sa.Column("leaf_hash", sa.String(64), nullable=False),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+)
+
+log_checkpoints = sa.Table(
+    "log_checkpoints",
+    metadata,
+    sa.Column("size", sa.BigInteger, primary_key=True, autoincrement=False),
+    sa.Column("root", sa.String(64), nullable=False),
+    sa.Column("note", sa.Text, nullable=False),  # signed note, cosignatures appended
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+)
+
+
+class LogError(FleetgateError):
+    """The log failed verification or a proof was asked for something it does not hold."""
+
+
+def canonical(entry: dict[str, Any]) -> bytes:
+    """The bytes an entry is hashed as: sorted keys, no spaces, UTF-8."""
+    return json.dumps(entry, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+
+
+def digest(data: bytes | str | dict) -> str:
+    """sha256:hex of bytes, text or a canonical JSON object; what the log stores instead of content."""
+    if isinstance(data, dict):
+        data = canonical(data)
+    if isinstance(data, str):
+        data = data.encode("utf-8")
+    return "sha256:" + hashlib.sha256(data).hexdigest()
+
+
+# ---- signed notes (C2SP signed-note, Ed25519) -------------------------------------------------------
+def key_id(name: str, public: bytes, kind: int = 0x01) -> bytes:
+    """4-byte key hash of a signed-note key: SHA-256(name || '\\n' || type || public key)[:4]."""
+    return hashlib.sha256(name.encode() + b"\n" + bytes([kind]) + public).digest()[:4]
+
+
+def checkpoint_body(origin: str, size: int, root: bytes) -> str:
+    return f"{origin}\n{size}\n{base64.b64encode(root).decode()}\n"
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    origin: str
+    size: int
+    root: bytes
+    signatures: tuple[tuple[str, bytes], ...]  # (key name, base64-decoded signature blob)
+
+    @property
+    def body(self) -> str:
+        return checkpoint_body(self.origin, self.size, self.root)
+
+    def text(self) -> str:
+        lines = [f"— {name} {base64.b64encode(blob).decode()}" for name, blob in self.signatures]
+        return self.body + "\n" + "\n".join(lines) + "\n"
+
+    @classmethod
+    def parse(cls, text: str) -> Checkpoint:
+        try:
+            body, _, sigs = text.partition("\n\n")
+            origin, size_s, root_b64 = body.split("\n")
+            size = int(size_s)
+            root = base64.b64decode(root_b64, validate=True)
+            if len(root) != 32 or size < 0 or str(size) != size_s:
+                raise ValueError("bad size or root")
+            signatures = []
+            for line in sigs.strip("\n").split("\n"):
+                dash, name, blob = line.split(" ")
+                if dash != "—":
+                    raise ValueError("signature lines start with an em dash")
+                signatures.append((name, base64.b64decode(blob, validate=True)))
+        except (ValueError, TypeError) as exc:
+            raise LogError(f"not a checkpoint: {exc}") from exc
+        return cls(origin, size, root, tuple(signatures))
+
+    def verify_signature(self, name: str, public: bytes) -> bool:
+        """Whether a signature line by `name` verifies with `public` over the body."""
+        kid = key_id(name, public)
+        for sig_name, blob in self.signatures:
+            if sig_name == name and len(blob) == 68 and blob[:4] == kid:
+                if verify_signature(public, blob[4:], self.body.encode()):
+                    return True
+        return False
+
+
+# ---- the log ---------------------------------------------------------------------------------------
+class TransparencyLog:
+    """The append-only log of one region."""
+
+    def __init__(self, catalog: Catalog, keys: KeyStore, origin: str) -> None:
+        self.catalog = catalog
+        self.keys = keys
+        self.origin = origin
+        self.key_name = origin
+        metadata.create_all(catalog.engine, tables=[log_entries, log_checkpoints])
+
+    # -- writing ---------------------------------------------------------------------------------
+    def append(self, conn: Connection, kind: str, payload: dict[str, Any]) -> tuple[int, str]:
+        """Append one entry inside the caller's transaction; returns (index, leaf hash hex)."""
+        return self.append_many(conn, [(kind, payload)])[0]
+
+    def append_many(self, conn: Connection, entries: Sequence[tuple[str, dict[str, Any]]]) -> list[tuple[int, str]]:
+        """Append entries in order, in one statement, inside the caller's transaction."""
+        last = conn.execute(sa.select(log_entries.c.idx, log_entries.c.leaf_hash)
+                            .order_by(log_entries.c.idx.desc()).limit(1)).first()
+        index, prev = (last[0] + 1, last[1]) if last else (0, "")
+        now = utcnow()
+        rows, out = [], []
+        for kind, payload in entries:
+            if "type" in payload or "index" in payload or "prev" in payload:
+                raise ValueError("payload may not set type, index or prev")
+            entry = {"type": kind, "index": index, "prev": prev, "at": now.isoformat(), **payload}
+            data = canonical(entry)
+            lh = leaf_hash(data).hex()
+            rows.append({"idx": index, "entry": data.decode("utf-8"), "leaf_hash": lh, "created_at": now})
+            out.append((index, lh))
+            index, prev = index + 1, lh
+        conn.execute(sa.insert(log_entries), rows)
+        return out
+
+    # -- reading ---------------------------------------------------------------------------------
+    def size(self) -> int:
+        with self.catalog.engine.connect() as conn:
+            return int(conn.execute(sa.select(sa.func.count()).select_from(log_entries)).scalar_one())
+
+    def entry(self, index: int) -> dict[str, Any]:
+        with self.catalog.engine.connect() as conn:
+            row = conn.execute(sa.select(log_entries.c.entry).where(log_entries.c.idx == index)).first()
+        if row is None:
+            raise LogError(f"no log entry {index}")
+        return json.loads(row[0])
+
+    def entries(self, kind: str | None = None, limit: int | None = None) -> list[dict[str, Any]]:
+        query = sa.select(log_entries.c.entry).order_by(log_entries.c.idx)
+        with self.catalog.engine.connect() as conn:
+            out = [json.loads(r[0]) for r in conn.execute(query)]
+        if kind:
+            out = [e for e in out if e["type"] == kind]
+        return out[-limit:] if limit else out
+
+    def _leaf_hashes(self, size: int | None = None) -> list[bytes]:
+        query = sa.select(log_entries.c.leaf_hash).order_by(log_entries.c.idx)
+        if size is not None:
+            query = query.where(log_entries.c.idx < size)
+        with self.catalog.engine.connect() as conn:
+            return [bytes.fromhex(r[0]) for r in conn.execute(query)]
+
+    # -- checkpoints and proofs --------------------------------------------------------------------
+    def public_key(self) -> bytes:
+        return self.keys.public_key("signing")
+
+    def checkpoint(self) -> Checkpoint:
+        """Sign and store a checkpoint of the current tree (the same one again if nothing changed)."""
+        leaves = self._leaf_hashes()
+        size = len(leaves)
+        root = prefix_roots(leaves, [size])[size]
+        body = checkpoint_body(self.origin, size, root)
+        signature = self.keys.sign(body.encode(), "signing")
+        blob = key_id(self.key_name, self.public_key()) + signature
+        cp = Checkpoint(self.origin, size, root, ((self.key_name, blob),))
+        with self.catalog.transaction() as conn:
+            exists = conn.execute(sa.select(log_checkpoints.c.note).where(log_checkpoints.c.size == size)).first()
+            if exists:
+                return Checkpoint.parse(exists[0])
+            conn.execute(sa.insert(log_checkpoints).values(size=size, root=root.hex(), note=cp.text(),
+                                                           created_at=utcnow()))
+        return cp
+
+    def latest_checkpoint(self) -> Checkpoint | None:
+        with self.catalog.engine.connect() as conn:
+            row = conn.execute(sa.select(log_checkpoints.c.note).order_by(log_checkpoints.c.size.desc())).first()
+        return Checkpoint.parse(row[0]) if row else None
+
+    def checkpoints(self) -> list[Checkpoint]:
+        with self.catalog.engine.connect() as conn:
+            rows = conn.execute(sa.select(log_checkpoints.c.note).order_by(log_checkpoints.c.size)).all()
+        return [Checkpoint.parse(r[0]) for r in rows]
+
+    def store_cosigned(self, cp: Checkpoint) -> None:
+        with self.catalog.transaction() as conn:
+            conn.execute(sa.update(log_checkpoints).where(log_checkpoints.c.size == cp.size).values(note=cp.text()))
+
+    def prove(self, index: int, size: int | None = None) -> dict[str, Any]:
+        """Inclusion proof of entry `index` in the tree of `size` (default: the latest checkpoint's)."""
+        if size is None:
+            cp = self.latest_checkpoint()
+            if cp is None or cp.size <= index:
+                cp = self.checkpoint()
+            size = cp.size
+        leaves = self._leaf_hashes(size)
+        if not 0 <= index < len(leaves):
+            raise LogError(f"entry {index} is not in a tree of size {len(leaves)}")
+        return {"index": index, "size": size, "leaf_hash": leaves[index].hex(),
+                "proof": [p.hex() for p in inclusion_proof(index, leaves)],
+                "root": prefix_roots(leaves, [size])[size].hex()}
+
+    def consistency(self, old_size: int, new_size: int) -> list[bytes]:
+        leaves = self._leaf_hashes(new_size)
+        if len(leaves) != new_size:
+            raise LogError(f"the log holds {len(leaves)} entries, fewer than {new_size}")
+        return consistency_proof(old_size, leaves) if old_size else []
+
+    # -- verification ----------------------------------------------------------------------------------
+    def verify(self) -> VerifyReport:
+        """Recompute every leaf, the chain, and every checkpoint's root and signature."""
+        with self.catalog.engine.connect() as conn:
+            rows = conn.execute(sa.select(log_entries.c.idx, log_entries.c.entry, log_entries.c.leaf_hash)
+                                .order_by(log_entries.c.idx)).all()
+        leaves: list[bytes] = []
+        prev = ""
+        for position, (idx, text, stored) in enumerate(rows):
+            if idx != position:
+                raise LogError(f"entry {position}: missing (the next stored entry is {idx})" if idx > position
+                               else f"entry {position}: duplicated index {idx}")
+            data = text.encode("utf-8")
+            computed = leaf_hash(data).hex()
+            if computed != stored:
+                raise LogError(f"entry {position}: content does not match its leaf hash (altered)")
+            try:
+                entry = json.loads(text)
+            except json.JSONDecodeError:
+                raise LogError(f"entry {position}: not JSON") from None
+            if entry.get("index") != position:
+                raise LogError(f"entry {position}: claims index {entry.get('index')} (reordered or inserted)")
+            if entry.get("prev") != prev:
+                raise LogError(f"entry {position}: previous-leaf link broken (an entry before it was "
+                               "dropped, inserted or replaced)")
+            if canonical(entry) != data:
+                raise LogError(f"entry {position}: not in canonical form")
+            leaves.append(bytes.fromhex(computed))
+            prev = computed
+        checkpoints = self.checkpoints()
+        public = self.public_key()
+        roots = prefix_roots(leaves, [cp.size for cp in checkpoints if cp.size <= len(leaves)])
+        for cp in checkpoints:
+            if cp.origin != self.origin:
+                raise LogError(f"checkpoint of size {cp.size}: origin {cp.origin!r} is not {self.origin!r}")
+            if not cp.verify_signature(self.key_name, public):
+                raise LogError(f"checkpoint of size {cp.size}: signature does not verify")
+            if cp.size > len(leaves):
+                raise LogError(f"entry {len(leaves)}: missing; a signed checkpoint covers {cp.size} entries")
+            if roots[cp.size] != cp.root:
+                raise LogError(f"checkpoint of size {cp.size}: root differs from the entries; the first bad "
+                               f"entry is below index {cp.size}")
+        return VerifyReport(entries=len(leaves), checkpoints=len(checkpoints),
+                            root=(roots.get(len(leaves)) or prefix_roots(leaves, [len(leaves)])[len(leaves)]).hex())
+
+
+@dataclass(frozen=True)
+class VerifyReport:
+    entries: int
+    checkpoints: int
+    root: str
+
+
+def prefix_roots(leaves: Sequence[bytes], sizes: Iterable[int]) -> dict[int, bytes]:
+    """Roots of the first `size` leaves for each size, in one pass over a stack of perfect subtrees."""
+    wanted = sorted(set(sizes))
+    out: dict[int, bytes] = {}
+    if 0 in wanted:
+        out[0] = EMPTY_ROOT
+    stack: list[tuple[int, bytes]] = []  # (height, hash) of perfect subtrees, left to right
+    pos = 0
+    want = iter(s for s in wanted if s > 0)
+    target = next(want, None)
+    for count, leaf in enumerate(leaves, 1):
+        stack.append((0, leaf))
+        while len(stack) > 1 and stack[-1][0] == stack[-2][0]:
+            (h, right), (_, left) = stack.pop(), stack.pop()
+            stack.append((h + 1, node_hash(left, right)))
+        pos = count
+        while target is not None and target == pos:
+            root = stack[-1][1]
+            for _, h in reversed(stack[:-1]):
+                root = node_hash(h, root)
+            out[target] = root
+            target = next(want, None)
+    return out
+
+
+def open_log(ws: Any, region: str | None = None) -> TransparencyLog:
+    """The transparency log of a workspace region, signed with the region's key."""
+    name = ws.config.region(region).name
+    return TransparencyLog(ws.region(name).catalog, ws.keys(name), origin=f"fleetgate/{name}")

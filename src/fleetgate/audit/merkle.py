@@ -1,0 +1,147 @@
+"""RFC 6962 / RFC 9162 Merkle tree hashing, inclusion and consistency proofs.
+
+    leaf hash  = SHA-256(0x00 || entry)
+    node hash  = SHA-256(0x01 || left || right)
+    MTH of n leaves splits at k, the largest power of two smaller than n.
+
+The verifiers follow RFC 9162 §2.1.3.2 and §2.1.4.2 step by step; they are the security boundary,
+so they are small and never trust sizes or proof lengths they did not check.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+
+EMPTY_ROOT = hashlib.sha256(b"").digest()
+
+
+def leaf_hash(entry: bytes) -> bytes:
+    return hashlib.sha256(b"\x00" + entry).digest()
+
+
+def node_hash(left: bytes, right: bytes) -> bytes:
+    return hashlib.sha256(b"\x01" + left + right).digest()
+
+
+def _split(n: int) -> int:
+    """Largest power of two strictly smaller than n (n >= 2)."""
+    k = 1
+    while k << 1 < n:
+        k <<= 1
+    return k
+
+
+def root_from_leaf_hashes(leaves: Sequence[bytes]) -> bytes:
+    """MTH over leaf hashes, computed bottom-up (equal to the recursive definition)."""
+    if not leaves:
+        return EMPTY_ROOT
+    level = list(leaves)
+    while len(level) > 1:
+        nxt = [node_hash(level[i], level[i + 1]) for i in range(0, len(level) - 1, 2)]
+        if len(level) % 2:
+            nxt.append(level[-1])  # an odd node is promoted unchanged, as the split at k implies
+        level = nxt
+    return level[0]
+
+
+def _subtree_root(leaves: Sequence[bytes], start: int, end: int) -> bytes:
+    return root_from_leaf_hashes(leaves[start:end])
+
+
+def inclusion_proof(index: int, leaves: Sequence[bytes]) -> list[bytes]:
+    """PATH(m, D[n]) of RFC 9162 §2.1.3.1 for leaf `index` in a tree of len(leaves)."""
+    n = len(leaves)
+    if not 0 <= index < n:
+        raise ValueError(f"index {index} outside a tree of size {n}")
+    proof: list[bytes] = []
+    start, end, m = 0, n, index
+    path: list[bytes] = []
+    while end - start > 1:
+        k = _split(end - start)
+        if m < k:
+            path.append(_subtree_root(leaves, start + k, end))
+            end = start + k
+        else:
+            path.append(_subtree_root(leaves, start, start + k))
+            start, m = start + k, m - k
+    proof = list(reversed(path))
+    return proof
+
+
+def consistency_proof(old_size: int, leaves: Sequence[bytes]) -> list[bytes]:
+    """PROOF(m, D[n]) of RFC 9162 §2.1.4.1."""
+    n = len(leaves)
+    if not 0 < old_size <= n:
+        raise ValueError(f"old size {old_size} is not in 1..{n}")
+    return _subproof(old_size, leaves, 0, n, True)
+
+
+def _subproof(m: int, leaves: Sequence[bytes], start: int, end: int, complete: bool) -> list[bytes]:
+    n = end - start
+    if m == n:
+        return [] if complete else [_subtree_root(leaves, start, end)]
+    k = _split(n)
+    if m <= k:
+        return _subproof(m, leaves, start, start + k, complete) + [_subtree_root(leaves, start + k, end)]
+    return _subproof(m - k, leaves, start + k, end, False) + [_subtree_root(leaves, start, start + k)]
+
+
+def verify_inclusion(leaf: bytes, index: int, size: int, proof: Sequence[bytes], root: bytes) -> bool:
+    """RFC 9162 §2.1.3.2."""
+    if not 0 <= index < size or any(len(p) != 32 for p in proof):
+        return False
+    fn, sn = index, size - 1
+    r = leaf
+    for p in proof:
+        if sn == 0:
+            return False
+        if fn & 1 or fn == sn:
+            r = node_hash(p, r)
+            if not fn & 1:
+                while True:
+                    fn >>= 1
+                    sn >>= 1
+                    if fn & 1 or fn == 0:
+                        break
+        else:
+            r = node_hash(r, p)
+        fn >>= 1
+        sn >>= 1
+    return sn == 0 and r == root
+
+
+def verify_consistency(old_size: int, new_size: int, proof: Sequence[bytes], old_root: bytes,
+                       new_root: bytes) -> bool:
+    """RFC 9162 §2.1.4.2."""
+    if any(len(p) != 32 for p in proof):
+        return False
+    if old_size == new_size:
+        return not proof and old_root == new_root
+    if not 0 < old_size < new_size or not proof:
+        return False
+    path = list(proof)
+    if old_size & (old_size - 1) == 0:  # a power of two: the old root is the first node
+        path.insert(0, old_root)
+    fn, sn = old_size - 1, new_size - 1
+    while fn & 1:
+        fn >>= 1
+        sn >>= 1
+    fr = sr = path[0]
+    for c in path[1:]:
+        if sn == 0:
+            return False
+        if fn & 1 or fn == sn:
+            fr = node_hash(c, fr)
+            sr = node_hash(c, sr)
+            if not fn & 1:
+                while True:
+                    fn >>= 1
+                    sn >>= 1
+                    if fn & 1 or fn == 0:
+                        break
+        else:
+            sr = node_hash(sr, c)
+        fn >>= 1
+        sn >>= 1
+    return sn == 0 and fr == old_root and sr == new_root

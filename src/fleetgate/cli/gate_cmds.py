@@ -1,0 +1,164 @@
+"""`fleetgate export plan|approve|run|ls`, `fleetgate audit ...` and `fleetgate verify-package`."""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+from rich.table import Table
+
+from fleetgate.audit import Witness, open_log
+from fleetgate.cli._common import OutputFormat, console, human_bytes, open_workspace, print_json
+from fleetgate.errors import UsageError
+from fleetgate.gate import approve_plan, list_exports, make_plan, read_plan, run_export, verify_package, write_plan
+
+export_app = typer.Typer(no_args_is_help=True)
+audit_app = typer.Typer(no_args_is_help=True)
+RegionOpt = Annotated[str | None, typer.Option(help="Region (default: the workspace default).")]
+FormatOpt = Annotated[OutputFormat, typer.Option("--format", help="table or json.")]
+
+
+def _date(value: str, option: str) -> dt.date:
+    try:
+        return dt.date.fromisoformat(value)
+    except ValueError:
+        raise UsageError(f"{option}: not a date (YYYY-MM-DD): {value!r}") from None
+
+
+@export_app.command("plan", help="Decide the selected assets for a destination and write a plan.")
+def plan(ctx: typer.Context,
+         to: Annotated[str, typer.Option("--to", help="Destination name from fleetgate.toml.")],
+         out: Annotated[Path, typer.Option("-o", "--out", help="Where to write the plan (JSON).")],
+         select: Annotated[str | None, typer.Option(help="CEL over `asset` (kind, vehicle, clip_id, t_start, "
+                                                         "t_end, features, source_path, bytes).")] = None,
+         purpose: Annotated[str, typer.Option(help="Why the data leaves; approvals are locked to it.")] = "",
+         region: RegionOpt = None,
+         as_of: Annotated[str | None, typer.Option("--as-of", help="Decide as on this date.")] = None,
+         fmt: FormatOpt = OutputFormat.table) -> None:
+    with open_workspace(ctx) as ws:
+        p = make_plan(ws, to, select, purpose, region, _date(as_of, "--as-of") if as_of else None)
+    write_plan(p, out)
+    if fmt == OutputFormat.json:
+        print_json({k: v for k, v in p.items() if k != "items"})
+        return
+    title = f"{p['plan_id']} → {to} ({p['destination']['country']})"
+    table = Table("outcome", "assets", "bytes", "subjects", title=title, title_justify="left")
+    for outcome, s in sorted(p["summary"].items()):
+        table.add_row(outcome, str(s["assets"]), human_bytes(s["bytes"]), f"{s['subjects']:,}")
+    console.print(table)
+    console.print(f"wrote {out}")
+
+
+@export_app.command("approve", help="Record a filing approval for a plan's contract/assessment items.")
+def approve(ctx: typer.Context, plan_path: Annotated[Path, typer.Argument(metavar="PLAN")],
+            ref: Annotated[str, typer.Option(help="Filing number of the assessment, contract or certificate.")],
+            by: Annotated[str, typer.Option(help="Who approves.")],
+            role: Annotated[str, typer.Option(help="Approver's role (compliance).")],
+            valid_until: Annotated[str, typer.Option("--valid-until", help="Last day the approval holds.")]) -> None:
+    p = read_plan(plan_path)
+    with open_workspace(ctx) as ws:
+        row = approve_plan(ws, p, ref, by, role, _date(valid_until, "--valid-until"))
+    console.print(f"approval {row['id']} ({ref}) for {', '.join(row['kinds'])} → {row['destination_country']}, "
+                  f"up to {row['max_subjects']:,} people, valid until {row['valid_until']}")
+
+
+@export_app.command("run", help="Re-check a plan and publish what may leave as a signed package.")
+def run(ctx: typer.Context, plan_path: Annotated[Path, typer.Argument(metavar="PLAN")],
+        fmt: FormatOpt = OutputFormat.table) -> None:
+    p = read_plan(plan_path)
+    with open_workspace(ctx) as ws:
+        with Progress(TextColumn("export"), BarColumn(), MofNCompleteColumn(), console=console, transient=True,
+                      disable=fmt == OutputFormat.json) as progress:
+            task = progress.add_task("export", total=None)
+            result = run_export(ws, p, on_progress=lambda n, t: progress.update(task, completed=n, total=t))
+    if fmt == OutputFormat.json:
+        print_json({"package_id": result.package_id, "path": str(result.path) if result.path else None,
+                    "status": result.status, "exported": len(result.exported), "held": len(result.held),
+                    "ledger_delta": result.ledger_delta, "bytes": result.bytes, "log_index": result.log_index})
+        return
+    console.print(f"{result.package_id}: {result.status}" + (f" at {result.path}" if result.path else ""))
+    if result.status == "published":
+        console.print(f"  {len(result.exported)} assets, {human_bytes(result.bytes)}, ledger +{result.ledger_delta}, "
+                      f"log entry {result.log_index}")
+
+
+@export_app.command("ls", help="List exports of a region.")
+def ls(ctx: typer.Context, region: RegionOpt = None, fmt: FormatOpt = OutputFormat.table) -> None:
+    with open_workspace(ctx) as ws:
+        rows = list_exports(ws, region)
+    if fmt == OutputFormat.json:
+        print_json(rows)
+        return
+    table = Table("package", "destination", "status", "assets", "bytes", "log entry", title="exports",
+                  title_justify="left")
+    for r in rows:
+        table.add_row(r["package_id"], r["destination"], r["status"], str(len(r["assets"])), human_bytes(r["bytes"]),
+                      str(r["log_index"]))
+    console.print(table)
+
+
+@audit_app.command("verify", help="Recompute every entry, the chain and every checkpoint of the log.")
+def verify(ctx: typer.Context, region: RegionOpt = None) -> None:
+    with open_workspace(ctx) as ws:
+        report = open_log(ws, region).verify()
+    console.print(f"[green]✓[/] log verified: {report.entries:,} entries, {report.checkpoints} checkpoints, "
+                  f"root {report.root[:16]}…")
+
+
+@audit_app.command("checkpoint", help="Sign and print a checkpoint of the log (C2SP format).")
+def checkpoint(ctx: typer.Context, region: RegionOpt = None) -> None:
+    with open_workspace(ctx) as ws:
+        cp = open_log(ws, region).checkpoint()
+    typer.echo(cp.text(), nl=False)
+
+
+@audit_app.command("prove", help="Inclusion proof of a log entry under the latest checkpoint.")
+def prove(ctx: typer.Context, entry: Annotated[int, typer.Argument(help="Entry index.")], region: RegionOpt = None,
+          size: Annotated[int | None, typer.Option(help="Tree size (default: latest checkpoint).")] = None) -> None:
+    with open_workspace(ctx) as ws:
+        log = open_log(ws, region)
+        proof = log.prove(entry, size)
+        proof["entry"] = log.entry(entry)
+    print_json(proof)
+
+
+@audit_app.command("log", help="Show the latest log entries.")
+def show_log(ctx: typer.Context, region: RegionOpt = None,
+             kind: Annotated[str | None, typer.Option(help="Only entries of this type.")] = None,
+             limit: Annotated[int, typer.Option(help="At most this many.")] = 20) -> None:
+    with open_workspace(ctx) as ws:
+        print_json(open_log(ws, region).entries(kind, limit))
+
+
+@audit_app.command("witness", help="Cosign the latest checkpoint after checking it extends the last one cosigned.")
+def witness(ctx: typer.Context, region: RegionOpt = None,
+            folder: Annotated[Path | None, typer.Option(help="The witness's own folder (key and state).")] = None,
+            name: Annotated[str, typer.Option(help="Witness key name.")] = "fleetgate-witness") -> None:
+    with open_workspace(ctx) as ws:
+        log = open_log(ws, region)
+        cp = log.latest_checkpoint() or log.checkpoint()
+        w = Witness(folder or ws.home / "witness", name)
+        last = w.state(cp.origin)
+        proof = log.consistency(int(last["size"]), cp.size) if last and 0 < int(last["size"]) < cp.size else []
+        cosigned = w.cosign(cp, log.key_name, log.public_key(), proof)
+        log.store_cosigned(cosigned)
+    typer.echo(cosigned.text(), nl=False)
+
+
+def verify_package_cmd(path: Annotated[Path, typer.Argument(metavar="DIR", help="The package folder.")],
+                       key: Annotated[str | None, typer.Option(help="Pin the region's Ed25519 public key (hex).")]
+                       = None, fmt: FormatOpt = OutputFormat.table) -> None:
+    """Check a received package: signature, hashes, and inclusion of its export entry."""
+    report = verify_package(path, key)
+    if fmt == OutputFormat.json:
+        print_json(report.__dict__)
+        return
+    console.print(f"[green]✓[/] {report.package_id}: {report.files} files, {human_bytes(report.bytes)}; "
+                  + "; ".join(report.checks))
+    if not key:
+        console.print(f"  signed by {report.key[:16]}… (pin it with --key to check it is the region's key)")
+
+
