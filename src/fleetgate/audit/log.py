@@ -264,8 +264,8 @@ class TransparencyLog:
             if entry.get("index") != position:
                 raise LogError(f"entry {position}: claims index {entry.get('index')} (reordered or inserted)")
             if entry.get("prev") != prev:
-                raise LogError(f"entry {position}: previous-leaf link broken (an entry before it was "
-                               "dropped, inserted or replaced)")
+                # this entry was chained to a different predecessor: the one before it was replaced
+                raise LogError(f"entry {position - 1}: replaced (entry {position} is chained to a different leaf)")
             if canonical(entry) != data:
                 raise LogError(f"entry {position}: not in canonical form")
             leaves.append(bytes.fromhex(computed))
