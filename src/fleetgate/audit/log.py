@@ -20,6 +20,7 @@ from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
+from sqlalchemy.exc import IntegrityError
 
 from fleetgate.audit.merkle import (
     EMPTY_ROOT,
@@ -199,12 +200,18 @@ class TransparencyLog:
         signature = self.keys.sign(body.encode(), "signing")
         blob = key_id(self.key_name, self.public_key()) + signature
         cp = Checkpoint(self.origin, size, root, ((self.key_name, blob),))
-        with self.catalog.transaction() as conn:
-            exists = conn.execute(sa.select(log_checkpoints.c.note).where(log_checkpoints.c.size == size)).first()
-            if exists:
-                return Checkpoint.parse(exists[0])
-            conn.execute(sa.insert(log_checkpoints).values(size=size, root=root.hex(), note=cp.text(),
-                                                           created_at=utcnow()))
+        try:
+            with self.catalog.transaction() as conn:
+                exists = conn.execute(sa.select(log_checkpoints.c.note).where(log_checkpoints.c.size == size)).first()
+                if exists:
+                    return Checkpoint.parse(exists[0])
+                conn.execute(sa.insert(log_checkpoints).values(size=size, root=root.hex(), note=cp.text(),
+                                                               created_at=utcnow()))
+        except IntegrityError:  # another process checkpointed the same size first: use theirs
+            with self.catalog.engine.connect() as conn:
+                note = conn.execute(sa.select(log_checkpoints.c.note)
+                                    .where(log_checkpoints.c.size == size)).scalar_one()
+            return Checkpoint.parse(note)
         return cp
 
     def latest_checkpoint(self) -> Checkpoint | None:

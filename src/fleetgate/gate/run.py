@@ -15,6 +15,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import fcntl
 import hashlib
 import json
 import os
@@ -124,6 +125,16 @@ def run_export(ws: Workspace, plan: dict[str, Any], as_of: dt.date | None = None
     ensure_tables(ws, region)
     root = destination_root(ws, dest_name)
     package_id = "pkg-" + plan["plan_id"].removeprefix("plan-")
+    (root / ".staging").mkdir(parents=True, exist_ok=True)
+    # One run per package at a time, across processes; the OS drops the lock if the holder dies.
+    with open(root / ".staging" / f"{package_id}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        return _run_locked(ws, plan, root, package_id, as_of, on_progress)
+
+
+def _run_locked(ws: Workspace, plan: dict[str, Any], root: Path, package_id: str, as_of: dt.date | None,
+                on_progress: Callable[[int, int], None] | None) -> ExportResult:
+    region = plan["region"]
     final = root / package_id
     if (final / PUBLISHED).exists():
         return ExportResult(package_id, final, "already published")

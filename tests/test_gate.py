@@ -1,0 +1,241 @@
+"""The export gate: invariants, approvals, reruns, concurrency, kill -9 crash trials, package checks."""
+
+from __future__ import annotations
+
+import json
+import multiprocessing
+import os
+import random
+import shutil
+import signal
+import threading
+import time
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+
+from cli_helpers import run_cli
+from fleetgate.audit import open_log
+from fleetgate.classify import classify_region
+from fleetgate.gate import PackageInvalid, approve_plan, make_plan, run_export, verify_package
+from fleetgate.ingest import ingest_drop
+from fleetgate.store import Ledger
+from fleetgate.workspace import Workspace, init_workspace
+
+PURPOSE = "train driving models"
+
+
+@pytest.fixture(scope="session")
+def classified_master(sample_drop_master: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    home = tmp_path_factory.mktemp("gate") / "ws"
+    init_workspace(home, "cn-shanghai")
+    with Workspace.open(home) as ws:
+        ingest_drop(ws.region(), sample_drop_master)
+        classify_region(ws)
+    return home
+
+
+@pytest.fixture
+def home(classified_master: Path, tmp_path: Path) -> Path:
+    dest = tmp_path / "ws"
+    shutil.copytree(classified_master, dest)
+    return dest
+
+
+def _files(root: Path) -> list[Path]:
+    return [p for p in root.rglob("*") if p.is_file()] if root.exists() else []
+
+
+def _ledger(home: Path) -> dict[str, int]:
+    with Workspace.open(home) as ws:
+        return Ledger(ws.region().catalog).counts("cn-shanghai", 2026)
+
+
+def test_only_what_the_law_permits_leaves(home: Path, sample_drop_master: Path) -> None:
+    import hashlib
+
+    with Workspace.open(home) as ws:
+        plan = make_plan(ws, "overseas", purpose=PURPOSE, as_of=_as_of())
+        result = run_export(ws, plan, as_of=_as_of())
+        keys = [p.read_bytes() for p in ws.keys_root.rglob("*.key")]
+    assert result.status == "published"
+    outcomes = {i["asset_id"]: i["outcome"] for i in plan["items"]}
+    left = {a["asset_id"] for a in result.exported}
+    assert left and all(outcomes[a] in ("EXPORT_FREE", "EXPORT_FTZ_LIST") for a in left)
+    dest = home / "destinations" / "overseas"
+    blobs = b"".join(p.read_bytes() for p in _files(dest))
+    hashes = {hashlib.sha256(p.read_bytes()).hexdigest() for p in _files(dest)}
+    held = [i for i in plan["items"] if i["asset_id"] not in left]
+    # no raw file of a held asset (LOCAL_ONLY, raw video, SPI owner records) appears at the destination
+    assert not {i["sha256"] for i in held} & hashes
+    assert any(i["kind"] == "exterior_video" for i in held)
+    # canaries: resident IDs and names of the owners table (SPI, held without a filing) never appear
+    owners = pq.read_table(sample_drop_master / "tables" / "owners.parquet").to_pylist()
+    for row in owners:
+        assert row["national_id"].encode() not in blobs
+        assert row["name"].encode() not in blobs
+    # the pseudonymization and signing keys never appear
+    assert keys and not any(k in blobs for k in keys)
+    report = verify_package(result.path)
+    assert report.files == len(left)
+
+
+def _as_of():
+    import datetime as dt
+
+    return dt.date(2026, 11, 21)
+
+
+def test_rerun_completes_once_and_counts_once(home: Path) -> None:
+    with Workspace.open(home) as ws:
+        plan = make_plan(ws, "overseas", purpose=PURPOSE, as_of=_as_of())
+        first = run_export(ws, plan, as_of=_as_of())
+    counts = _ledger(home)
+    assert counts["pi"] > 0
+    with Workspace.open(home) as ws:
+        again = run_export(ws, plan, as_of=_as_of())
+    assert again.status == "already published" and _ledger(home) == counts
+    assert len([p for p in (home / "destinations" / "overseas").iterdir() if not p.name.startswith(".")]) == 1
+    with Workspace.open(home) as ws:
+        open_log(ws).verify()
+        assert [e["package_id"] for e in open_log(ws).entries("export")] == [first.package_id]
+
+
+def test_approvals_gate_contract_items_and_lock_their_scope(home: Path) -> None:
+    import datetime as dt
+
+    from fleetgate.errors import UsageError
+
+    select = "asset.kind == 'owner_record' || asset.kind == 'cabin_audio' || asset.kind == 'exterior_video'"
+    with Workspace.open(home) as ws:
+        plan = make_plan(ws, "overseas", select, PURPOSE, as_of=_as_of())
+        assert run_export(ws, plan, as_of=_as_of()).status == "nothing to export"
+        with pytest.raises(UsageError, match="3-year"):
+            approve_plan(ws, plan, "CAC-1", "Li Wei", "compliance", dt.date(2030, 1, 1), today=_as_of())
+        with pytest.raises(UsageError, match="role"):
+            approve_plan(ws, plan, "CAC-1", "Li Wei", "engineer", dt.date(2027, 1, 1), today=_as_of())
+        approval = approve_plan(ws, plan, "CAC-1", "Li Wei", "compliance", dt.date(2027, 1, 1), today=_as_of())
+        assert set(approval["kinds"]) == {"owner_record", "cabin_audio"}
+        # a different purpose is outside the approval's scope
+        other = make_plan(ws, "overseas", select, "sell to advertisers", as_of=_as_of())
+        assert run_export(ws, other, as_of=_as_of()).status == "nothing to export"
+        result = run_export(ws, plan, as_of=_as_of())
+        kinds = {a["kind"] for a in result.exported}
+        assert kinds == {"owner_record", "cabin_audio"}  # raw exterior video never leaves, approved or not
+        assert all(a["approval"] == approval["id"] for a in result.exported)
+        # the approved volume is used up: the same scope in a new plan is held
+        again = make_plan(ws, "overseas", "asset.kind == 'owner_record'", PURPOSE, as_of=_as_of())
+        assert run_export(ws, again, as_of=_as_of()).status == "nothing to export"
+
+
+def test_concurrent_exports_never_undercount_the_ledger(home: Path) -> None:
+    with Workspace.open(home) as ws:
+        plans = [make_plan(ws, "overseas", sel, PURPOSE, as_of=_as_of()) for sel in
+                 ("asset.kind == 'after_sales'", "asset.kind == 'charging_session'", "asset.kind == 'can_telemetry'")]
+        expected: set[str] = set()
+        ledger = Ledger(ws.region().catalog)
+        for p in plans:
+            for item in p["items"]:
+                if item["counted_as"] == "pi":
+                    expected |= {k for k, _ in ledger.subjects_of([item["asset_id"]])}
+    errors: list[BaseException] = []
+
+    def worker(p: dict) -> None:
+        try:
+            with Workspace.open(home) as ws:
+                run_export(ws, p, as_of=_as_of())
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=worker, args=(p,)) for p in plans for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors, errors
+    assert _ledger(home)["pi"] == len(expected) > 0
+    with Workspace.open(home) as ws:
+        open_log(ws).verify()
+        assert len(open_log(ws).entries("export")) == 3
+
+
+def _export_child(home: str, plan: dict) -> None:
+    with Workspace.open(Path(home)) as ws:
+        run_export(ws, plan, as_of=_as_of())
+    os._exit(0)
+
+
+def test_kill_9_at_random_points_then_rerun(home: Path, tmp_path: Path) -> None:
+    """20 trials: SIGKILL the export at a random moment, check the destination, rerun, check again."""
+    with Workspace.open(home) as ws:
+        plan = make_plan(ws, "overseas", purpose=PURPOSE, as_of=_as_of())
+    reference = tmp_path / "reference"
+    shutil.copytree(home, reference)
+    ctx = multiprocessing.get_context("fork")
+    start = time.perf_counter()
+    proc = ctx.Process(target=_export_child, args=(str(reference), plan))
+    proc.start()
+    proc.join()
+    full = time.perf_counter() - start
+    expected = _ledger(reference)
+    rng = random.Random(20261121)
+    outcomes = []
+    for trial in range(20):
+        work = tmp_path / f"trial{trial}"
+        shutil.copytree(home, work)
+        proc = ctx.Process(target=_export_child, args=(str(work), plan))
+        proc.start()
+        time.sleep(rng.uniform(0, full * 1.1))
+        if proc.is_alive():
+            os.kill(proc.pid, signal.SIGKILL)
+        proc.join()
+        outcomes.append(proc.exitcode)
+        dest = work / "destinations" / "overseas"
+        visible = [p for p in dest.iterdir() if not p.name.startswith(".")] if dest.exists() else []
+        for package in visible:  # whatever is visible is complete
+            verify_package(package)
+        with Workspace.open(work) as ws:
+            result = run_export(ws, plan, as_of=_as_of())
+            open_log(ws).verify()
+        assert result.status in ("published", "already published")
+        verify_package(result.path)
+        assert _ledger(work) == expected, f"trial {trial}: ledger {_ledger(work)} != {expected}"
+        shutil.rmtree(work)
+    assert -signal.SIGKILL in outcomes  # at least some trials really were killed mid-way
+
+
+def test_verify_package_catches_tampering(home: Path) -> None:
+    with Workspace.open(home) as ws:
+        plan = make_plan(ws, "overseas", purpose=PURPOSE, as_of=_as_of())
+        path = run_export(ws, plan, as_of=_as_of()).path
+    report = verify_package(path, pinned_key=None)
+    with pytest.raises(PackageInvalid, match="pinned"):
+        verify_package(path, pinned_key="00" * 32)
+    victim = next((path / "data").iterdir())
+    original = victim.read_bytes()
+    victim.write_bytes(original[:-1] + bytes([original[-1] ^ 1]))
+    with pytest.raises(PackageInvalid, match="sha256"):
+        verify_package(path)
+    victim.write_bytes(original)
+    manifest = json.loads((path / "manifest.json").read_text())
+    manifest["purpose"] = "something else"
+    (path / "manifest.json").write_text(json.dumps(manifest, indent=2, ensure_ascii=False))
+    with pytest.raises(PackageInvalid, match="signature"):
+        verify_package(path)
+    assert report.files > 0
+
+
+def test_cli_export_audit_and_verify_package(home: Path, tmp_path: Path) -> None:
+    plan = tmp_path / "plan.json"
+    run_cli("export", "plan", "--to", "overseas", "-o", str(plan), "--purpose", PURPOSE, home=home, check=True)
+    out = json.loads(run_cli("export", "run", str(plan), "--format", "json", home=home, check=True).stdout)
+    assert out["status"] == "published"
+    assert "verified" in run_cli("audit", "verify", home=home, check=True).stdout
+    proof = json.loads(run_cli("audit", "prove", str(out["log_index"]), home=home, check=True).stdout)
+    assert proof["entry"]["type"] == "export"
+    assert "fleetgate-witness" in run_cli("audit", "witness", home=home, check=True).stdout
+    assert run_cli("verify-package", out["path"], home=home).returncode == 0
+    (Path(out["path"]) / "PUBLISHED").unlink()
+    proc = run_cli("verify-package", out["path"], home=home)
+    assert proc.returncode == 1 and "not a published package" in proc.stderr
