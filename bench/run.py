@@ -24,6 +24,7 @@ import numpy as np
 from fleetgate.ingest import ingest_drop
 from fleetgate.sample import SampleSpec, generate_sample
 from fleetgate.workspace import Workspace, init_workspace
+from gate_bench import bench_export, bench_log
 from policy_bench import bench_decisions, bench_pii_scan
 
 
@@ -156,10 +157,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--out", type=Path, default=Path("docs/benchmarks.md"))
     parser.add_argument("--runs", type=int, default=5)
-    parser.add_argument("--only", action="append", choices=["ingest", "policy"],
+    parser.add_argument("--only", action="append", choices=["ingest", "policy", "gate"],
                         help="Run only these benchmarks; the other sections of --out are kept.")
     args = parser.parse_args()
-    only = set(args.only or ["ingest", "policy"])
+    only = set(args.only or ["ingest", "policy", "gate"])
     sections: list[str] = []
     with tempfile.TemporaryDirectory(prefix="fleetgate-bench-", dir=os.environ.get("FLEETGATE_BENCH_DIR")) as tmp:
         if "ingest" in only:
@@ -167,6 +168,9 @@ def main() -> None:
         if "policy" in only:
             sections += bench_decisions(args.runs)
             sections += bench_pii_scan(Path(tmp), max(3, args.runs // 2))
+        if "gate" in only:
+            sections += bench_export(Path(tmp), args.runs)
+            sections += bench_log(Path(tmp), args.runs)
     sections = merge_sections(args.out, sections)
     header = [
         "# Benchmarks",

@@ -13,10 +13,12 @@ import numpy as np
 import pyarrow.parquet as pq
 from rich.table import Table
 
+from fleetgate.audit import Witness, open_log
 from fleetgate.classify import classify_region
 from fleetgate.compute import MODEL_PRESETS, ModelSpec, PlanRow, load_chips, plan_training
 from fleetgate.compute.chips import find_chip
 from fleetgate.compute.plot import plot_time_vs_chips
+from fleetgate.gate import make_plan, run_export, verify_package, write_plan
 from fleetgate.ingest import IngestReport, ingest_drop
 from fleetgate.report import HtmlReport, figure_png
 from fleetgate.sample import SampleSpec, generate_sample
@@ -39,6 +41,7 @@ class DemoResult:
     quarantine: list[dict[str, Any]]
     compute: list[PlanRow] = field(default_factory=list)
     decisions: list[dict[str, Any]] = field(default_factory=list)
+    export: dict[str, Any] = field(default_factory=dict)
 
     def summary_tables(self) -> list[Table]:
         """Rich tables for the terminal."""
@@ -58,7 +61,11 @@ class DemoResult:
             by_outcome.setdefault(row["outcome"], []).append(row)
         for outcome, rows in sorted(by_outcome.items()):
             d.add_row(outcome, str(len(rows)), ", ".join(sorted({r["kind"] for r in rows})))
-        return [inv, q, d, c]
+        e = Table("what", "value", title="export to overseas (US)", title_justify="left")
+        for key in ("package", "left", "stayed", "ledger", "log", "verify-package", "witness"):
+            if key in self.export:
+                e.add_row(key, str(self.export[key]))
+        return [inv, q, d, e, c]
 
 
 Step = Callable[..., None]
@@ -88,6 +95,8 @@ def run_demo(home: Path, on_step: Step | None = None,
         step("classifying")
         classify_region(ws, DEMO_REGION, on_progress=None)
         decisions = decision_rows(region)
+        step("exporting what the law permits")
+        export = _export(ws, home)
         step("planning compute")
         model = reference_model_for(region)
         chips = load_chips()
@@ -99,9 +108,45 @@ def run_demo(home: Path, on_step: Step | None = None,
         step("writing report")
         inventory = region.catalog.stats(region.name)
         quarantine = region.catalog.list_quarantine(region.name)
-        report = _build_report(region, ingest, inventory, quarantine, decisions, model, plans, sized, plot_path)
+        report = _build_report(region, ingest, inventory, quarantine, decisions, export, model, plans, sized,
+                               plot_path)
         path = report.write(home / "report.html")
-    return DemoResult(path, ingest, inventory, quarantine, plans, decisions)
+    return DemoResult(path, ingest, inventory, quarantine, plans, decisions, export)
+
+
+def _export(ws: Workspace, home: Path) -> dict[str, Any]:
+    """Plan, run and check an export to the `overseas` destination; what left, what stayed and why."""
+    plan = make_plan(ws, "overseas", purpose="train driving models abroad on what may leave", region=DEMO_REGION)
+    write_plan(plan, home / "plans" / f"{plan['plan_id']}.json")
+    result = run_export(ws, plan)
+    log = open_log(ws, DEMO_REGION)
+    verified = log.verify()
+    cp = log.latest_checkpoint() or log.checkpoint()
+    witness = Witness(home / "witness", "fleetgate-witness")
+    last = witness.state(cp.origin)
+    proof = log.consistency(int(last["size"]), cp.size) if last and 0 < int(last["size"]) < cp.size else []
+    log.store_cosigned(witness.cosign(cp, log.key_name, log.public_key(), proof))
+    package = verify_package(result.path) if result.path else None
+    left = {a["asset_id"] for a in result.exported}
+    stayed: dict[str, list[dict]] = {}
+    for item in plan["items"]:
+        if item["asset_id"] not in left:
+            why = item["reasons"][-1] if item["reasons"] else item["outcome"]
+            stayed.setdefault(f"{item['outcome']}: {why}", []).append(item)
+    return {
+        "package": f"{result.package_id} ({result.status})",
+        "left": f"{len(left)} assets, {sum(a['bytes'] for a in result.exported):,} bytes",
+        "stayed": f"{len(plan['items']) - len(left)} assets",
+        "ledger": f"+{result.ledger_delta} people this year" if result.ledger_delta else "unchanged",
+        "log": f"{verified.entries} entries verified, checkpoint {cp.size} cosigned by the witness",
+        "verify-package": "; ".join(package.checks) if package else "no package",
+        "witness": "cosigned",
+        "left_rows": [[a["kind"], a["asset_id"], a["outcome"], ", ".join(a["rules"][-2:])]
+                      for a in result.exported],
+        "stayed_rows": [[why, len(items), ", ".join(sorted({i["kind"] for i in items}))]
+                        for why, items in sorted(stayed.items())],
+        "path": str(result.path),
+    }
 
 
 def decision_rows(region: Region) -> list[dict[str, Any]]:
@@ -131,7 +176,7 @@ def reference_model_for(region: Region) -> ModelSpec:
 
 
 def _build_report(region: Region, ingest: IngestReport, inventory: list[dict], quarantine: list[dict],
-                  decisions: list[dict], model: ModelSpec, plans: list[PlanRow], sized: list[PlanRow],
+                  decisions: list[dict], export: dict[str, Any], model: ModelSpec, plans: list[PlanRow], sized: list[PlanRow],
                   plot_path: Path) -> HtmlReport:
     report = HtmlReport("fleetgate demo: sample fleet in cn-shanghai")
     report.text(f"Drop {ingest.drop_id} → region {ingest.region}: {ingest.files_seen} files, {ingest.landed} landed, "
@@ -157,6 +202,14 @@ def _build_report(region: Region, ingest: IngestReport, inventory: list[dict], q
     report.table(["kind", "file", "features", "subjects", "outcome", "rules that fired", "deciding rule"],
                  [[r["kind"], r["path"], r["features"], r["subjects"], r["outcome"], r["rules"], r["deciding"]]
                   for r in decisions])
+    report.heading("Export to the overseas destination (US)")
+    report.text(f"Package {export['package']} at {export['path']}: {export['left']} left; "
+                f"{export['stayed']} stayed. Ledger: {export['ledger']}. Transparency log: {export['log']}. verify-package: "
+                f"{export['verify-package']}.")
+    report.text("What left:")
+    report.table(["kind", "asset", "outcome", "deciding rules"], export["left_rows"])
+    report.text("What stayed, and why:")
+    report.table(["outcome and reason", "assets", "kinds"], export["stayed_rows"])
     report.heading("GNSS tracks (WGS-84)")
     report.image(_tracks_plot(region), "GNSS tracks")
     report.heading("Compute plan under US export controls")
