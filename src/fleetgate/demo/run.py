@@ -176,8 +176,8 @@ def reference_model_for(region: Region) -> ModelSpec:
 
 
 def _build_report(region: Region, ingest: IngestReport, inventory: list[dict], quarantine: list[dict],
-                  decisions: list[dict], export: dict[str, Any], model: ModelSpec, plans: list[PlanRow], sized: list[PlanRow],
-                  plot_path: Path) -> HtmlReport:
+                  decisions: list[dict], export: dict[str, Any], model: ModelSpec, plans: list[PlanRow],
+                  sized: list[PlanRow], plot_path: Path) -> HtmlReport:
     report = HtmlReport("fleetgate demo: sample fleet in cn-shanghai")
     report.text(f"Drop {ingest.drop_id} → region {ingest.region}: {ingest.files_seen} files, {ingest.landed} landed, "
                 f"{ingest.already_present} already present, {ingest.quarantined} quarantined (run {ingest.run_id}).")
@@ -204,8 +204,8 @@ def _build_report(region: Region, ingest: IngestReport, inventory: list[dict], q
                   for r in decisions])
     report.heading("Export to the overseas destination (US)")
     report.text(f"Package {export['package']} at {export['path']}: {export['left']} left; "
-                f"{export['stayed']} stayed. Ledger: {export['ledger']}. Transparency log: {export['log']}. verify-package: "
-                f"{export['verify-package']}.")
+                f"{export['stayed']} stayed. Ledger: {export['ledger']}. Transparency log: {export['log']}. "
+                f"verify-package: {export['verify-package']}.")
     report.text("What left:")
     report.table(["kind", "asset", "outcome", "deciding rules"], export["left_rows"])
     report.text("What stayed, and why:")
