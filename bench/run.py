@@ -167,10 +167,12 @@ def main() -> None:
             sections += bench_ingest(Path(tmp), args.runs)
         if "policy" in only:
             sections += bench_decisions(args.runs)
-            sections += bench_pii_scan(Path(tmp), max(3, args.runs // 2))
+            (Path(tmp) / "pii").mkdir()
+            sections += bench_pii_scan(Path(tmp) / "pii", max(3, args.runs // 2))
         if "gate" in only:
-            sections += bench_export(Path(tmp), args.runs)
-            sections += bench_log(Path(tmp), args.runs)
+            (Path(tmp) / "gate").mkdir()
+            sections += bench_export(Path(tmp) / "gate", args.runs)
+            sections += bench_log(Path(tmp) / "gate", args.runs)
     sections = merge_sections(args.out, sections)
     header = [
         "# Benchmarks",
