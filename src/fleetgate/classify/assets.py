@@ -96,7 +96,10 @@ def classify_asset(ws: Workspace, region: str, asset: dict[str, Any], key: bytes
             table = pq.read_table(io.BytesIO(fh.read()), columns=["lat", "lon"])
         lat = table.column("lat").to_numpy()
         lon = table.column("lon").to_numpy()
-        if is_precise(lat, lon):
+        coarsened = tags.get("coordinate_precision_m")
+        if coarsened is not None and coarsened >= 50:
+            evidence.append({"method": "lineage", "why": f"de-identified: coordinates coarsened to {coarsened:.0f} m"})
+        elif is_precise(lat, lon):
             features.add("geo_precise")
             evidence.append({"method": "coordinates", "feature": "geo_precise",
                              "why": "coordinates finer than the 0.0005° public-map grid"})
@@ -114,6 +117,15 @@ def classify_asset(ws: Workspace, region: str, asset: dict[str, Any], key: bytes
         features.update(scan.features)
         evidence.extend({"method": "pii_scan", **hit} for hit in scan.evidence())
         subjects.update(pseudonym(key, value, domain) for domain, value in scan.distinct_subjects())
+    if tags.get("pseudonymized_features"):
+        features.update(tags["pseudonymized_features"])
+        evidence.append({"method": "lineage", "features": tags["pseudonymized_features"],
+                         "why": "keyed pseudonyms of these identifiers (still personal information)"})
+    if asset.get("parent_id") and tags.get("derived"):
+        # a derived asset is about the same people as its parent
+        parent = ws.region(region).catalog.get_asset(asset["parent_id"])
+        if parent is not None:
+            subjects.update(classify_asset(ws, region, parent, key, areas).subject_keys)
     return AssetClassification(
         asset_id=asset["id"], policy_kind=policy_kind, features=sorted(features), subject_keys=sorted(subjects),
         evidence=evidence, anonymized=bool(tags.get("anonymized")), pseudonymized=bool(tags.get("pseudonymized")),

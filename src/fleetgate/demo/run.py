@@ -18,6 +18,7 @@ from fleetgate.classify import classify_region
 from fleetgate.compute import MODEL_PRESETS, ModelSpec, PlanRow, load_chips, plan_training
 from fleetgate.compute.chips import find_chip
 from fleetgate.compute.plot import plot_time_vs_chips
+from fleetgate.deid import deid_region
 from fleetgate.gate import make_plan, run_export, verify_package, write_plan
 from fleetgate.ingest import IngestReport, ingest_drop
 from fleetgate.report import HtmlReport, figure_png
@@ -92,6 +93,8 @@ def run_demo(home: Path, on_step: Step | None = None,
         step("ingesting")
         ingest = ingest_drop(region, drop, on_start=lambda total: step("ingesting", total=total),
                              on_progress=on_progress)
+        step("de-identifying trajectories and tables")
+        deid_region(ws, DEMO_REGION)
         step("classifying")
         classify_region(ws, DEMO_REGION, on_progress=None)
         decisions = decision_rows(region)

@@ -1,0 +1,107 @@
+"""`fleetgate deid run`: de-identify a region's trajectories and personal tables into derived assets.
+
+Each derived asset is a new blob with lineage to its parent (`parent_id`), tagged with what was done
+(`pseudonymized`, the pseudonymized features, the coordinate precision) so classification and the
+export gate see its new state. The parent never changes. Every run and every use of the
+pseudonymization key is written to the transparency log as digests.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import pyarrow.parquet as pq
+
+from fleetgate.audit import canonical, digest, open_log
+from fleetgate.classify.geo import SensitiveAreas
+from fleetgate.deid.tables import DeidError, deidentify_table
+from fleetgate.deid.trajectory import TrajectoryPolicy, deidentify_trajectory
+from fleetgate.errors import FleetgateError
+from fleetgate.store.catalog import utcnow
+from fleetgate.workspace import Workspace
+
+TABLE_KINDS = {"owner_record", "after_sales", "charging_session", "used_car"}
+DERIVED = "deid"
+
+
+@dataclass
+class DeidReport:
+    region: str
+    derived: list[dict[str, Any]] = field(default_factory=list)
+    already: int = 0
+    failed: list[tuple[str, str]] = field(default_factory=list)
+    skipped_media: int = 0
+
+
+def _derived_id(region: str, parent: str, settings: dict[str, Any]) -> str:
+    key = f"{region}\0{DERIVED}\0{parent}\0".encode() + canonical(settings)
+    return "as_" + hashlib.sha256(key).hexdigest()[:24]
+
+
+def deid_region(ws: Workspace, region: str | None = None, policy: TrajectoryPolicy | None = None,
+                on_progress: Callable[[int, int], None] | None = None) -> DeidReport:
+    cfg = ws.config.region(region)
+    reg = ws.region(cfg.name)
+    policy = policy or TrajectoryPolicy()
+    areas = SensitiveAreas.load(ws.config.resolve(cfg.sensitive_areas) if cfg.sensitive_areas else None)
+    key = ws.keys(cfg.name).pseudonym_key()
+    report = DeidReport(cfg.name)
+    parents = [a for a in reg.catalog.list_assets(region=cfg.name)
+               if (a["tags"] or {}).get("derived") != DERIVED and a["file_format"] == "parquet"
+               and a["kind"] in TABLE_KINDS | {"gnss_trajectory"}]
+    report.skipped_media = len([a for a in reg.catalog.list_assets(region=cfg.name)
+                                if a["kind"] in ("exterior_video", "cabin_video", "cabin_audio")])
+    existing = reg.catalog.existing_asset_ids
+    key_uses = 0
+    for n, asset in enumerate(parents, 1):
+        settings = {"trajectory": policy.to_dict()} if asset["kind"] == "gnss_trajectory" else {"tables": "default"}
+        derived_id = _derived_id(cfg.name, asset["id"], settings)
+        if existing([derived_id]):
+            report.already += 1
+            continue
+        try:
+            with reg.blobs.open(asset["sha256"]) as fh:
+                table = pq.read_table(io.BytesIO(fh.read()))
+            tags: dict[str, Any] = {"derived": DERIVED, "parent_sha256": asset["sha256"], "settings": settings}
+            if asset["kind"] == "gnss_trajectory":
+                out, detail = deidentify_trajectory(table, areas, policy)
+                tags |= {"coordinate_precision_m": detail["precision_m"], "trajectory": detail}
+            else:
+                result = deidentify_table(table, key)
+                key_uses += 1
+                out = result.table
+                tags |= {"pseudonymized": bool(result.pseudonymized_features),
+                         "pseudonymized_features": result.pseudonymized_features, "actions": result.actions}
+        except (FleetgateError, DeidError, OSError, ValueError, KeyError) as exc:
+            report.failed.append((asset["id"], f"{asset['source_path']}: {exc}"))
+            continue
+        buf = io.BytesIO()
+        pq.write_table(out, buf)
+        put = reg.blobs.put_bytes(buf.getvalue())
+        row = {k: asset[k] for k in ("kind", "region", "file_format", "vehicle", "clip_id", "t_start", "t_end",
+                                     "source_drop", "ingest_run")}
+        row |= {"id": derived_id, "sha256": put.sha256, "bytes": put.size,
+                "source_path": asset["source_path"] + "#deid", "parent_id": asset["id"], "tags": tags,
+                "created_at": utcnow()}
+        with reg.catalog.transaction() as conn:
+            reg.catalog.insert_assets(conn, [row])
+        report.derived.append({"asset_id": derived_id, "parent": asset["id"], "kind": asset["kind"],
+                               "path": row["source_path"]})
+        if on_progress:
+            on_progress(n, len(parents))
+    if report.derived or report.failed:
+        log = open_log(ws, cfg.name)
+        with reg.catalog.transaction() as conn:
+            entries = [("deid_run", {"derived": [{"asset_id": d["asset_id"], "parent": d["parent"]}
+                                                 for d in report.derived],
+                                     "failed": [a for a, _ in report.failed],
+                                     "trajectory_policy": policy.to_dict(), "settings_digest": digest(
+                                         canonical({"trajectory": policy.to_dict()}))})]
+            if key_uses:
+                entries.append(("key_use", {"key": "pseudonym", "purpose": "deid tables", "uses": key_uses}))
+            log.append_many(conn, entries)
+    return report
