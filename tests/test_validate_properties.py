@@ -96,3 +96,13 @@ def test_arbitrary_bytes_as_parquet_fail_cleanly(blob: bytes) -> None:
             check_table("can.parquet", "can", path)
         except ItemError as exc:
             assert exc.path == "can.parquet"
+
+
+def test_a_trailing_newline_is_not_a_safe_name() -> None:
+    # `$` in a Python regex matches before a final newline; hypothesis found it (name='0\n').
+    for name in ("0\n", "vehicles/LFV9SH4F5TG610401\n/clip.json", "drop.json\n"):
+        try:
+            check_relpath(name)
+        except UnsafePathError:
+            continue
+        raise AssertionError(f"{name!r} was accepted")

@@ -92,7 +92,7 @@ ENTITIES: tuple[Entity, ...] = (
 )
 # Which identifier names the person of a row, best first: a VIN links a person's records across tables.
 SUBJECT_PRIORITY = ("vin", "resident_id", "mobile", "email", "plate")
-CJK_NAME = re.compile(r"^[\u4e00-\u9fff]{2,4}$")
+CJK_NAME = re.compile(r"^[\u4e00-\u9fff]{2,4}\Z")
 NAME_COLUMNS = {"name", "owner_name", "customer_name", "driver_name", "姓名"}
 
 

@@ -18,8 +18,9 @@ DROP_FORMAT_VERSION = "1"
 
 # Folder names must be plain: letters, digits and a few separators. This keeps names usable as
 # object keys in S3 and as paths on every filesystem, and excludes '..' and control characters.
-SAFE_SEGMENT = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
-CAMERA_FILE = re.compile(r"^cam_([a-z0-9_]{1,32})\.mp4$")
+# Patterns end in \Z, not $: `$` also matches before a trailing newline.
+SAFE_SEGMENT = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}\Z")
+CAMERA_FILE = re.compile(r"^cam_([a-z0-9_]{1,32})\.mp4\Z")
 
 
 @dataclass(frozen=True)

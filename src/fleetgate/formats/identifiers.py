@@ -14,7 +14,7 @@ _VIN_VALUES = {
     **dict(zip("STUVWXYZ", range(2, 10), strict=True)),
 }
 _VIN_WEIGHTS = (8, 7, 6, 5, 4, 3, 2, 10, 0, 9, 8, 7, 6, 5, 4, 3, 2)
-VIN_PATTERN = re.compile(r"^[A-HJ-NPR-Z0-9]{17}$")
+VIN_PATTERN = re.compile(r"^[A-HJ-NPR-Z0-9]{17}\Z")
 
 
 def vin_check_digit(vin: str) -> str:
@@ -33,7 +33,7 @@ def is_valid_vin(vin: str) -> bool:
 
 _ID_WEIGHTS = (7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2)
 _ID_CHECK = "10X98765432"
-RESIDENT_ID_PATTERN = re.compile(r"^\d{17}[\dX]$")
+RESIDENT_ID_PATTERN = re.compile(r"^\d{17}[\dX]\Z")
 
 
 def resident_id_check_char(first17: str) -> str:

@@ -24,9 +24,9 @@ from fleetgate.errors import UsageError
 from fleetgate.policy.engine import Condition, ConditionError, compile_condition
 from fleetgate.policy.vocabulary import STAGES, Outcome
 
-PACK_ID = re.compile(r"^[a-z][a-z0-9-]{1,63}$")
-RULE_ID = re.compile(r"^[A-Z][A-Z0-9.-]{1,63}$")
-TAG = re.compile(r"^[a-z][a-z0-9_]{1,63}$")
+PACK_ID = re.compile(r"^[a-z][a-z0-9-]{1,63}\Z")
+RULE_ID = re.compile(r"^[A-Z][A-Z0-9.-]{1,63}\Z")
+TAG = re.compile(r"^[a-z][a-z0-9_]{1,63}\Z")
 EVIDENCE = {"V", "S", "K", "I"}
 
 

@@ -20,7 +20,7 @@ import yaml
 from fleetgate.errors import InvalidInputError
 from fleetgate.policy.vocabulary import EXEMPTIONS, MODES, ZONES
 
-COUNTRY = re.compile(r"^[A-Z]{2}$")
+COUNTRY = re.compile(r"^[A-Z]{2}\Z")
 
 
 class RequestError(InvalidInputError):

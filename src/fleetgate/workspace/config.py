@@ -17,7 +17,7 @@ from fleetgate.errors import ConfigError, UsageError
 
 CONFIG_FILE = "fleetgate.toml"
 CONFIG_VERSION = 1
-REGION_NAME = re.compile(r"^[a-z][a-z0-9-]{1,62}$")
+REGION_NAME = re.compile(r"^[a-z][a-z0-9-]{1,62}\Z")
 
 # Where each known region name sits; used as the default country on `init`.
 KNOWN_REGION_COUNTRIES = {
