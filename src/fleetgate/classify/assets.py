@@ -20,7 +20,7 @@ import pyarrow.parquet as pq
 
 from fleetgate.classify.geo import SensitiveAreas, is_precise
 from fleetgate.classify.pii_scan import scan_table
-from fleetgate.errors import FleetgateError
+from fleetgate.errors import FleetgateError, UsageError
 from fleetgate.keys.region_keys import pseudonym
 from fleetgate.policy.decide import Decision
 from fleetgate.policy.packs import Pack
@@ -186,8 +186,6 @@ def classify_region(ws: Workspace, region: str | None = None, destination: str |
 
 def explain_asset(ws: Workspace, asset_id: str, region: str | None = None) -> dict[str, Any]:
     """Why an asset was classified and decided as it was (from the stored classification)."""
-    from fleetgate.errors import UsageError
-
     reg = ws.region(region)
     asset = reg.catalog.get_asset(asset_id)
     if asset is None:

@@ -50,11 +50,10 @@ def deid_region(ws: Workspace, region: str | None = None, policy: TrajectoryPoli
     areas = SensitiveAreas.load(ws.config.resolve(cfg.sensitive_areas) if cfg.sensitive_areas else None)
     key = ws.keys(cfg.name).pseudonym_key()
     report = DeidReport(cfg.name)
-    parents = [a for a in reg.catalog.list_assets(region=cfg.name)
-               if (a["tags"] or {}).get("derived") != DERIVED and a["file_format"] == "parquet"
+    assets = reg.catalog.list_assets(region=cfg.name)
+    parents = [a for a in assets if (a["tags"] or {}).get("derived") != DERIVED and a["file_format"] == "parquet"
                and a["kind"] in TABLE_KINDS | {"gnss_trajectory"}]
-    report.skipped_media = len([a for a in reg.catalog.list_assets(region=cfg.name)
-                                if a["kind"] in ("exterior_video", "cabin_video", "cabin_audio")])
+    report.skipped_media = sum(a["kind"] in ("exterior_video", "cabin_video", "cabin_audio") for a in assets)
     existing = reg.catalog.existing_asset_ids
     key_uses = 0
     for n, asset in enumerate(parents, 1):

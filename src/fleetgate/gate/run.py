@@ -36,6 +36,7 @@ from fleetgate.gate.plan import RAW_CAMERA_KINDS, decide_assets, select_assets
 from fleetgate.gate.records import exports
 from fleetgate.policy.vocabulary import Outcome
 from fleetgate.store import Ledger
+from fleetgate.store.blobs import fsync_dir
 from fleetgate.store.catalog import utcnow
 from fleetgate.workspace import Workspace
 
@@ -70,14 +71,6 @@ def destination_root(ws: Workspace, name: str) -> Path:
     if root.resolve() == keys or keys in root.resolve().parents or root.resolve() in keys.parents:
         raise ExportRefused(f"destination '{name}' overlaps the keys folder {keys}; refusing")
     return root
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def _write(path: Path, data: bytes) -> None:
@@ -158,7 +151,7 @@ def _run_locked(ws: Workspace, plan: dict[str, Any], root: Path, package_id: str
             _copy_verified(ws, region, item, staging / "data" / _data_name(item))
             if on_progress:
                 on_progress(n, len(exported))
-        _fsync_dir(staging / "data")
+        fsync_dir(staging / "data")
         committed = _commit(ws, plan, package_id, exported, approval_use, (as_of or dt.date.today()).year)
     else:
         if not (staging / "data").exists():
@@ -275,10 +268,10 @@ def _finish_package(ws: Workspace, plan: dict[str, Any], row: dict[str, Any], st
     _write(staging / "inclusion.json", json.dumps(proof, indent=2).encode())
     _write(staging / "checkpoint.txt", checkpoint.text().encode())
     _write(staging / PUBLISHED, (digest(data) + "\n").encode())
-    _fsync_dir(staging)
+    fsync_dir(staging)
     final.parent.mkdir(parents=True, exist_ok=True)
     os.replace(staging, final)  # the publication: one atomic rename
-    _fsync_dir(final.parent)
+    fsync_dir(final.parent)
 
 
 def list_exports(ws: Workspace, region: str | None = None) -> list[dict[str, Any]]:

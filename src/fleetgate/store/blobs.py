@@ -152,7 +152,7 @@ class LocalBlobStore(BlobStore):
                 os.link(tmp, final)
             except FileExistsError:
                 return PutResult(sha, size, created=False)
-            _fsync_dir(final.parent)
+            fsync_dir(final.parent)
             return PutResult(sha, size, created=True)
         except OSError as exc:
             raise StoreError(f"blob store {self.root}: cannot store blob: {exc}") from exc
@@ -169,7 +169,8 @@ class LocalBlobStore(BlobStore):
             raise StoreError(f"blob store {self.root}: blob {sha256} is missing") from exc
 
 
-def _fsync_dir(path: Path) -> None:
+def fsync_dir(path: Path) -> None:
+    """Flush a directory's entries (a new or renamed name) to disk."""
     fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)
