@@ -172,6 +172,10 @@ class TransparencyLog:
             raise LogError(f"no log entry {index}")
         return json.loads(row[0])
 
+    def entry_text(self, index: int, conn: Connection) -> str:
+        """The exact canonical bytes (as text) of entry `index`, inside the caller's transaction."""
+        return conn.execute(sa.select(log_entries.c.entry).where(log_entries.c.idx == index)).scalar_one()
+
     def entries(self, kind: str | None = None, limit: int | None = None) -> list[dict[str, Any]]:
         query = sa.select(log_entries.c.entry).order_by(log_entries.c.idx)
         with self.catalog.engine.connect() as conn:

@@ -219,7 +219,7 @@ def _commit(ws: Workspace, plan: dict[str, Any], package_id: str, exported: list
                            "packs": plan["packs"], "approvals": sorted(approval_use),
                            "ledger_delta": delta, "year": year}
                 index, _ = log.append(conn, "export", payload)
-                entry = log_entry_text(conn, index)
+                entry = log.entry_text(index, conn)
                 row = {"package_id": package_id, "plan_id": plan["plan_id"], "region": region,
                        "destination": plan["destination"]["name"], "status": "committed", "log_index": index,
                        "entry": entry, "assets": assets, "approvals": sorted(approval_use),
@@ -231,12 +231,6 @@ def _commit(ws: Workspace, plan: dict[str, Any], package_id: str, exported: list
             if attempt == 4:
                 raise
     raise AssertionError("unreachable")
-
-
-def log_entry_text(conn: Any, index: int) -> str:
-    from fleetgate.audit.log import log_entries
-
-    return conn.execute(sa.select(log_entries.c.entry).where(log_entries.c.idx == index)).scalar_one()
 
 
 def _finish_package(ws: Workspace, plan: dict[str, Any], row: dict[str, Any], staging: Path, final: Path) -> None:
