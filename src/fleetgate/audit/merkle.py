@@ -54,7 +54,6 @@ def inclusion_proof(index: int, leaves: Sequence[bytes]) -> list[bytes]:
     n = len(leaves)
     if not 0 <= index < n:
         raise ValueError(f"index {index} outside a tree of size {n}")
-    proof: list[bytes] = []
     start, end, m = 0, n, index
     path: list[bytes] = []
     while end - start > 1:
@@ -65,8 +64,7 @@ def inclusion_proof(index: int, leaves: Sequence[bytes]) -> list[bytes]:
         else:
             path.append(_subtree_root(leaves, start, start + k))
             start, m = start + k, m - k
-    proof = list(reversed(path))
-    return proof
+    return list(reversed(path))
 
 
 def consistency_proof(old_size: int, leaves: Sequence[bytes]) -> list[bytes]:
@@ -87,6 +85,15 @@ def _subproof(m: int, leaves: Sequence[bytes], start: int, end: int, complete: b
     return _subproof(m - k, leaves, start + k, end, False) + [_subtree_root(leaves, start, start + k)]
 
 
+def _climb_left_edge(fn: int, sn: int) -> tuple[int, int]:
+    """Right-shift both indices until fn is odd or zero (RFC 9162: the node is a left child up to there)."""
+    while True:
+        fn >>= 1
+        sn >>= 1
+        if fn & 1 or fn == 0:
+            return fn, sn
+
+
 def verify_inclusion(leaf: bytes, index: int, size: int, proof: Sequence[bytes], root: bytes) -> bool:
     """RFC 9162 §2.1.3.2."""
     if not 0 <= index < size or any(len(p) != 32 for p in proof):
@@ -99,11 +106,7 @@ def verify_inclusion(leaf: bytes, index: int, size: int, proof: Sequence[bytes],
         if fn & 1 or fn == sn:
             r = node_hash(p, r)
             if not fn & 1:
-                while True:
-                    fn >>= 1
-                    sn >>= 1
-                    if fn & 1 or fn == 0:
-                        break
+                fn, sn = _climb_left_edge(fn, sn)
         else:
             r = node_hash(r, p)
         fn >>= 1
@@ -135,11 +138,7 @@ def verify_consistency(old_size: int, new_size: int, proof: Sequence[bytes], old
             fr = node_hash(c, fr)
             sr = node_hash(c, sr)
             if not fn & 1:
-                while True:
-                    fn >>= 1
-                    sn >>= 1
-                    if fn & 1 or fn == 0:
-                        break
+                fn, sn = _climb_left_edge(fn, sn)
         else:
             sr = node_hash(sr, c)
         fn >>= 1

@@ -125,6 +125,12 @@ _PACK_KEYS = {"id", "version", "title", "instrument", "jurisdiction", "effective
 _RULE_KEYS = {"id", "title", "stage", "priority", "citation", "when", "effect", "note"}
 
 
+def _reject_unknown(doc: dict, allowed: set[str], prefix: str) -> None:
+    unknown = sorted(set(doc) - allowed)
+    if unknown:
+        raise PackError(f"{prefix}{unknown[0]}: unknown field")
+
+
 def parse_pack(text: bytes, path: str) -> Pack:
     """Parse and compile one pack; every problem names the file and the field."""
     try:
@@ -133,9 +139,7 @@ def parse_pack(text: bytes, path: str) -> Pack:
         raise PackError(f"{path}: not valid YAML: {' '.join(str(exc).split())}") from exc
     if not isinstance(doc, dict):
         raise PackError(f"{path}: a pack is a mapping with id, version, rules, ...")
-    unknown = sorted(set(doc) - _PACK_KEYS)
-    if unknown:
-        raise PackError(f"{path}: {unknown[0]}: unknown field")
+    _reject_unknown(doc, _PACK_KEYS, f"{path}: ")
     pack_id = _require(doc, "id", str, path)
     if not PACK_ID.match(pack_id):
         raise PackError(f"{path}: id: '{pack_id}' must be lower-case letters, digits and '-'")
@@ -177,9 +181,7 @@ def parse_pack(text: bytes, path: str) -> Pack:
 def _parse_rule(body: Any, pack_id: str, index: int, where: str) -> Rule:
     if not isinstance(body, dict):
         raise PackError(f"{where}: a rule is a mapping")
-    unknown = sorted(set(body) - _RULE_KEYS)
-    if unknown:
-        raise PackError(f"{where}: {unknown[0]}: unknown field")
+    _reject_unknown(body, _RULE_KEYS, f"{where}: ")
     rule_id = _require(body, "id", str, where)
     if not RULE_ID.match(rule_id):
         raise PackError(f"{where}: id: '{rule_id}' must be upper-case letters, digits, '.' and '-'")
@@ -201,9 +203,7 @@ def _parse_rule(body: Any, pack_id: str, index: int, where: str) -> Rule:
     except ConditionError as exc:
         raise PackError(f"{where}: when: does not compile: {exc}") from exc
     effect = _require(body, "effect", dict, where)
-    unknown = sorted(set(effect) - {"tags", "outcome", "obligations"})
-    if unknown:
-        raise PackError(f"{where}: effect.{unknown[0]}: unknown field")
+    _reject_unknown(effect, {"tags", "outcome", "obligations"}, f"{where}: effect.")
     tags = tuple(effect.get("tags") or ())
     for tag in tags:
         if not isinstance(tag, str) or not TAG.match(tag):
