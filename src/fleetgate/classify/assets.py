@@ -22,10 +22,9 @@ from fleetgate.classify.geo import SensitiveAreas, is_precise
 from fleetgate.classify.pii_scan import scan_table
 from fleetgate.errors import FleetgateError, UsageError
 from fleetgate.keys.region_keys import pseudonym
-from fleetgate.policy.decide import Decision
-from fleetgate.policy.packs import Pack
-from fleetgate.policy.request import DecisionRequest, Item
-from fleetgate.policy.service import decide_in_workspace, exporter_of, packs_for
+from fleetgate.policy.decide import Decision, PolicyEngine
+from fleetgate.policy.request import DecisionRequest, Exporter, Item, Ytd
+from fleetgate.policy.service import exporter_of, ledger_ytd, packs_for
 from fleetgate.policy.vocabulary import KINDS
 from fleetgate.store import Ledger
 from fleetgate.store.catalog import utcnow
@@ -132,12 +131,11 @@ def classify_asset(ws: Workspace, region: str, asset: dict[str, Any], key: bytes
     )
 
 
-def decide_asset(ws: Workspace, region: str, c: AssetClassification, destination: str,
-                 packs: list[Pack], as_of: dt.date | None = None) -> Decision:
-    """The asset decided alone: what would happen if it were exported by itself today."""
-    request = DecisionRequest(destination=destination, items=(c.item(),),
-                              exporter=exporter_of(ws.config.region(region)), as_of=as_of or dt.date.today())
-    return decide_in_workspace(ws, request, region, packs)
+def decide_asset(engine: PolicyEngine, exporter: Exporter, c: AssetClassification, destination: str,
+                 ytd: Ytd, as_of: dt.date) -> Decision:
+    """The asset decided alone: what would happen if it were exported by itself on `as_of`."""
+    request = DecisionRequest(destination=destination, items=(c.item(),), exporter=exporter, as_of=as_of)
+    return engine.decide(request, ytd)
 
 
 def default_destination_country(ws: Workspace) -> str:
@@ -156,11 +154,14 @@ def classify_region(ws: Workspace, region: str | None = None, destination: str |
     packs = packs_for(ws, cfg.name)
     destination = destination or default_destination_country(ws)
     report = ClassifyReport(region=cfg.name, packs={p.id: p.hash_ref for p in packs})
+    # One engine, exporter and ledger reading for the whole run, not one per asset.
+    engine, exporter, as_of = PolicyEngine(packs), exporter_of(cfg), dt.date.today()
+    ytd = ledger_ytd(ws, cfg.name, as_of.year)
     assets = reg.catalog.list_assets(region=cfg.name)
     for n, asset in enumerate(assets, 1):
         try:
             c = classify_asset(ws, cfg.name, asset, key, areas)
-            decision = decide_asset(ws, cfg.name, c, destination, packs)
+            decision = decide_asset(engine, exporter, c, destination, ytd, as_of)
         except (FleetgateError, OSError, ValueError) as exc:  # a broken blob must not stop the batch
             report.failed.append((asset["id"], f"{asset['source_path']}: {exc}"))
             continue

@@ -19,7 +19,7 @@ from fleetgate.audit import canonical, digest, open_log
 from fleetgate.errors import InvalidInputError, UsageError
 from fleetgate.policy.engine import compile_condition, new_context
 from fleetgate.policy.request import DecisionRequest, Item
-from fleetgate.policy.service import decide_in_workspace, exporter_of, packs_for
+from fleetgate.policy.service import decide_in_workspace, exporter_of
 from fleetgate.policy.vocabulary import Outcome
 from fleetgate.store import Ledger
 from fleetgate.workspace import Workspace
@@ -77,7 +77,7 @@ def decide_assets(ws: Workspace, region: str, destination_country: str, assets: 
         raise UsageError("the selection matches no assets")
     request = DecisionRequest(destination=destination_country, items=tuple(items), exporter=exporter_of(cfg),
                               as_of=as_of)
-    decision = decide_in_workspace(ws, request, region, packs_for(ws, region))
+    decision = decide_in_workspace(ws, request, region)
     rows = []
     for asset, item in zip(assets, decision.items, strict=True):
         outcome, rules, reasons = item.outcome, list(item.rules), list(item.reasons)
