@@ -24,6 +24,7 @@ import numpy as np
 from fleetgate.ingest import ingest_drop
 from fleetgate.sample import SampleSpec, generate_sample
 from fleetgate.workspace import Workspace, init_workspace
+from deid_bench import bench_quality, bench_speed
 from gate_bench import bench_export, bench_log
 from policy_bench import bench_decisions, bench_pii_scan
 
@@ -157,10 +158,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--out", type=Path, default=Path("docs/benchmarks.md"))
     parser.add_argument("--runs", type=int, default=5)
-    parser.add_argument("--only", action="append", choices=["ingest", "policy", "gate"],
+    parser.add_argument("--only", action="append", choices=["ingest", "policy", "gate", "deid"],
                         help="Run only these benchmarks; the other sections of --out are kept.")
     args = parser.parse_args()
-    only = set(args.only or ["ingest", "policy", "gate"])
+    only = set(args.only or ["ingest", "policy", "gate", "deid"])
     sections: list[str] = []
     with tempfile.TemporaryDirectory(prefix="fleetgate-bench-", dir=os.environ.get("FLEETGATE_BENCH_DIR")) as tmp:
         if "ingest" in only:
@@ -173,6 +174,9 @@ def main() -> None:
             (Path(tmp) / "gate").mkdir()
             sections += bench_export(Path(tmp) / "gate", args.runs)
             sections += bench_log(Path(tmp) / "gate", args.runs)
+        if "deid" in only:
+            sections += bench_quality(Path(tmp) / "deid-quality")
+            sections += bench_speed(Path(tmp) / "deid-speed", max(3, args.runs // 2 + 1))
     sections = merge_sections(args.out, sections)
     header = [
         "# Benchmarks",

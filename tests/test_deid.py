@@ -115,7 +115,15 @@ def test_deid_run_derives_assets_that_the_gate_can_export(workspace: Workspace, 
     ingest_drop(workspace.region(), sample_drop)
     report = deid_region(workspace)
     assert not report.failed and {d["kind"] for d in report.derived} >= {"owner_record", "after_sales",
-                                                                         "gnss_trajectory"}
+                                                                         "gnss_trajectory", "exterior_video"}
+    assert report.cabin_kept_local >= 1 and "cabin_audio" not in {d["kind"] for d in report.derived}
+    videos = [a for a in workspace.region().catalog.list_assets() if a["kind"] == "exterior_video"
+              and (a["tags"] or {}).get("derived") == "deid"]
+    assert len(videos) == 4 and len(report.camera) == 4
+    for video in videos:
+        tags = video["tags"]
+        assert tags["anonymized"] and tags["detected_features"] == [] and "faces" in tags["removed_features"]
+        assert workspace.region().blobs.exists(tags["sidecar_sha256"]) and video["parent_id"]
     assert deid_region(workspace).already == len(report.derived)  # rerun: nothing new
     classify_region(workspace)
     plan = make_plan(workspace, "overseas", "asset.source_path.endsWith('#deid')", "train",
@@ -128,6 +136,9 @@ def test_deid_run_derives_assets_that_the_gate_can_export(workspace: Workspace, 
     assert "geo_precise" not in by_kind["gnss_trajectory"]["features"]
     assert by_kind["gnss_trajectory"]["outcome"] == "STANDARD_CONTRACT_OR_CERT"  # still a trajectory (SPI)
     assert by_kind["owner_record"]["subjects"] == 2  # lineage keeps the people
+    # faces and plates are gone, yet road video is surveying data: it stays without an approval
+    assert by_kind["exterior_video"]["outcome"] == "LOCAL_ONLY"
+    assert not {"faces", "plates"} & set(by_kind["exterior_video"]["features"])
     result = run_export(workspace, plan, as_of=dt.date(2026, 11, 21))
     blobs = b"".join(p.read_bytes() for p in result.path.rglob("*") if p.is_file())
     owners = pq.read_table(sample_drop / "tables" / "owners.parquet").to_pylist()

@@ -262,11 +262,14 @@ class PlateDetector:
                     continue
                 # judge the characters at full resolution, where small plates still have them
                 fx0, fy0 = int(x / scale), int(y / scale)
+                fx1, fy1 = int(np.ceil((x + w) / scale)), int(np.ceil((y + h) / scale))
+                check_y1 = fy1
                 if colour == "green":  # new-energy plates fade to white at the top, outside the mask
                     fy0 = max(0, int((y - 0.6 * h) / scale))
-                fx1, fy1 = int(np.ceil((x + w) / scale)), int(np.ceil((y + h) / scale))
-                chars = self._characters(frame_bgr[fy0:fy1, fx0:fx1], colour)
-                boxes.append((fx0, fy0, fx1, fy1))
+                    check_y1 = min(height, int(np.ceil((y + 1.3 * h) / scale)))
+                box = (fx0, fy0, fx1, fy1)
+                chars = self._characters(frame_bgr[fy0:check_y1, fx0:fx1], colour)
+                boxes.append(box)
                 scores.append(min(1.0, 0.25 + 0.1 * chars))
         if self._cascade is not None:
             gray = cv2.cvtColor(small, cv2.COLOR_BGR2GRAY)

@@ -68,6 +68,11 @@ def _camera_asset(reg: Any, asset: dict[str, Any], detectors: list, settings: Vi
     return reg.blobs.put_file(dst), reg.blobs.put_file(sidecar), report
 
 
+def _read_table(reg: Any, asset: dict[str, Any]) -> Any:
+    with reg.blobs.open(asset["sha256"]) as fh:
+        return pq.read_table(io.BytesIO(fh.read()))
+
+
 def deid_region(ws: Workspace, region: str | None = None, policy: TrajectoryPolicy | None = None,
                 on_progress: Callable[[int, int], None] | None = None, video: VideoSettings | None = None,
                 detectors: list | None = None, camera: bool = True) -> DeidReport:
@@ -100,8 +105,6 @@ def deid_region(ws: Workspace, region: str | None = None, policy: TrajectoryPoli
             report.already += 1
             continue
         try:
-            with reg.blobs.open(asset["sha256"]) as fh:
-                table = pq.read_table(io.BytesIO(fh.read()))
             tags: dict[str, Any] = {"derived": DERIVED, "parent_sha256": asset["sha256"], "settings": settings}
             if asset["kind"] in CAMERA_KINDS:
                 with tempfile.TemporaryDirectory(prefix="fleetgate-deid-") as tmp:
@@ -116,10 +119,11 @@ def deid_region(ws: Workspace, region: str | None = None, policy: TrajectoryPoli
                                                                  if k not in ("input", "output", "settings")}})
                 out = None
             elif asset["kind"] == "gnss_trajectory":
+                table = _read_table(reg, asset)
                 out, detail = deidentify_trajectory(table, areas, policy)
                 tags |= {"coordinate_precision_m": detail["precision_m"], "trajectory": detail}
             else:
-                result = deidentify_table(table, key)
+                result = deidentify_table(_read_table(reg, asset), key)
                 key_uses += 1
                 out = result.table
                 tags |= {"pseudonymized": bool(result.pseudonymized_features),
