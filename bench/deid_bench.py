@@ -34,6 +34,7 @@ from fleetgate.deid.video import VideoSettings, anonymize_video
 from fleetgate.sample.video import encode_h264, render_clip
 
 BUCKETS = [(0, 24), (24, 48), (48, 96), (96, 10_000)]
+VISIBLE = 0.5  # labels less than half visible (behind a nearer car or person) are not counted
 REAL = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "real"
 # marked by hand on the stills (x0, y0, x1, y1 in pixels of the 2560x1920 frames)
 REAL_LABELS = {
@@ -54,7 +55,8 @@ class Tally:
         self.found: dict[tuple[str, str], list[int]] = {}
         self.dets: dict[str, list[int]] = {}
 
-    def add(self, labels: list[tuple[str, tuple]], detections: list) -> None:
+    def add(self, labels: list[tuple[str, tuple]], detections: list, hidden: list[tuple[str, tuple]] = ()) -> None:
+        """Recall over visible labels; a detection of a mostly hidden one is not a false positive."""
         for label, box in labels:
             key = (label, bucket_of(box[3] - box[1]))
             hit = any(d.label == label and iou(box, d.box) >= 0.3 for d in detections)
@@ -63,7 +65,7 @@ class Tally:
             cell[1] += 1
         for d in detections:
             cell = self.dets.setdefault(d.label, [0, 0])
-            cell[0] += any(label == d.label and iou(box, d.box) >= 0.3 for label, box in labels)
+            cell[0] += any(label == d.label and iou(box, d.box) >= 0.3 for label, box in [*labels, *hidden])
             cell[1] += 1
 
     def rows(self, source: str) -> list[str]:
@@ -99,10 +101,12 @@ def bench_quality(work: Path) -> list[str]:
             for index, frame in enumerate(container.decode(video=0)):
                 array = frame.to_ndarray(format="bgr24")
                 dets = [d for det in detectors for d in det.detect(array)]
-                truth = [(b["type"], tuple(b["box"])) for b in clip["frames"][index]["boxes"]]
-                tally.add(truth, dets)
-                for b in clip["frames"][index]["boxes"]:
-                    if b["type"] == "plate":
+                boxes = clip["frames"][index]["boxes"]
+                truth = [(b["type"], tuple(b["box"])) for b in boxes if b.get("visible", 1) >= VISIBLE]
+                hidden = [(b["type"], tuple(b["box"])) for b in boxes if b.get("visible", 1) < VISIBLE]
+                tally.add(truth, dets, hidden)
+                for b in boxes:
+                    if b["type"] == "plate" and b.get("visible", 1) >= VISIBLE:
                         cell = per_colour.setdefault(b["color"], [0, 0])
                         cell[0] += any(d.label == "plate" and iou(tuple(b["box"]), d.box) >= 0.3 for d in dets)
                         cell[1] += 1
@@ -119,7 +123,9 @@ def bench_quality(work: Path) -> list[str]:
     colour = ", ".join(f"{c}: {_pct(*v)} ({v[0]}/{v[1]})" for c, v in sorted(per_colour.items()))
     return ["## De-identification quality", "",
             "Per-frame detection before tracking (tracking and box growth only add coverage). A detection "
-            "matches a label at IoU ≥ 0.3. Default settings: CenterFace at 960 px wide, threshold 0.35; "
+            "matches a label at IoU ≥ 0.3. Labels less than half visible (behind a nearer car or person, as "
+            "the sample's labels.json records in `visible`) are left out of recall; finding them is no false "
+            "positive. Default settings: CenterFace at 960 px wide, threshold 0.3; "
             "plates from colour/shape proposals with a character check (HyperLPR cascade off: it added 3 "
             "points of recall for 15× the time and many false hits on windows). Real stills: CenterFace at "
             "1280 px plus 2×2 tiles, as `deid image` runs.", "",
@@ -145,7 +151,7 @@ def obscured_recall(src: Path, out: Path, labels: list[dict]) -> tuple[int, int]
         for index, (fa, fb) in enumerate(zip(a.decode(video=0), b.decode(video=0), strict=False)):
             x, y = fa.to_ndarray(format="bgr24").astype(np.int16), fb.to_ndarray(format="bgr24").astype(np.int16)
             for box in labels[index]["boxes"]:
-                if box["type"] != "face":
+                if box["type"] != "face" or box.get("visible", 1) < VISIBLE:
                     continue
                 x0, y0, x1, y1 = (int(v) for v in box["box"])
                 total += 1
@@ -214,7 +220,8 @@ def bench_speed(work: Path, runs: int) -> list[str]:
     cores = os.cpu_count()
     lines = ["## De-identification speed", "",
              f"Same 1080p H.264 clip ({frames} frames at 25 fps: three cars with blue, yellow and green plates, "
-             f"three people with real faces), {cores} CPU cores, no GPU; frames per second including start-up "
+             "three people with real faces; faces at least half visible are counted), "
+             f"{cores} CPU cores, no GPU; frames per second including start-up "
              f"of the decode and encode, median of {runs} runs (deface: {len(results['deface'])}). Output "
              "libx264 `veryfast` crf 23 for us and the floor; deface uses its imageio-ffmpeg defaults.", "",
              "| run | fps | face recall in the output |", "|---|---|---|",
@@ -230,13 +237,15 @@ def bench_speed(work: Path, runs: int) -> list[str]:
     lines += [""]
     if "deface" in med:
         ratio = med["ours"] / med["deface"]
+        better = recall["ours"][0] >= recall["deface"][0]
         lines.append(f"- Against deface: **{ratio:.1f}×** its frames per second (target 5×: "
-                     f"{'met' if ratio >= 5 else 'missed'}), at {'equal or better' if recall['ours'][0] >= recall['deface'][0] else 'lower'} "
+                     f"{'met' if ratio >= 5 else 'missed'}), at {'equal or better' if better else 'lower'} "
                      "face recall in the output.")
     lines.append(f"- Absolute: **{med['ours']:.1f} fps** (target 15 fps on 2 cores: "
                  f"{'met' if med['ours'] >= 15 else 'missed'}; this machine has {cores} cores).")
     gap = med["floor"] / med["ours"]
-    lines.append(f"- Against the decode+encode floor: {gap:.1f}× slower (target within 5×: {'met' if gap <= 5 else 'missed'}).")
+    lines.append(f"- Against the decode+encode floor: {gap:.1f}× slower "
+                 f"(target within 5×: {'met' if gap <= 5 else 'missed'}).")
     lines.append("- GPU: no GPU was lent to this task, so the 300 fps CUDA target is not measured; "
                  "`--provider cuda` selects onnxruntime's CUDA provider where installed.")
     lines.append("")

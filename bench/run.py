@@ -21,10 +21,10 @@ from pathlib import Path
 import av
 import numpy as np
 
+from deid_bench import bench_quality, bench_speed
 from fleetgate.ingest import ingest_drop
 from fleetgate.sample import SampleSpec, generate_sample
 from fleetgate.workspace import Workspace, init_workspace
-from deid_bench import bench_quality, bench_speed
 from gate_bench import bench_export, bench_log
 from policy_bench import bench_decisions, bench_pii_scan
 

@@ -31,7 +31,8 @@ Verify = Annotated[bool, typer.Option("--verify/--no-verify", help="Re-detect on
                                                                    "the result is not anonymized.")]
 
 
-def _settings(method: str, stride: int, hold: int, verify: bool, crf: int = 23, preset: str = "veryfast") -> VideoSettings:
+def _settings(method: str, stride: int, hold: int, verify: bool, crf: int = 23,
+              preset: str = "veryfast") -> VideoSettings:
     return VideoSettings(stride=stride, hold=hold, verify=verify, verify_stride=stride, crf=crf, preset=preset,
                          obscure=ObscureSettings(method=method))
 

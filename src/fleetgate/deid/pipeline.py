@@ -21,8 +21,8 @@ import pyarrow.parquet as pq
 
 from fleetgate.audit import canonical, digest, open_log
 from fleetgate.classify.geo import SensitiveAreas
-from fleetgate.deid.tables import DeidError, deidentify_table
 from fleetgate.deid.detectors import build_detectors
+from fleetgate.deid.tables import DeidError, deidentify_table
 from fleetgate.deid.trajectory import TrajectoryPolicy, deidentify_trajectory
 from fleetgate.deid.video import MediaReport, VideoSettings, anonymize_image, anonymize_video
 from fleetgate.errors import FleetgateError

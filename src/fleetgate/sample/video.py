@@ -217,19 +217,32 @@ def render_clip(rng: np.random.Generator, width: int, height: int, fps: float, f
         travelled += float(speeds[min(index, len(speeds) - 1)]) / fps
         _draw_lanes(frame, travelled)
         canvas = Image.fromarray(frame)
-        boxes = []
-        for actor in actors:
+        owner = np.full((height, width), -1, np.int16)  # which actor a pixel shows, for occlusion
+        placed = []
+        for k, actor in enumerate(actors):
             cx, bottom, h = (s + (e - s) * alpha for s, e in zip(actor.start, actor.end, strict=True))
             scale = h / actor.sprite.height
             w = max(int(actor.sprite.width * scale), 2)
             hh = max(int(h), 2)
             left, top = int(cx - w / 2), int(bottom - hh)
-            canvas.paste(actor.sprite.resize((w, hh), Image.BILINEAR), (left, top), actor.sprite.resize((w, hh)))
+            sprite = actor.sprite.resize((w, hh), Image.BILINEAR)
+            canvas.paste(sprite, (left, top), actor.sprite.resize((w, hh)))
+            opaque = np.asarray(actor.sprite.resize((w, hh)))[:, :, 3] > 0
+            sx0, sy0 = max(left, 0), max(top, 0)
+            sx1, sy1 = min(left + w, width), min(top + hh, height)
+            if sx1 > sx0 and sy1 > sy0:
+                region = owner[sy0:sy1, sx0:sx1]
+                region[opaque[sy0 - top:sy1 - top, sx0 - left:sx1 - left]] = k
             x1, y1, x2, y2 = actor.target_box
-            box = [left + x1 * scale, top + y1 * scale, left + x2 * scale, top + y2 * scale]
+            placed.append((k, actor, [left + x1 * scale, top + y1 * scale, left + x2 * scale, top + y2 * scale]))
+        boxes = []
+        for k, actor, box in placed:
             clipped = [max(box[0], 0), max(box[1], 0), min(box[2], width), min(box[3], height)]
             if clipped[2] - clipped[0] >= 2 and clipped[3] - clipped[1] >= 2:
-                boxes.append({**actor.label, "box": [round(v, 1) for v in clipped]})
+                cells = owner[int(clipped[1]):int(np.ceil(clipped[3])), int(clipped[0]):int(np.ceil(clipped[2]))]
+                # share of the box not hidden by a nearer car or person
+                visible = float((cells == k).mean()) if cells.size else 0.0
+                boxes.append({**actor.label, "box": [round(v, 1) for v in clipped], "visible": round(visible, 2)})
         out_frames.append(np.asarray(canvas))
         labels.append({"frame": index, "boxes": boxes})
     return out_frames, labels
