@@ -166,7 +166,8 @@ class PolicyEngine:
 def _item_context(item: Item) -> dict[str, Any]:
     return {"kind": item.kind, "features": sorted(set(item.features)), "anonymized": item.anonymized,
             "pseudonymized": item.pseudonymized, "exemption": item.exemption or "",
-            "subjects": item.subjects if item.subjects is not None else 0}
+            "subjects": item.subjects if item.subjects is not None else 0,
+            "aggregated_samples": item.aggregated_samples, "dp_noise_multiplier": item.dp_noise_multiplier}
 
 
 def _classify(item: Item, rules: list[Rule], context: EvalContext) -> _Classified:

@@ -76,6 +76,10 @@ def probe_items(count: int = 800, seed: int = 7) -> list[tuple[Item, Exporter, s
                                "transfer"))
         probes.append((Item("p", kind, (), False, False, None, 1000), Exporter(surveying_approval=True), "US",
                        "remote_access"))
+    for samples in (0, 999, 1000, 100_000):  # model updates: below and above the aggregation floor
+        for noise in (0.0, 1.1):
+            probes.append((Item("p", "model_update", (), False, False, None, 0, samples, noise), plain, "US",
+                           "transfer"))
     for _ in range(count):
         item = Item("p", rng.choice(kinds), tuple(rng.sample(features, rng.choice((0, 1, 1, 2, 3)))),
                     rng.random() < 0.2, rng.random() < 0.3,

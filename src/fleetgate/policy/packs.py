@@ -270,7 +270,8 @@ def load_packs(refs: list[str]) -> list[Pack]:
 
 # The packs a region applies when its config names none, by the jurisdiction of its country.
 DEFAULT_PACKS_BY_JURISDICTION: dict[str, list[str]] = {
-    "CN": ["cn-auto-2021", "cn-surveying", "cn-auto-export-2026", "cn-xborder-2024", "cn-lingang-icv"],
+    "CN": ["cn-auto-2021", "cn-surveying", "cn-auto-export-2026", "cn-xborder-2024", "cn-lingang-icv",
+           "fleetgate-model-updates"],
     "EU": ["eu-gdpr"],
 }
 EU_COUNTRIES = frozenset({"AT", "BE", "BG", "HR", "CY", "CZ", "DK", "EE", "FI", "FR", "DE", "GR", "HU", "IE",

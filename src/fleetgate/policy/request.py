@@ -43,11 +43,15 @@ class Item:
     pseudonymized: bool = False
     exemption: str | None = None
     subjects: int | None = None  # None: not stated; a PI item without it stays local
+    # model updates: how many training samples the update aggregates, and the DP noise added
+    # (noise multiplier on the clipping norm; 0 = none)
+    aggregated_samples: int = 0
+    dp_noise_multiplier: float = 0.0
 
     def shape(self) -> tuple:
         """Everything but the id: items with one shape decide alike within one request."""
         return (self.kind, tuple(sorted(set(self.features))), self.anonymized, self.pseudonymized,
-                self.exemption, self.subjects is None)
+                self.exemption, self.subjects is None, self.aggregated_samples, self.dp_noise_multiplier)
 
 
 @dataclass(frozen=True)
@@ -73,7 +77,9 @@ class DecisionRequest:
             "destination": self.destination,
             "mode": self.mode,
             "items": [{"id": i.id, "kind": i.kind, "features": list(i.features), "anonymized": i.anonymized,
-                       "pseudonymized": i.pseudonymized, "exemption": i.exemption, "subjects": i.subjects}
+                       "pseudonymized": i.pseudonymized, "exemption": i.exemption, "subjects": i.subjects,
+                       **({"aggregated_samples": i.aggregated_samples, "dp_noise_multiplier": i.dp_noise_multiplier}
+                          if i.kind == "model_update" else {})}
                       for i in self.items],
         }
         if self.ytd is not None:
@@ -151,7 +157,8 @@ def parse_request(doc: Any) -> DecisionRequest:
     seen: set[str] = set()
     for index, raw in enumerate(raw_items):
         where = f"items[{index}]"
-        body = _fields(raw, {"id", "kind", "features", "anonymized", "pseudonymized", "exemption", "subjects"}, where)
+        body = _fields(raw, {"id", "kind", "features", "anonymized", "pseudonymized", "exemption", "subjects",
+                             "aggregated_samples", "dp_noise_multiplier"}, where)
         item_id = body.get("id")
         if not isinstance(item_id, str) or not item_id:
             raise RequestError(f"{where}.id: required text")
@@ -169,11 +176,16 @@ def parse_request(doc: Any) -> DecisionRequest:
             raise RequestError(f"{where}.exemption: unknown exemption {exemption!r} "
                                f"(known: {', '.join(sorted(EXEMPTIONS))})")
         subjects = body.get("subjects")
+        noise = body.get("dp_noise_multiplier", 0.0)
+        if isinstance(noise, bool) or not isinstance(noise, int | float) or not 0 <= noise < 1e6:
+            raise RequestError(f"{where}.dp_noise_multiplier: must be a number >= 0")
         items.append(Item(
             id=item_id, kind=kind, features=tuple(features),
             anonymized=_bool(body, "anonymized", where), pseudonymized=_bool(body, "pseudonymized", where),
             exemption=exemption,
             subjects=None if subjects is None else _count(subjects, f"{where}.subjects"),
+            aggregated_samples=_count(body.get("aggregated_samples", 0), f"{where}.aggregated_samples"),
+            dp_noise_multiplier=float(noise),
         ))
     return DecisionRequest(destination=destination, items=tuple(items), exporter=exporter, mode=mode,
                            as_of=as_of, ytd=ytd)

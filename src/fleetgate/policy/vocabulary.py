@@ -81,7 +81,8 @@ STAGE_VARIABLES: dict[str, frozenset[str]] = {
 
 # The fields of the structured variables, for the lint's field check.
 VARIABLE_FIELDS: dict[str, frozenset[str]] = {
-    "item": frozenset({"kind", "features", "anonymized", "pseudonymized", "exemption", "subjects"}),
+    "item": frozenset({"kind", "features", "anonymized", "pseudonymized", "exemption", "subjects",
+                       "aggregated_samples", "dp_noise_multiplier"}),
     "exporter": frozenset({"ciio", "zone", "surveying_approval"}),
     "totals": frozenset({"pi", "spi"}),
 }
