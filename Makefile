@@ -23,7 +23,7 @@ setup: $(BIN)/python system-deps ## create .venv, install fleetgate and fetch th
 	$(BIN)/fleetgate models pull
 
 setup-dev: setup ## also install the dev dependencies
-	$(BIN)/pip install --quiet -e '.[dev]'
+	$(BIN)/pip install --quiet -e '.[dev,train]'
 
 demo: setup ## set up and run the demo on embedded defaults (SQLite + local folder)
 	$(BIN)/fleetgate --home $(HOME_DIR) demo

@@ -6,6 +6,7 @@ from pathlib import Path
 
 from fleetgate.keys import KeyStore
 from fleetgate.store import Catalog, Region, open_blob_store
+from fleetgate.store.residency import ResidentBlobStore
 from fleetgate.workspace.config import WorkspaceConfig, load_config
 
 
@@ -37,10 +38,15 @@ class Workspace:
             self._regions[cfg.name] = Region(
                 name=cfg.name,
                 country=cfg.country,
-                blobs=open_blob_store(blob_url),
+                # every read is checked against the region the code acts for, and recorded
+                blobs=ResidentBlobStore(open_blob_store(blob_url), cfg.name, self.access_log(cfg.name)),
                 catalog=Catalog(catalog_url),
             )
         return self._regions[cfg.name]
+
+    def access_log(self, region: str) -> Path:
+        """JSON lines of every read of the region's blobs (who acted for which region)."""
+        return self.home / "access" / f"{region}.jsonl"
 
     @property
     def keys_root(self) -> Path:

@@ -1,0 +1,115 @@
+"""The reference model (PyTorch, an optional extra): an MLP from 2 s of past path to 3 s of future.
+
+torch is imported here only; `fleetgate[train]` installs it (torch==2.13.0, CPU build; CUDA when the
+machine has it).
+"""
+
+from __future__ import annotations
+
+import io
+from dataclasses import dataclass
+
+import numpy as np
+
+from fleetgate.errors import UsageError
+from fleetgate.train.dataset import FUTURE, PAST, Samples
+
+SCALE_M = 20.0  # positions are divided by this before the network sees them
+
+
+def torch_module():
+    try:
+        import torch
+    except ImportError as exc:
+        raise UsageError("training needs PyTorch: pip install 'fleetgate[train]'") from exc
+    return torch
+
+
+def device(preference: str = "auto") -> str:
+    torch = torch_module()
+    if preference == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if preference == "cuda" and not torch.cuda.is_available():
+        raise UsageError("--device cuda: no CUDA device is available")
+    return preference
+
+
+def new_model(seed: int = 0):
+    torch = torch_module()
+    torch.manual_seed(seed)
+    return torch.nn.Sequential(
+        torch.nn.Linear(PAST * 2 + 1, 256), torch.nn.ReLU(),
+        torch.nn.Linear(256, 256), torch.nn.ReLU(),
+        torch.nn.Linear(256, FUTURE * 2),
+    )
+
+
+def _tensors(samples: Samples, dev: str):
+    torch = torch_module()
+    x = torch.from_numpy(samples.inputs / SCALE_M).to(dev)
+    y = torch.from_numpy(samples.targets / SCALE_M).to(dev)
+    return x, y
+
+
+@dataclass
+class FitResult:
+    samples: int
+    epochs: int
+    final_loss: float
+    samples_per_s: float
+
+
+def fit(model, samples: Samples, epochs: int = 30, lr: float = 2e-3, batch: int = 256, seed: int = 0,
+        dev: str = "cpu", prox_mu: float = 0.0, global_state: dict | None = None) -> FitResult:
+    """Train in place (Adam, MSE); with `prox_mu` > 0, FedProx's proximal term to `global_state`."""
+    import time
+
+    torch = torch_module()
+    model.to(dev).train()
+    x, y = _tensors(samples, dev)
+    generator = torch.Generator().manual_seed(seed)
+    optimizer = torch.optim.Adam(model.parameters(), lr=lr)
+    anchor = [p.detach().clone() for p in model.parameters()] if prox_mu > 0 else None
+    if global_state is not None and anchor is not None:
+        anchor = [global_state[name].to(dev) for name, _ in model.named_parameters()]
+    loss_value = float("nan")
+    started = time.perf_counter()
+    for _ in range(epochs):
+        order = torch.randperm(len(x), generator=generator).to(dev)
+        for start in range(0, len(x), batch):
+            idx = order[start : start + batch]
+            loss = torch.nn.functional.mse_loss(model(x[idx]), y[idx])
+            if anchor is not None:
+                loss = loss + prox_mu / 2 * sum(((p - a) ** 2).sum() for p, a in zip(model.parameters(), anchor,
+                                                                                     strict=True))
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+            loss_value = float(loss.detach())
+    elapsed = time.perf_counter() - started
+    return FitResult(len(x), epochs, loss_value, len(x) * epochs / elapsed if elapsed > 0 else 0.0)
+
+
+def evaluate(model, samples: Samples, dev: str = "cpu") -> dict[str, float]:
+    """Average and final displacement errors in metres (ADE over the 3 s, FDE at 3 s)."""
+    torch = torch_module()
+    model.to(dev).eval()
+    x, y = _tensors(samples, dev)
+    with torch.no_grad():
+        pred = model(x).cpu().numpy() * SCALE_M
+    truth = y.cpu().numpy() * SCALE_M
+    err = np.linalg.norm((pred - truth).reshape(len(pred), FUTURE, 2), axis=2)
+    return {"ade_m": round(float(err.mean()), 3), "fde_m": round(float(err[:, -1].mean()), 3),
+            "samples": len(pred)}
+
+
+def state_bytes(model) -> bytes:
+    torch = torch_module()
+    buf = io.BytesIO()
+    torch.save({k: v.detach().cpu() for k, v in model.state_dict().items()}, buf)
+    return buf.getvalue()
+
+
+def load_state(model, data: bytes) -> None:
+    torch = torch_module()
+    model.load_state_dict(torch.load(io.BytesIO(data), weights_only=True))
