@@ -62,7 +62,7 @@ def test_training_reads_only_its_region_and_stores_a_checkpoint(workspace: Works
     assert set(card["packs"]) >= {"cn-auto-2021", "cn-xborder-2024"}
     assert all(v.startswith("sha256:") for v in card["packs"].values())
     val_metrics = card["metrics"]["validation"]
-    assert val_metrics["ade_m"] < card["metrics"]["validation_constant_velocity"]["ade_m"] * 3
+    assert val_metrics["ade_m"] < card["metrics"]["validation_constant_velocity"]["ade_m"]  # it learned the roads
     assert Path(card["model_card"]).is_file()
     kinds = [e["type"] for e in __import__("fleetgate.audit", fromlist=["open_log"]).open_log(workspace).entries()]
     assert "train_run" in kinds
