@@ -36,7 +36,7 @@ lint: setup-dev ## ruff and the import-layer contract
 	$(BIN)/lint-imports
 
 bench: setup-dev ## run the benchmarks and write docs/benchmarks.md
-	$(BIN)/pip install --quiet -e '.[bench]'
+	$(BIN)/pip install --quiet -e '.[bench,train]'
 	$(BIN)/python bench/run.py --out docs/benchmarks.md
 
 clean: ## remove the virtualenv and the demo workspace

@@ -26,6 +26,7 @@ from fleetgate.ingest import ingest_drop
 from fleetgate.sample import SampleSpec, generate_sample
 from fleetgate.workspace import Workspace, init_workspace
 from gate_bench import bench_export, bench_log
+from train_bench import bench_train
 from policy_bench import bench_decisions, bench_pii_scan
 
 
@@ -158,10 +159,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--out", type=Path, default=Path("docs/benchmarks.md"))
     parser.add_argument("--runs", type=int, default=5)
-    parser.add_argument("--only", action="append", choices=["ingest", "policy", "gate", "deid"],
+    parser.add_argument("--only", action="append", choices=["ingest", "policy", "gate", "deid", "train"],
                         help="Run only these benchmarks; the other sections of --out are kept.")
     args = parser.parse_args()
-    only = set(args.only or ["ingest", "policy", "gate", "deid"])
+    only = set(args.only or ["ingest", "policy", "gate", "deid", "train"])
     sections: list[str] = []
     with tempfile.TemporaryDirectory(prefix="fleetgate-bench-", dir=os.environ.get("FLEETGATE_BENCH_DIR")) as tmp:
         if "ingest" in only:
@@ -177,6 +178,8 @@ def main() -> None:
         if "deid" in only:
             sections += bench_quality(Path(tmp) / "deid-quality")
             sections += bench_speed(Path(tmp) / "deid-speed", max(3, args.runs // 2 + 1))
+        if "train" in only:
+            sections += bench_train(Path(tmp) / "train", args.runs)
     sections = merge_sections(args.out, sections)
     header = [
         "# Benchmarks",
