@@ -26,8 +26,8 @@ from fleetgate.ingest import ingest_drop
 from fleetgate.sample import SampleSpec, generate_sample
 from fleetgate.workspace import Workspace, init_workspace
 from gate_bench import bench_export, bench_log
-from train_bench import bench_train
 from policy_bench import bench_decisions, bench_pii_scan
+from train_bench import bench_train
 
 
 def machine() -> str:
