@@ -57,7 +57,10 @@ app.add_typer(compute_cmds.app, name="compute", help="Plan a training cluster un
 
 def run() -> None:
     """Entry point: run the app and turn FleetgateErrors into one red line and an exit code."""
-    from typer.exceptions import TyperException
+    try:
+        from typer.exceptions import TyperException
+    except ImportError:  # typer < 0.21 (which flwr pins) still raises click's own exceptions
+        from click.exceptions import ClickException as TyperException
 
     debug = "--debug" in sys.argv or os.environ.get("FLEETGATE_DEBUG") == "1"
     try:
