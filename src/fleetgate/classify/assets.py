@@ -11,12 +11,9 @@ region's packs and ledger, so `fleetgate explain` can show why.
 from __future__ import annotations
 
 import datetime as dt
-import io
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
-
-import pyarrow.parquet as pq
 
 from fleetgate.classify.geo import SensitiveAreas, is_precise
 from fleetgate.classify.pii_scan import scan_table
@@ -91,8 +88,7 @@ def classify_asset(ws: Workspace, region: str, asset: dict[str, Any], key: bytes
             features.update(detected)
             evidence.append({"method": "detectors", "features": list(detected)})
     if policy_kind == "gnss_trajectory":
-        with blobs.open(asset["sha256"]) as fh:
-            table = pq.read_table(io.BytesIO(fh.read()), columns=["lat", "lon"])
+        table = blobs.read_table(asset["sha256"], columns=["lat", "lon"])
         lat = table.column("lat").to_numpy()
         lon = table.column("lon").to_numpy()
         coarsened = tags.get("coordinate_precision_m")
@@ -110,8 +106,7 @@ def classify_asset(ws: Workspace, region: str, asset: dict[str, Any], key: bytes
         subjects.add(pseudonym(key, asset["vehicle"], "vin"))
         evidence.append({"method": "path", "feature": "vin", "why": "stored under the vehicle's VIN"})
     if kind in TABLE_KINDS and asset["file_format"] == "parquet":
-        with blobs.open(asset["sha256"]) as fh:
-            table = pq.read_table(io.BytesIO(fh.read()))
+        table = blobs.read_table(asset["sha256"])
         scan = scan_table(table)
         features.update(scan.features)
         evidence.extend({"method": "pii_scan", **hit} for hit in scan.evidence())

@@ -68,11 +68,6 @@ def _camera_asset(reg: Any, asset: dict[str, Any], detectors: list, settings: Vi
     return reg.blobs.put_file(dst), reg.blobs.put_file(sidecar), report
 
 
-def _read_table(reg: Any, asset: dict[str, Any]) -> Any:
-    with reg.blobs.open(asset["sha256"]) as fh:
-        return pq.read_table(io.BytesIO(fh.read()))
-
-
 def deid_region(ws: Workspace, region: str | None = None, policy: TrajectoryPolicy | None = None,
                 on_progress: Callable[[int, int], None] | None = None, video: VideoSettings | None = None,
                 detectors: list | None = None, camera: bool = True) -> DeidReport:
@@ -119,11 +114,11 @@ def deid_region(ws: Workspace, region: str | None = None, policy: TrajectoryPoli
                                                                  if k not in ("input", "output", "settings")}})
                 out = None
             elif asset["kind"] == "gnss_trajectory":
-                table = _read_table(reg, asset)
+                table = reg.blobs.read_table(asset["sha256"])
                 out, detail = deidentify_trajectory(table, areas, policy)
                 tags |= {"coordinate_precision_m": detail["precision_m"], "trajectory": detail}
             else:
-                result = deidentify_table(_read_table(reg, asset), key)
+                result = deidentify_table(reg.blobs.read_table(asset["sha256"]), key)
                 key_uses += 1
                 out = result.table
                 tags |= {"pseudonymized": bool(result.pseudonymized_features),

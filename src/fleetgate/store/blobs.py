@@ -15,7 +15,10 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from pathlib import Path
 from queue import Queue
-from typing import BinaryIO
+from typing import TYPE_CHECKING, BinaryIO
+
+if TYPE_CHECKING:
+    import pyarrow as pa
 from urllib.parse import urlparse
 
 from fleetgate.errors import StoreError
@@ -68,6 +71,14 @@ class BlobStore(ABC):
         """Read a whole blob into memory."""
         with self.open(sha256, namespace) as fh:
             return fh.read()
+
+    def read_table(self, sha256: str, columns: list[str] | None = None) -> pa.Table:
+        """Read a Parquet blob (the columns named, or all) into an Arrow table."""
+        import io
+
+        import pyarrow.parquet as pq
+
+        return pq.read_table(io.BytesIO(self.read_bytes(sha256)), columns=columns)
 
     def verify(self, sha256: str, namespace: str = "blobs") -> bool:
         """Re-hash a stored blob and compare it with its key."""

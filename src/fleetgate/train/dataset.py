@@ -9,11 +9,9 @@ residency guard refuses (and records) any attempt to build samples from another 
 from __future__ import annotations
 
 import hashlib
-import io
 from dataclasses import dataclass, field
 
 import numpy as np
-import pyarrow.parquet as pq
 
 from fleetgate.errors import UsageError
 from fleetgate.store.residency import acting_for
@@ -74,8 +72,7 @@ def build_samples(ws: Workspace, region: str) -> Samples:
     inputs, targets, vehicles, used = [], [], [], []
     with acting_for(region):
         for asset in assets:
-            with reg.blobs.open(asset["sha256"]) as fh:
-                table = pq.read_table(io.BytesIO(fh.read()), columns=["lat", "lon"])
+            table = reg.blobs.read_table(asset["sha256"], columns=["lat", "lon"])
             x, y = _track_samples(table.column("lat").to_numpy(), table.column("lon").to_numpy())
             if len(x):
                 inputs.append(x)
