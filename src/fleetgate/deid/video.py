@@ -202,7 +202,7 @@ def anonymize_video(src: Path, dst: Path, detectors: Sequence[Detector], setting
                 decoded.put(_END)
 
         out_container = av.open(str(partial), "w", format="mp4")
-        out_state: dict = {"stream": None, "last_pts": None, "frames": 0}
+        out_state: dict = {"stream": None, "last_pts": None}
 
         def encode() -> None:
             try:
@@ -238,7 +238,6 @@ def anonymize_video(src: Path, dst: Path, detectors: Sequence[Detector], setting
                 out_state["last_pts"] = pts
                 for packet in stream.encode(frame):
                     out_container.mux(packet)
-                out_state["frames"] += 1
             if out_state["stream"] is not None:
                 for packet in out_state["stream"].encode():
                     out_container.mux(packet)
@@ -400,9 +399,7 @@ def anonymize_image(src: Path, dst: Path, detectors: Sequence[Detector], setting
     os.replace(partial, dst)
     if sidecar is not None:
         write_sidecar(sidecar, [(0, None, None, b) for b in boxes])
-    labels: dict[str, int] = {}
-    for b in boxes:
-        labels[b.label] = 1
+    labels = {b.label: 1 for b in boxes}  # one frame: each label found is found on it
     return MediaReport(
         input=str(src), output=str(dst), kind="image", width=array.shape[1], height=array.shape[0], frames=1,
         fps=None, seconds=time.perf_counter() - started, boxes={"detected": len(boxes)}, labels=labels,
