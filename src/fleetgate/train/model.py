@@ -60,8 +60,8 @@ class FitResult:
 
 
 def fit(model, samples: Samples, epochs: int = 30, lr: float = 2e-3, batch: int = 256, seed: int = 0,
-        dev: str = "cpu", prox_mu: float = 0.0, global_state: dict | None = None) -> FitResult:
-    """Train in place (Adam, MSE); with `prox_mu` > 0, FedProx's proximal term to `global_state`."""
+        dev: str = "cpu") -> FitResult:
+    """Train in place (Adam, MSE)."""
     import time
 
     torch = torch_module()
@@ -69,9 +69,6 @@ def fit(model, samples: Samples, epochs: int = 30, lr: float = 2e-3, batch: int 
     x, y = _tensors(samples, dev)
     generator = torch.Generator().manual_seed(seed)
     optimizer = torch.optim.Adam(model.parameters(), lr=lr)
-    anchor = [p.detach().clone() for p in model.parameters()] if prox_mu > 0 else None
-    if global_state is not None and anchor is not None:
-        anchor = [global_state[name].to(dev) for name, _ in model.named_parameters()]
     loss_value = float("nan")
     started = time.perf_counter()
     for _ in range(epochs):
@@ -79,9 +76,6 @@ def fit(model, samples: Samples, epochs: int = 30, lr: float = 2e-3, batch: int 
         for start in range(0, len(x), batch):
             idx = order[start : start + batch]
             loss = torch.nn.functional.mse_loss(model(x[idx]), y[idx])
-            if anchor is not None:
-                loss = loss + prox_mu / 2 * sum(((p - a) ** 2).sum() for p, a in zip(model.parameters(), anchor,
-                                                                                     strict=True))
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()
