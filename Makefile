@@ -18,12 +18,12 @@ $(BIN)/python:
 system-deps: ## install the system packages the sample fleet needs (a CJK font)
 	@sh scripts/ensure-cjk-font.sh
 
-setup: $(BIN)/python system-deps ## create .venv, install fleetgate and fetch the detector models
-	$(BIN)/pip install --quiet -e .
+setup: $(BIN)/python system-deps ## create .venv, install fleetgate with training and federation, fetch the detector models
+	$(BIN)/pip install --quiet -e '.[train,federate]'
 	$(BIN)/fleetgate models pull
 
 setup-dev: setup ## also install the dev dependencies
-	$(BIN)/pip install --quiet -e '.[dev,train]'
+	$(BIN)/pip install --quiet -e '.[dev,train,federate]'
 
 demo: setup ## set up and run the demo on embedded defaults (SQLite + local folder)
 	$(BIN)/fleetgate --home $(HOME_DIR) demo
@@ -36,7 +36,7 @@ lint: setup-dev ## ruff and the import-layer contract
 	$(BIN)/lint-imports
 
 bench: setup-dev ## run the benchmarks and write docs/benchmarks.md
-	$(BIN)/pip install --quiet -e '.[bench,train]'
+	$(BIN)/pip install --quiet -e '.[bench,train,federate]'
 	$(BIN)/python bench/run.py --out docs/benchmarks.md
 
 clean: ## remove the virtualenv and the demo workspace

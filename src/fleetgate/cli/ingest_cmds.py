@@ -37,13 +37,15 @@ def sample(
     seed: Annotated[int, typer.Option(help="Random seed; the same seed gives the same drop.")] = 7,
     resolution: Annotated[str, typer.Option(help="720p or 1080p.")] = "720p",
     seconds: Annotated[float, typer.Option(min=0.5, max=60, help="Video length per clip.")] = 3.0,
+    drive_seconds: Annotated[float, typer.Option(min=1, max=3600, help="GNSS and CAN length per clip.")] = 20.0,
+    area: Annotated[str, typer.Option(help="Where the fleet drives: shanghai, frankfurt or london.")] = "shanghai",
     defects: Annotated[bool, typer.Option(help="Add realistic faults (a truncated video, lat=200).")] = False,
 ) -> None:
     """Generate a realistic, reproducible sample fleet drop."""
     from fleetgate.sample import SampleSpec, generate_sample
 
     spec = SampleSpec(vehicles=vehicles, clips=clips, seed=seed, resolution=resolution,
-                      video_seconds=seconds, defects=defects)
+                      video_seconds=seconds, drive_seconds=drive_seconds, area=area, defects=defects)
     with _progress() as progress:
         task = progress.add_task("generating clips", total=vehicles * clips, item="")
         summary = generate_sample(out, spec, on_clip=lambda cid: progress.update(task, advance=1, item=cid))

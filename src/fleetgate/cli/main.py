@@ -10,7 +10,16 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from fleetgate.cli import catalog_cmds, compute_cmds, deid_cmds, gate_cmds, ingest_cmds, policy_cmds, train_cmds
+from fleetgate.cli import (
+    catalog_cmds,
+    compute_cmds,
+    deid_cmds,
+    federate_cmds,
+    gate_cmds,
+    ingest_cmds,
+    policy_cmds,
+    train_cmds,
+)
 from fleetgate.errors import ExitCode, FleetgateError
 
 app = typer.Typer(
@@ -46,6 +55,7 @@ app.command("explain", help="Show why an asset was classified and decided as it 
 app.add_typer(policy_cmds.app, name="policy", help="Lint, show and test rule packs.")
 app.add_typer(deid_cmds.app, name="deid", help="De-identify camera media, trajectories and identifier columns.")
 app.command("train")(train_cmds.train)
+app.command("federate")(federate_cmds.federate)
 app.add_typer(deid_cmds.models_app, name="models", help="List, fetch and verify the detector models.")
 app.add_typer(gate_cmds.export_app, name="export", help="Plan, approve and run exports through the gate.")
 app.add_typer(gate_cmds.audit_app, name="audit", help="Verify, prove, checkpoint and witness the transparency log.")

@@ -11,6 +11,7 @@ note. The pack's hash is the SHA-256 of its file bytes and goes into every decis
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import hashlib
 import re
 from dataclasses import dataclass, field
@@ -246,12 +247,19 @@ def load_pack(ref: str) -> Pack:
         path = Path(ref)
         if not path.is_file():
             raise PackError(f"{ref}: no such pack file")
-        return parse_pack(path.read_bytes(), str(path))
+        return _parse_cached(path.read_bytes(), str(path))
     if ref not in builtin_pack_ids():
         raise PackError(f"unknown pack '{ref}' (shipped: {', '.join(builtin_pack_ids())}); "
                         "give a path to load your own")
     text = resources.files("fleetgate.policy").joinpath(f"packs/{ref}.yaml").read_bytes()
-    return parse_pack(text, f"packs/{ref}.yaml")
+    return _parse_cached(text, f"packs/{ref}.yaml")
+
+
+@functools.lru_cache(maxsize=64)
+def _parse_cached(text: bytes, where: str) -> Pack:
+    # Keyed by the bytes, so an edited pack is parsed again; parsing the YAML is most of a decision's cost
+    # when a long-running trainer asks the gate once per round.
+    return parse_pack(text, where)
 
 
 def load_packs(refs: list[str]) -> list[Pack]:
@@ -272,7 +280,7 @@ def load_packs(refs: list[str]) -> list[Pack]:
 DEFAULT_PACKS_BY_JURISDICTION: dict[str, list[str]] = {
     "CN": ["cn-auto-2021", "cn-surveying", "cn-auto-export-2026", "cn-xborder-2024", "cn-lingang-icv",
            "fleetgate-model-updates"],
-    "EU": ["eu-gdpr"],
+    "EU": ["eu-gdpr", "fleetgate-model-updates"],
 }
 EU_COUNTRIES = frozenset({"AT", "BE", "BG", "HR", "CY", "CZ", "DK", "EE", "FI", "FR", "DE", "GR", "HU", "IE",
                           "IT", "LV", "LT", "LU", "MT", "NL", "PL", "PT", "RO", "SK", "SI", "ES", "SE"})

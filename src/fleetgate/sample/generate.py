@@ -18,7 +18,7 @@ from fleetgate.errors import UsageError
 from fleetgate.formats.drop_layout import ARROW_TIME_TYPE, DROP_FORMAT_VERSION
 from fleetgate.sample import identities as ids
 from fleetgate.sample import tables
-from fleetgate.sample.tracks import DISTRICTS, can_signals, drive
+from fleetgate.sample.tracks import AREAS, can_signals, drive
 from fleetgate.sample.video import encode_h264, render_clip
 
 BASE_TIME = datetime(2026, 10, 12, 8, 0, tzinfo=UTC)
@@ -38,6 +38,7 @@ class SampleSpec:
     resolution: str = "720p"
     cabin_audio: bool = True
     defects: bool = False
+    area: str = "shanghai"  # where the fleet drives (AREAS): roads, speeds and driving side differ
 
 
 def _write_parquet(path: Path, table: pa.Table) -> None:
@@ -66,6 +67,10 @@ def generate_sample(out: Path, spec: SampleSpec, on_clip: Callable[[str], None] 
     """Write a drop to `out` and return a summary; the same spec and seed give the same drop."""
     if spec.vehicles < 1 or spec.clips < 1:
         raise UsageError("--vehicles and --clips must be at least 1")
+    if spec.area not in AREAS:
+        raise UsageError(f"--area must be one of {', '.join(AREAS)}")
+    if spec.drive_seconds < spec.video_seconds:
+        raise UsageError("--drive-seconds must be at least the video length (--seconds)")
     if spec.resolution not in RESOLUTIONS:
         raise UsageError(f"--resolution must be one of {', '.join(RESOLUTIONS)}")
     out = Path(out)
@@ -78,7 +83,7 @@ def generate_sample(out: Path, spec: SampleSpec, on_clip: Callable[[str], None] 
     for index in range(spec.vehicles):
         color = ["blue", "green", "blue", "yellow"][index % 4]
         vehicles.append({"vin": ids.vin(rng), "plate_color": color, "plate": ids.plate(rng, color),
-                         "district": DISTRICTS[index % len(DISTRICTS)],
+                         "district": AREAS[spec.area][index % len(AREAS[spec.area])],
                          "owner": {"name": ids.person_name(rng), "phone": ids.mobile(rng),
                                    "national_id": ids.resident_id(rng)}})
     labels: dict[str, dict] = {}

@@ -1,8 +1,13 @@
-"""Road-like GNSS tracks in Shanghai and CAN signals derived from them.
+"""Road-like GNSS tracks and CAN signals derived from them, for fleets in different areas.
 
-Roads form a grid rotated to the district's street orientation; a car drives from intersection to
-intersection, turning on arcs, slowing for curves and accelerating within comfort limits. CAN
-speed is the derivative of position and steering follows yaw rate, so the two files agree.
+In grid districts (Shanghai) roads form a grid rotated to the street orientation; a car drives from
+intersection to intersection, turning on arcs. The driving side sets the arcs: where traffic keeps
+right, a right turn hugs the kerb (tight radius) and a left turn crosses the junction (wide radius);
+where it keeps left, the other way round. In winding districts (Frankfurt's Autobahn, the Taunus
+roads, Sachsenhausen) roads are straights joined by curves of the district's radii. Everywhere a car
+slows for curves and accelerates within comfort limits; areas differ in speeds and geometry, which
+is what a model trained in one area has to learn about another. CAN speed is the derivative of
+position and steering follows yaw rate, so the two files agree.
 """
 
 from __future__ import annotations
@@ -17,7 +22,11 @@ EARTH_RADIUS_M = 6_378_137.0
 
 @dataclass(frozen=True)
 class District:
-    """Where a fleet drives: origin, street-grid orientation, block size and typical speeds."""
+    """Where a fleet drives: origin, road layout, typical speeds and the side traffic keeps to.
+
+    Grid districts use `grid_angle_deg` and `block_m`; winding ones use `block_m` as the typical
+    straight between curves and `curve_radius_m` as the range of curve radii.
+    """
 
     name: str
     lat: float
@@ -25,13 +34,33 @@ class District:
     grid_angle_deg: float
     block_m: float
     cruise_mps: float
+    road: str = "grid"  # grid | winding
+    keep: str = "right"  # the side traffic keeps to: right (China, Germany) or left (UK, Japan)
+    curve_radius_m: tuple[float, float] = (8.0, 16.0)  # grid: (near-side turn, far-side turn)
 
 
-DISTRICTS = [
-    District("lingang", 30.8985, 121.9290, 42.0, 420.0, 16.0),
-    District("pudong-lujiazui", 31.2353, 121.5060, 8.0, 260.0, 11.0),
-    District("xuhui", 31.1880, 121.4370, -12.0, 220.0, 10.0),
-]
+AREAS: dict[str, list[District]] = {
+    "shanghai": [
+        District("lingang", 30.8985, 121.9290, 42.0, 420.0, 16.0),
+        District("pudong-lujiazui", 31.2353, 121.5060, 8.0, 260.0, 11.0),
+        District("xuhui", 31.1880, 121.4370, -12.0, 220.0, 10.0),
+    ],
+    "frankfurt": [
+        District("a5-frankfurter-kreuz", 50.0543, 8.5980, 0.0, 900.0, 33.0, road="winding",
+                 curve_radius_m=(450.0, 900.0)),
+        District("taunus-b455", 50.2010, 8.4570, 0.0, 300.0, 22.0, road="winding",
+                 curve_radius_m=(80.0, 250.0)),
+        District("sachsenhausen", 50.1000, 8.6830, 0.0, 120.0, 12.5, road="winding",
+                 curve_radius_m=(25.0, 70.0)),
+    ],
+    "london": [
+        District("westminster", 51.4975, -0.1357, 17.0, 180.0, 9.0, keep="left"),
+        District("canary-wharf", 51.5054, -0.0235, -8.0, 300.0, 12.0, keep="left"),
+        District("m25-j16", 51.6020, -0.5180, 0.0, 800.0, 31.0, road="winding", keep="left",
+                 curve_radius_m=(500.0, 1000.0)),
+    ],
+}
+DISTRICTS = AREAS["shanghai"]
 
 
 @dataclass
@@ -67,18 +96,53 @@ def _grid_route(rng: np.random.Generator, district: District, min_length: float)
     return grid @ rot.T
 
 
-def _densify_with_arcs(corners: np.ndarray, radius: float = 12.0, step: float = 0.5) -> np.ndarray:
+def turn_radius(district: District, left_turn: bool) -> float:
+    """The arc a car takes through a grid junction: near-side turns are tight, far-side turns wide."""
+    near, far = district.curve_radius_m
+    near_side = (not left_turn) if district.keep == "right" else left_turn
+    return near if near_side else far
+
+
+def _densify_with_arcs(corners: np.ndarray, district: District, step: float = 0.5) -> np.ndarray:
     pts: list[np.ndarray] = [corners[0]]
     for i in range(1, len(corners) - 1):
         prev, here, nxt = corners[i - 1], corners[i], corners[i + 1]
         a = (prev - here) / np.linalg.norm(prev - here)
         b = (nxt - here) / np.linalg.norm(nxt - here)
+        incoming = -a
+        left_turn = float(incoming[0] * b[1] - incoming[1] * b[0]) > 0  # counter-clockwise
+        radius = turn_radius(district, left_turn)
         start, end = here + a * radius, here + b * radius
         _line(pts, start, step)
         # quadratic Bezier through the corner approximates the turning arc
         for s in np.linspace(0, 1, int(radius * 1.6 / step) + 2)[1:]:
             pts.append((1 - s) ** 2 * start + 2 * (1 - s) * s * here + s**2 * end)
     _line(pts, corners[-1], step)
+    return np.array(pts)
+
+
+def _winding_route(rng: np.random.Generator, district: District, min_length: float,
+                   step: float = 0.5) -> np.ndarray:
+    """Straights joined by circular curves of the district's radii, turning either way."""
+    heading = float(rng.uniform(-math.pi, math.pi))
+    here = np.array([float(rng.uniform(-500, 500)), float(rng.uniform(-500, 500))])
+    pts = [here.copy()]
+    length = 0.0
+    r_min, r_max = district.curve_radius_m
+    while length < min_length:
+        straight = float(rng.uniform(0.4, 1.6)) * district.block_m
+        n = max(int(straight / step), 1)
+        for _ in range(n):
+            here = here + step * np.array([math.cos(heading), math.sin(heading)])
+            pts.append(here.copy())
+        radius = float(rng.uniform(r_min, r_max))
+        angle = float(rng.uniform(math.radians(20), math.radians(100))) * float(rng.choice([-1, 1]))
+        n_arc = max(int(abs(angle) * radius / step), 1)
+        for _ in range(n_arc):
+            heading += angle / n_arc
+            here = here + (abs(angle) * radius / n_arc) * np.array([math.cos(heading), math.sin(heading)])
+            pts.append(here.copy())
+        length += straight + abs(angle) * radius
     return np.array(pts)
 
 
@@ -92,7 +156,11 @@ def _line(pts: list[np.ndarray], target: np.ndarray, step: float) -> None:
 def drive(rng: np.random.Generator, district: District, duration_s: float, rate_hz: float) -> Trajectory:
     """Simulate a drive of `duration_s` seconds sampled at `rate_hz`."""
     cruise = district.cruise_mps * float(rng.uniform(0.8, 1.15))
-    path = _densify_with_arcs(_grid_route(rng, district, cruise * duration_s * 1.3 + 200))
+    route_length = cruise * duration_s * 1.3 + 200
+    if district.road == "winding":
+        path = _winding_route(rng, district, route_length)
+    else:
+        path = _densify_with_arcs(_grid_route(rng, district, route_length), district)
     seg = np.linalg.norm(np.diff(path, axis=0), axis=1)
     s_path = np.concatenate([[0.0], np.cumsum(seg)])
     heading_path = np.unwrap(np.arctan2(np.diff(path[:, 1]), np.diff(path[:, 0])))

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from fleetgate.errors import UsageError
-from fleetgate.train.dataset import FUTURE, PAST, Samples
+from fleetgate.train.dataset import FUTURE, PAST, VELOCITY_WINDOW, Samples
 
 SCALE_M = 20.0  # positions are divided by this before the network sees them
 
@@ -35,13 +35,32 @@ def device(preference: str = "auto") -> str:
 
 
 def new_model(seed: int = 0):
+    """The MLP predicts a correction to the constant-velocity extrapolation of the past path.
+
+    Starting from the classic baseline means the network spends its capacity on what depends on the
+    roads (curves, braking, the turns a region's drivers take) rather than on relearning kinematics.
+    """
     torch = torch_module()
     torch.manual_seed(seed)
-    return torch.nn.Sequential(
-        torch.nn.Linear(PAST * 2 + 1, 256), torch.nn.ReLU(),
-        torch.nn.Linear(256, 256), torch.nn.ReLU(),
-        torch.nn.Linear(256, FUTURE * 2),
-    )
+
+    class EgoTrajectoryMLP(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.mlp = torch.nn.Sequential(
+                torch.nn.Linear(PAST * 2 + 1, 256), torch.nn.ReLU(),
+                torch.nn.Linear(256, 256), torch.nn.ReLU(),
+                torch.nn.Linear(256, FUTURE * 2),
+            )
+            self.register_buffer("horizon", torch.arange(1, FUTURE + 1, dtype=torch.float32).view(1, FUTURE, 1),
+                                 persistent=False)
+
+        def forward(self, x):
+            past = x[:, : PAST * 2].view(-1, PAST, 2)
+            step = (past[:, -1] - past[:, -1 - VELOCITY_WINDOW]) / VELOCITY_WINDOW
+            baseline = past[:, -1:, :] + step[:, None, :] * self.horizon
+            return baseline.reshape(-1, FUTURE * 2) + self.mlp(x)
+
+    return EgoTrajectoryMLP()
 
 
 def _tensors(samples: Samples, dev: str):
@@ -60,8 +79,12 @@ class FitResult:
 
 
 def fit(model, samples: Samples, epochs: int = 30, lr: float = 2e-3, batch: int = 256, seed: int = 0,
-        dev: str = "cpu") -> FitResult:
-    """Train in place (Adam, MSE)."""
+        dev: str = "cpu", proximal_mu: float = 0.0) -> FitResult:
+    """Train in place (Adam, MSE).
+
+    With `proximal_mu` > 0 the loss adds FedProx's proximal term mu/2·||w − w_start||², which keeps a
+    region's local steps near the global model it started from when regions' data differ.
+    """
     import time
 
     torch = torch_module()
@@ -69,6 +92,7 @@ def fit(model, samples: Samples, epochs: int = 30, lr: float = 2e-3, batch: int 
     x, y = _tensors(samples, dev)
     generator = torch.Generator().manual_seed(seed)
     optimizer = torch.optim.Adam(model.parameters(), lr=lr)
+    anchor = [p.detach().clone() for p in model.parameters()] if proximal_mu > 0 else []
     loss_value = float("nan")
     started = time.perf_counter()
     for _ in range(epochs):
@@ -76,6 +100,9 @@ def fit(model, samples: Samples, epochs: int = 30, lr: float = 2e-3, batch: int 
         for start in range(0, len(x), batch):
             idx = order[start : start + batch]
             loss = torch.nn.functional.mse_loss(model(x[idx]), y[idx])
+            if anchor:
+                drift = sum(((p - a) ** 2).sum() for p, a in zip(model.parameters(), anchor, strict=True))
+                loss = loss + proximal_mu / 2 * drift
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()
@@ -107,3 +134,13 @@ def state_bytes(model) -> bytes:
 def load_state(model, data: bytes) -> None:
     torch = torch_module()
     model.load_state_dict(torch.load(io.BytesIO(data), weights_only=True))
+
+
+def state_arrays(model) -> dict[str, np.ndarray]:
+    """The model's parameters as NumPy arrays (what a federated update carries)."""
+    return {k: v.detach().cpu().numpy().copy() for k, v in model.state_dict().items()}
+
+
+def load_arrays(model, arrays: dict[str, np.ndarray]) -> None:
+    torch = torch_module()
+    model.load_state_dict({k: torch.from_numpy(np.asarray(v).copy()) for k, v in arrays.items()})

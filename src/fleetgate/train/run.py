@@ -62,7 +62,7 @@ def store_checkpoint(ws: Workspace, region: str, state: bytes, card: dict[str, A
             reg.catalog.insert_assets(conn, [row])
             open_log(ws, region).append_many(conn, [("train_run", {
                 "asset_id": asset_id, "checkpoint_sha256": put.sha256, "lineage": card["data_lineage"],
-                "metrics": card["metrics"], "packs": card["packs"]})])
+                "metrics": card["metrics"], "packs": card.get("packs", {})})])
     card_path = ws.home / "models" / region / f"{asset_id}.model_card.json"
     card_path.parent.mkdir(parents=True, exist_ok=True)
     tmp = card_path.with_suffix(".partial")

@@ -29,7 +29,8 @@ KNOWN_REGION_COUNTRIES = {
     "global": "US",
 }
 
-DEFAULT_PACKS = ["cn-auto-2021", "cn-xborder-2024", "cn-auto-export-2026", "cn-surveying", "cn-lingang-icv"]
+DEFAULT_PACKS = ["cn-auto-2021", "cn-xborder-2024", "cn-auto-export-2026", "cn-surveying", "cn-lingang-icv",
+                 "fleetgate-model-updates"]
 
 
 @dataclass
