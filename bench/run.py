@@ -22,6 +22,7 @@ import av
 import numpy as np
 
 from deid_bench import bench_quality, bench_speed
+from federate_bench import bench_federate
 from fleetgate.ingest import ingest_drop
 from fleetgate.sample import SampleSpec, generate_sample
 from fleetgate.workspace import Workspace, init_workspace
@@ -159,10 +160,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--out", type=Path, default=Path("docs/benchmarks.md"))
     parser.add_argument("--runs", type=int, default=5)
-    parser.add_argument("--only", action="append", choices=["ingest", "policy", "gate", "deid", "train"],
+    parser.add_argument("--only", action="append", choices=["ingest", "policy", "gate", "deid", "train", "federate"],
                         help="Run only these benchmarks; the other sections of --out are kept.")
     args = parser.parse_args()
-    only = set(args.only or ["ingest", "policy", "gate", "deid", "train"])
+    only = set(args.only or ["ingest", "policy", "gate", "deid", "train", "federate"])
     sections: list[str] = []
     with tempfile.TemporaryDirectory(prefix="fleetgate-bench-", dir=os.environ.get("FLEETGATE_BENCH_DIR")) as tmp:
         if "ingest" in only:
@@ -180,6 +181,8 @@ def main() -> None:
             sections += bench_speed(Path(tmp) / "deid-speed", max(3, args.runs // 2 + 1))
         if "train" in only:
             sections += bench_train(Path(tmp) / "train", args.runs)
+        if "federate" in only:
+            sections += bench_federate(Path(tmp) / "federate", args.runs)
     sections = merge_sections(args.out, sections)
     header = [
         "# Benchmarks",

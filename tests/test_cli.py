@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import shutil
 from pathlib import Path
@@ -105,5 +106,15 @@ def test_demo_end_to_end(tmp_path: Path) -> None:
         assert heading in report
     assert "value 200.0 outside" in report and "exterior_video" in report
     assert "H20" in report and "Ascend 910B" in report
+    if importlib.util.find_spec("flwr") and importlib.util.find_spec("torch"):
+        assert "Federated learning across regions" in report
+        runs = sorted((home / "federation").glob("fed-*.json"))
+        assert len(runs) == 2
+        by_regions = {tuple(d["settings"]["regions"]): d for d in (json.loads(p.read_text()) for p in runs)}
+        both, alone = by_regions[("cn-shanghai", "eu-frankfurt")], by_regions[("eu-frankfurt",)]
+        # every update of both regions aggregated enough samples to leave, and learning from China helped China
+        assert all(u["received"] for r in both["rounds"] for u in r["updates"])
+        assert both["final_evaluation"]["cn-shanghai"]["ade_m"] < alone["final_evaluation"]["cn-shanghai"]["ade_m"]
+        assert "federated learning" in proc.stdout
     rerun = run_cli("demo", home=home)
     assert rerun.returncode == 0, rerun.stderr

@@ -14,13 +14,11 @@ from fleetgate.ingest import ingest_drop
 from fleetgate.sample import SampleSpec, generate_sample
 from fleetgate.sample.tracks import AREAS, drive, turn_radius
 from fleetgate.store.residency import read_access_log
-from fleetgate.train.dataset import _track_samples
 from fleetgate.workspace import Workspace, init_workspace
 
 torch = pytest.importorskip("torch", reason="training needs the [train] extra (torch==2.13.0)")
 
 from cli_helpers import run_cli  # noqa: E402
-
 from fleetgate.train import model as ref  # noqa: E402
 from fleetgate.train.dataset import Samples  # noqa: E402
 from fleetgate.train.federation import privatize, update_digest  # noqa: E402

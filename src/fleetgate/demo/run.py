@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import date
@@ -28,6 +29,9 @@ from fleetgate.workspace import Workspace, init_workspace
 from fleetgate.workspace.config import save_config
 
 DEMO_REGION = "cn-shanghai"
+PEER_REGION = "eu-frankfurt"
+SERVER_REGION = "global"
+DRIVE_SECONDS = 240.0  # long enough for each region's update to aggregate the 1,000 samples MU-1 asks
 DEMO_CHIPS = ["H20", "H100", "Ascend 910B"]
 SCALED_CLIPS = 1e9
 
@@ -43,6 +47,7 @@ class DemoResult:
     compute: list[PlanRow] = field(default_factory=list)
     decisions: list[dict[str, Any]] = field(default_factory=list)
     export: dict[str, Any] = field(default_factory=dict)
+    federation: dict[str, Any] = field(default_factory=dict)
 
     def summary_tables(self) -> list[Table]:
         """Rich tables for the terminal."""
@@ -66,7 +71,13 @@ class DemoResult:
         for key in ("package", "left", "stayed", "ledger", "log", "verify-package", "witness"):
             if key in self.export:
                 e.add_row(key, str(self.export[key]))
-        return [inv, q, d, e, c]
+        f = Table("model", "trained in", f"ADE on {DEMO_REGION} m", f"ADE on {PEER_REGION} m", "updates sent / kept",
+                  title="federated learning (only gated model updates cross)", title_justify="left")
+        for row in self.federation.get("comparison", []):
+            f.add_row(*[str(v) for v in row])
+        if "skipped" in self.federation:
+            f.add_row("skipped", self.federation["skipped"], "", "", "")
+        return [inv, q, d, e, f, c]
 
 
 Step = Callable[..., None]
@@ -86,7 +97,7 @@ def run_demo(home: Path, on_step: Step | None = None,
     drop = home / "drops" / f"sample-s{seed}"
     if not (drop / "drop.json").exists():
         step("generating sample fleet", total=8)
-        generate_sample(drop, SampleSpec(vehicles=4, clips=2, seed=seed, defects=True),
+        generate_sample(drop, SampleSpec(vehicles=4, clips=2, seed=seed, defects=True, drive_seconds=DRIVE_SECONDS),
                         on_clip=lambda cid: on_progress(1, cid) if on_progress else None)
     with Workspace.open(home) as ws:
         region = ws.region(DEMO_REGION)
@@ -100,6 +111,7 @@ def run_demo(home: Path, on_step: Step | None = None,
         decisions = decision_rows(region)
         step("exporting what the law permits")
         export = _export(ws, home)
+        federation = _federate(home, seed, step, on_progress)
         step("planning compute")
         model = reference_model_for(region)
         chips = load_chips()
@@ -112,9 +124,50 @@ def run_demo(home: Path, on_step: Step | None = None,
         inventory = region.catalog.stats(region.name)
         quarantine = region.catalog.list_quarantine(region.name)
         report = _build_report(region, ingest, inventory, quarantine, decisions, export, model, plans, sized,
-                               plot_path, deid)
+                               plot_path, deid, federation)
         path = report.write(home / "report.html")
-    return DemoResult(path, ingest, inventory, quarantine, plans, decisions, export)
+    return DemoResult(path, ingest, inventory, quarantine, plans, decisions, export, federation)
+
+
+def _federate(home: Path, seed: int, step: Step, on_progress: Callable[[int, str], None] | None) -> dict[str, Any]:
+    """A Frankfurt fleet in eu-frankfurt, then two short federated runs with a server in `global`:
+    Shanghai + Frankfurt together, and Frankfurt alone; both measured on Shanghai's validation vehicles."""
+    missing = [m for m in ("torch", "flwr") if importlib.util.find_spec(m) is None]
+    if missing:
+        return {"skipped": f"needs {', '.join(missing)}: pip install 'fleetgate[train,federate]' (make demo does)"}
+    from fleetgate.train.federation import FederationSettings, run_federation
+
+    for name in (PEER_REGION, SERVER_REGION):
+        init_workspace(home, name)
+    drop = home / "drops" / f"sample-frankfurt-s{seed}"
+    if not (drop / "drop.json").exists():
+        step("generating a Frankfurt fleet", total=8)
+        generate_sample(drop, SampleSpec(vehicles=4, clips=2, seed=seed + 1, video_seconds=1.0,
+                                         drive_seconds=DRIVE_SECONDS, area="frankfurt"),
+                        on_clip=lambda cid: on_progress(1, cid) if on_progress else None)
+    runs = {}
+    with Workspace.open(home) as ws:
+        step(f"ingesting into {PEER_REGION}")
+        ingest_drop(ws.region(PEER_REGION), drop)
+        both = FederationSettings(regions=(DEMO_REGION, PEER_REGION), server_region=SERVER_REGION, rounds=5,
+                                  local_epochs=10, seed=seed)
+        alone = FederationSettings(regions=(PEER_REGION,), evaluate_regions=(DEMO_REGION,),
+                                   server_region=SERVER_REGION, rounds=5, local_epochs=10, seed=seed)
+        for key, settings in (("federated", both), ("alone", alone)):
+            step(f"federated training: {' + '.join(settings.regions)} → {SERVER_REGION}", total=settings.rounds)
+            runs[key] = run_federation(ws, settings, on_round=lambda r: on_progress(1, f"round {r.round}")
+                                       if on_progress else None)
+    comparison = []
+    for key, label in (("federated", "federated"), ("alone", f"{PEER_REGION} only")):
+        result = runs[key]
+        final = result.final_evaluation()
+        updates = [u for r in result.rounds for u in r.updates]
+        comparison.append([label, " + ".join(result.settings.regions),
+                           final.get(DEMO_REGION, {}).get("ade_m"), final.get(PEER_REGION, {}).get("ade_m"),
+                           f"{sum(u['received'] for u in updates)} / {sum(not u['received'] for u in updates)}"])
+    cv = runs["federated"].final_evaluation().get(DEMO_REGION, {}).get("constant_velocity_ade_m")
+    return {"comparison": comparison, "constant_velocity_ade_m": cv,
+            "runs": {k: r.to_dict() for k, r in runs.items()}}
 
 
 def _export(ws: Workspace, home: Path) -> dict[str, Any]:
@@ -180,7 +233,7 @@ def reference_model_for(region: Region) -> ModelSpec:
 
 def _build_report(region: Region, ingest: IngestReport, inventory: list[dict], quarantine: list[dict],
                   decisions: list[dict], export: dict[str, Any], model: ModelSpec, plans: list[PlanRow],
-                  sized: list[PlanRow], plot_path: Path, deid: DeidReport) -> HtmlReport:
+                  sized: list[PlanRow], plot_path: Path, deid: DeidReport, federation: dict[str, Any]) -> HtmlReport:
     report = HtmlReport("fleetgate demo: sample fleet in cn-shanghai")
     report.text(f"Drop {ingest.drop_id} → region {ingest.region}: {ingest.files_seen} files, {ingest.landed} landed, "
                 f"{ingest.already_present} already present, {ingest.quarantined} quarantined (run {ingest.run_id}).")
@@ -229,6 +282,7 @@ def _build_report(region: Region, ingest: IngestReport, inventory: list[dict], q
     report.table(["kind", "asset", "outcome", "deciding rules"], export["left_rows"])
     report.text("What stayed, and why:")
     report.table(["outcome and reason", "assets", "kinds"], export["stayed_rows"])
+    _federation_section(report, federation)
     report.heading("GNSS tracks (WGS-84)")
     report.image(_tracks_plot(region), "GNSS tracks")
     report.heading("Compute plan under US export controls")
@@ -245,6 +299,33 @@ def _build_report(region: Region, ingest: IngestReport, inventory: list[dict], q
     if notes:
         report.text("Policy overlays in force: " + " | ".join(notes), muted=True)
     return report
+
+
+def _federation_section(report: HtmlReport, federation: dict[str, Any]) -> None:
+    report.heading("Federated learning across regions")
+    if "skipped" in federation:
+        report.text(f"Skipped: {federation['skipped']}.")
+        return
+    report.text(f"An ego-trajectory model (the next 3 s of path from the past 2 s) trained with Flower: a ServerApp "
+                f"in {SERVER_REGION}, a ClientApp in each region reading only its own store. Every update that "
+                f"leaves a region is decided by that region's rule packs (model_update: at least 1,000 samples, "
+                f"MU-1) and logged in its transparency log; the server checks each update's SHA-256 against the "
+                f"log entry and logs each round. ADE/FDE on each region's validation vehicles (never trained on); "
+                f"the constant-velocity baseline on {DEMO_REGION} is {federation['constant_velocity_ade_m']} m.")
+    report.table(["model", "trained in", f"ADE on {DEMO_REGION} (m)", f"ADE on {PEER_REGION} (m)",
+                  "updates sent / kept in region"], federation["comparison"])
+    run = federation["runs"]["federated"]
+    report.text(f"Rounds of {run['run_id']} ({run['settings']['strategy']}, {run['settings']['local_epochs']} local "
+                f"epochs, {run['seconds']} s) and the gate's decision on every update:")
+    report.table(["round", "region", "samples", "gate outcome", "rules", "update SHA-256", "source log entry",
+                  "reached the server", "round s"],
+                 [[r["round"], u["region"], u.get("samples"), u.get("outcome"), ", ".join(u.get("rules") or []),
+                   (u.get("update_sha256") or "")[:16], u.get("log_index"), "yes" if u["received"] else "no",
+                   round(r["seconds"], 2)]
+                  for r in run["rounds"] for u in r["updates"]])
+    report.table(["round", "region evaluated", "ADE m", "FDE m", "validation samples"],
+                 [[r["round"], region, m["ade_m"], m["fde_m"], m["samples"]]
+                  for r in run["rounds"] for region, m in sorted(r["evaluation"].items())])
 
 
 def _before_after(region: Region, videos: list[dict]) -> bytes | None:

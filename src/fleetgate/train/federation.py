@@ -254,6 +254,7 @@ class RoundRecord:
     evaluation: dict[str, dict[str, float]] = field(default_factory=dict)
     global_sha256: str | None = None
     log_index: int | None = None
+    audit_seconds: float = 0.0  # server side: checking update digests and logging the round
 
 
 def _regional_strategy(base):
@@ -274,6 +275,7 @@ def _regional_strategy(base):
 
         def aggregate_train(self, server_round, replies):
             record = self.rounds.setdefault(server_round, RoundRecord(server_round))
+            began = time.perf_counter()
             accepted = []
             for msg in replies:
                 region = self.node_regions.get(msg.metadata.src_node_id, "?")
@@ -293,6 +295,7 @@ def _regional_strategy(base):
                     continue
                 record.updates.append({**entry, "received": True})
                 accepted.append(msg)
+            record.audit_seconds += time.perf_counter() - began
             arrays, metrics = super().aggregate_train(server_round, accepted)
             if arrays is not None:
                 record.global_sha256 = update_digest(_from_record(arrays))
@@ -308,8 +311,10 @@ def _regional_strategy(base):
                     record.evaluation[region] = {"ade_m": float(m["ade_m"]), "fde_m": float(m["fde_m"]),
                                                  "samples": int(m["num-examples"]),
                                                  "constant_velocity_ade_m": float(m["constant_velocity_ade_m"])}
-            record.seconds = time.perf_counter() - self._round_started
+            began = time.perf_counter()
             self._log_round(record)
+            record.audit_seconds += time.perf_counter() - began
+            record.seconds = time.perf_counter() - self._round_started
             if self.on_round:
                 self.on_round(record)
             return super().aggregate_evaluate(server_round, replies)
