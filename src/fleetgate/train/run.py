@@ -83,7 +83,8 @@ def train_region(ws: Workspace, region: str | None = None, epochs: int = 40, see
                "validation_constant_velocity": constant_velocity_errors(val) if len(val) else None,
                "train": ref.evaluate(net, train, dev), "final_loss": round(fit.final_loss, 6),
                "samples_per_s": round(fit.samples_per_s, 1), "device": dev}
-    settings = {"epochs": epochs, "seed": seed, "optimizer": "adam", "lr": 2e-3, "batch": 256}
+    settings = {"epochs": epochs, "seed": seed, "optimizer": "adamw", "weight_decay": ref.WEIGHT_DECAY,
+                "loss": "mean displacement", "lr": 2e-3, "batch": 256}
     packs = {p.id: p.hash_ref for p in packs_for(ws, cfg.name)}
     lineage = {**samples.lineage(), "train_samples": len(train), "validation_samples": len(val)}
     card = model_card(cfg.name, lineage, metrics, settings, packs)
