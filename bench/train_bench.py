@@ -36,7 +36,8 @@ def bench_train(work: Path, runs: int) -> list[str]:
             rates.append(ref.fit(net, samples, epochs=20, seed=run, dev=dev).samples_per_s)
         rows.append(f"| {dev} ({torch.get_num_threads()} threads) | {statistics.median(rates):,.0f} |")
     return ["## Training throughput", "",
-            f"Reference model (MLP, 41 → 256 → 256 → 60), batch 256, Adam, 20 epochs over {len(samples):,} samples "
+            f"Reference model (MLP, 41 → 256 → 256 → 60, a correction to constant velocity), batch 256, AdamW, "
+            f"20 epochs over {len(samples):,} samples "
             f"from 16 one-minute drives of the sample fleet; torch {torch.__version__}; median of {runs} runs. "
             f"Building the samples from the region's store took {load_s:.2f} s.", "",
             "| device | training samples/s |", "|---|---|", *rows, "",

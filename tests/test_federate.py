@@ -171,7 +171,12 @@ def test_federation_beats_the_non_china_region_alone_on_china_and_raw_data_stays
     seen = {r: len(read_access_log(p)) if p.exists() else 0 for r, p in access_logs.items()}
 
     federated = _federate(fleets, "--regions", "cn-shanghai,eu-frankfurt,cn-beijing")
-    eu_alone = _federate(fleets, "--regions", "eu-frankfurt", "--evaluate-regions", "cn-shanghai")
+    shown = run_cli("federate", "--rounds", "5", "--local-epochs", "10", "--regions", "eu-frankfurt",
+                    "--evaluate-regions", "cn-shanghai", home=fleets, check=True).stdout
+    assert "global model on each region's validation vehicles" in shown and "EXPORT_FREE" in shown
+    summary = next(p for p in (fleets / "federation").glob("fed-*.json") if p.stem != federated["run_id"])
+    assert summary.stem in shown
+    eu_alone = json.loads(summary.read_text())
 
     # 1. the model that learned from China's roads (through updates only) predicts them better
     china_fed = federated["final_evaluation"]["cn-shanghai"]

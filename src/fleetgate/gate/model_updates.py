@@ -20,7 +20,7 @@ from typing import Any
 
 from fleetgate.audit import open_log
 from fleetgate.policy.request import DecisionRequest, Item
-from fleetgate.policy.service import decide_in_workspace, exporter_of, packs_for
+from fleetgate.policy.service import decide_in_workspace, exporter_of
 from fleetgate.policy.vocabulary import Outcome
 from fleetgate.workspace import Workspace
 
@@ -57,7 +57,6 @@ def release_model_update(ws: Workspace, region: str, destination_region: str, *,
     """Decide one model update from `region` to `destination_region` and log it; never raises on refusal."""
     source = ws.config.region(region)
     destination = ws.config.region(destination_region)
-    packs = packs_for(ws, source.name)
     request = DecisionRequest(
         destination=destination.country,
         items=(Item(id=f"{run_id}/r{round_number}/{source.name}", kind="model_update", subjects=0,
@@ -65,7 +64,7 @@ def release_model_update(ws: Workspace, region: str, destination_region: str, *,
         exporter=exporter_of(source),
         as_of=as_of or dt.date.today(),
     )
-    decision = decide_in_workspace(ws, request, source.name, packs=packs)
+    decision = decide_in_workspace(ws, request, source.name)
     item = decision.items[0]
     released = item.outcome in RELEASING
     entry = {

@@ -64,11 +64,16 @@ def _track_samples(lat: np.ndarray, lon: np.ndarray) -> tuple[np.ndarray, np.nda
         -1, FUTURE * 2)
 
 
+def raw_tracks(ws: Workspace, region: str) -> list[dict]:
+    """The region's raw GNSS track assets, from its catalog (no blob is read)."""
+    return [a for a in ws.region(region).catalog.list_assets(region=region)
+            if a["kind"] == "gnss_trajectory" and not (a["tags"] or {}).get("derived")]
+
+
 def build_samples(ws: Workspace, region: str) -> Samples:
     """Samples from the region's raw GNSS tracks (in-region training may use raw data)."""
     reg = ws.region(region)
-    assets = [a for a in reg.catalog.list_assets(region=region) if a["kind"] == "gnss_trajectory"
-              and not (a["tags"] or {}).get("derived")]
+    assets = raw_tracks(ws, region)
     inputs, targets, vehicles, used = [], [], [], []
     with acting_for(region):
         for asset in assets:

@@ -25,7 +25,7 @@ import os
 import secrets
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -37,7 +37,7 @@ from fleetgate.gate.model_updates import DpSettings, release_model_update
 from fleetgate.policy.service import packs_for
 from fleetgate.store.residency import acting_for
 from fleetgate.train import model as ref
-from fleetgate.train.dataset import build_samples, constant_velocity_errors, split_by_vehicle
+from fleetgate.train.dataset import build_samples, constant_velocity_errors, raw_tracks, split_by_vehicle
 from fleetgate.train.run import MODEL_NAME, store_checkpoint
 from fleetgate.workspace import Workspace
 
@@ -425,8 +425,7 @@ def _check(ws: Workspace, settings: FederationSettings) -> None:
     if settings.server_region in settings.nodes:
         raise UsageError(f"the server region {settings.server_region} cannot also be a client region")
     for name in settings.nodes:  # the catalog, not the blobs: the driver reads no region's data
-        if not any(a["kind"] == "gnss_trajectory" and not (a["tags"] or {}).get("derived")
-                   for a in ws.region(name).catalog.list_assets(region=name)):
+        if not raw_tracks(ws, name):
             raise UsageError(f"region {name} has no GNSS tracks to train or evaluate on; ingest a drop "
                              f"with `fleetgate ingest DROP --region {name}`")
 
@@ -435,7 +434,7 @@ def run_federation(ws: Workspace, settings: FederationSettings, verbose: bool = 
                    on_round: Callable[[RoundRecord], None] | None = None) -> FederationResult:
     """Run a federated training on this machine with Flower's simulation runtime (Ray)."""
     if not settings.run_id:
-        settings = FederationSettings(**{**settings.__dict__, "run_id": new_run_id()})
+        settings = replace(settings, run_id=new_run_id())
     _check(ws, settings)
     _flwr()
     from flwr.simulation import run_simulation
