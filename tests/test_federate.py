@@ -125,6 +125,20 @@ def test_gate_records_dp_settings_as_an_obligation(gated: Workspace) -> None:
     assert result.entry["dp"] == {"clip_norm": 1.0, "noise_multiplier": 1.1}
 
 
+def test_gate_keeps_updates_where_the_model_update_rules_are_not_in_force(gated: Workspace) -> None:
+    # a workspace made before the pack existed: its [policy].packs lists only the first five
+    from fleetgate.workspace.config import save_config
+
+    gated.config.packs = [p for p in gated.config.packs if p != "fleetgate-model-updates"]
+    save_config(gated.config)
+    ws = Workspace.open(gated.home)
+    result = release_model_update(ws, "cn-shanghai", "global", update_sha256="ef" * 32, aggregated_samples=50_000,
+                                  dp=DpSettings(), run_id="fed-test", round_number=1)
+    assert not result.released and result.outcome == "LOCAL_ONLY"
+    assert result.rules[-1] == "GATE-MODEL-UPDATE-RULES" and "fleetgate-model-updates" in result.reasons[-1]
+    assert open_log(ws, "cn-shanghai").entry(result.log_index)["released"] is False
+
+
 def test_federate_refuses_unknown_or_empty_regions(gated: Workspace) -> None:
     result = run_cli("federate", "--regions", "cn-shanghai,mars-base", home=gated.home)
     assert result.returncode == 2 and "unknown region 'mars-base'" in result.stderr

@@ -6,7 +6,10 @@ noise added to it. The region's packs decide it (fleetgate-model-updates: fewer 
 stay; the rest as for any data without personal information) and the decision is appended to the
 region's transparency log with the update's SHA-256, whether it was released or not. Only
 EXPORT_FREE and EXPORT_FTZ_LIST release an update: there is no approval route for model updates,
-so anything needing a filing stays in the region (fail closed).
+so anything needing a filing stays in the region (fail closed). A region whose packs do not include
+`fleetgate-model-updates` (a workspace made before it existed) releases no update at all
+(GATE-MODEL-UPDATE-RULES): without MU-1 an update over a handful of samples would pass as data
+without personal information.
 
 The decision and the log entry cost one policy evaluation and one SQLite transaction per update;
 `bench/federate_bench.py` measures that against the round time.
@@ -25,6 +28,8 @@ from fleetgate.policy.vocabulary import Outcome
 from fleetgate.workspace import Workspace
 
 RELEASING = (Outcome.EXPORT_FREE, Outcome.EXPORT_FTZ_LIST)
+MODEL_UPDATE_PACK = "fleetgate-model-updates"
+GATE_MODEL_UPDATE_RULES = "GATE-MODEL-UPDATE-RULES"
 
 
 @dataclass(frozen=True)
@@ -66,7 +71,12 @@ def release_model_update(ws: Workspace, region: str, destination_region: str, *,
     )
     decision = decide_in_workspace(ws, request, source.name)
     item = decision.items[0]
-    released = item.outcome in RELEASING
+    outcome, rules, reasons = item.outcome, list(item.rules), list(item.reasons)
+    if MODEL_UPDATE_PACK not in decision.packs:
+        outcome, rules = Outcome.LOCAL_ONLY, [*rules, GATE_MODEL_UPDATE_RULES]
+        reasons.append(f"gate: region {source.name} does not apply pack {MODEL_UPDATE_PACK}; add it to its packs "
+                       "in fleetgate.toml before model updates may leave")
+    released = outcome in RELEASING
     entry = {
         "run_id": run_id,
         "round": round_number,
@@ -76,8 +86,8 @@ def release_model_update(ws: Workspace, region: str, destination_region: str, *,
         "update_sha256": update_sha256,
         "aggregated_samples": aggregated_samples,
         "dp": dp.to_dict(),
-        "outcome": item.outcome.value,
-        "rules": item.rules,
+        "outcome": outcome.value,
+        "rules": rules,
         "released": released,
         "packs": decision.packs,
         **(extra or {}),
@@ -85,4 +95,4 @@ def release_model_update(ws: Workspace, region: str, destination_region: str, *,
     catalog = ws.region(source.name).catalog
     with catalog.transaction() as conn:
         index, _ = open_log(ws, source.name).append(conn, "model_update", entry)
-    return UpdateRelease(released, item.outcome.value, item.rules, item.reasons, decision.obligations, index, entry)
+    return UpdateRelease(released, outcome.value, rules, reasons, decision.obligations, index, entry)
