@@ -384,8 +384,8 @@ def server_app(home: str, settings: FederationSettings, sink: dict[str, Any],
                 min_train_nodes=len(settings.nodes), min_evaluate_nodes=len(settings.nodes),
                 min_available_nodes=len(settings.nodes), **kwargs)
             initial = ref.state_arrays(ref.new_model(settings.seed))
-            result = fed.start(grid=grid, initial_arrays=_to_record(initial), num_rounds=settings.rounds,
-                               train_config=app.ConfigRecord({"local-epochs": settings.local_epochs}))
+            # the ClientApp takes local epochs, lr and mu from the same settings, so no train config is sent
+            result = fed.start(grid=grid, initial_arrays=_to_record(initial), num_rounds=settings.rounds)
             final = _from_record(result.arrays) if result.arrays is not None else initial
             sink["final"] = final
             sink["rounds"] = [fed.rounds[r] for r in sorted(fed.rounds)]
