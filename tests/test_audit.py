@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from fleetgate.audit import Checkpoint, LogError, Witness, WitnessRefused, open_log, verify_cosignature
-from fleetgate.audit.log import log_entries, prefix_roots
+from fleetgate.audit.log import prefix_roots
 from fleetgate.audit.merkle import (
     consistency_proof,
     inclusion_proof,
@@ -19,6 +19,7 @@ from fleetgate.audit.merkle import (
     verify_consistency,
     verify_inclusion,
 )
+from fleetgate.store.schema import log_entries
 from fleetgate.workspace import Workspace
 
 # RFC 6962 known answers (the CT reference tree over these 8 inputs), roots for sizes 1..8.
@@ -139,44 +140,52 @@ def _rows(ws: Workspace) -> list:
 def test_log_verifies_and_proves(workspace: Workspace) -> None:
     log = _filled_log(workspace)
     report = log.verify()
-    assert report.entries == 12 and report.checkpoints == 1
+    assert report.entries == 13 and report.checkpoints == 1
     proof = log.prove(5)
     cp = log.latest_checkpoint()
     assert verify_inclusion(bytes.fromhex(proof["leaf_hash"]), 5, cp.size, [bytes.fromhex(p) for p in proof["proof"]],
                             cp.root)
     assert Checkpoint.parse(cp.text()) == cp
-    assert cp.text().startswith("fleetgate/cn-shanghai\n12\n")
+    assert cp.text().startswith("fleetgate/cn-shanghai\n13\n")
 
 
 @pytest.mark.parametrize("attack", ["alter", "alter+rehash", "reorder", "drop", "insert", "truncate"])
 def test_tampering_is_caught_at_the_first_bad_index(workspace: Workspace, attack: str) -> None:
     log = _filled_log(workspace)
     rows = _rows(workspace)
+    k = 5  # entry 0 is the log_open entry that pins the region key; p4 is entry 5
     with workspace.region().catalog.transaction() as conn:
         if attack.startswith("alter"):
-            text = rows[4].entry.replace('"p4"', '"pX"')
+            text = rows[k].entry.replace('"p4"', '"pX"')
+            assert text != rows[k].entry
             values = {"entry": text}
             if attack == "alter+rehash":
                 values["leaf_hash"] = leaf_hash(text.encode()).hex()
-            conn.execute(sa.update(log_entries).where(log_entries.c.idx == 4).values(**values))
+            conn.execute(sa.update(log_entries).where(log_entries.c.idx == k).values(**values))
         elif attack == "reorder":
-            conn.execute(sa.update(log_entries).where(log_entries.c.idx == 4).values(idx=-1))
-            conn.execute(sa.update(log_entries).where(log_entries.c.idx == 5).values(idx=4))
-            conn.execute(sa.update(log_entries).where(log_entries.c.idx == -1).values(idx=5))
+            conn.execute(sa.update(log_entries).where(log_entries.c.idx == k).values(idx=-1))
+            conn.execute(sa.update(log_entries).where(log_entries.c.idx == k + 1).values(idx=k))
+            conn.execute(sa.update(log_entries).where(log_entries.c.idx == -1).values(idx=k + 1))
         elif attack == "drop":
-            conn.execute(sa.delete(log_entries).where(log_entries.c.idx == 4))
+            conn.execute(sa.delete(log_entries).where(log_entries.c.idx == k))
         elif attack == "insert":
-            conn.execute(sa.update(log_entries).where(log_entries.c.idx >= 4).values(idx=log_entries.c.idx + 100))
-            for r in rows[4:]:
+            conn.execute(sa.update(log_entries).where(log_entries.c.idx >= k).values(idx=log_entries.c.idx + 100))
+            for r in rows[k:]:
                 conn.execute(sa.update(log_entries).where(log_entries.c.idx == r.idx + 100).values(idx=r.idx + 1))
-            conn.execute(sa.insert(log_entries).values(idx=4, entry=rows[3].entry, leaf_hash=rows[3].leaf_hash,
-                                                       created_at=rows[3].created_at))
+            conn.execute(sa.insert(log_entries).values(idx=k, entry=rows[k - 1].entry, leaf_hash=rows[k - 1].leaf_hash))
         elif attack == "truncate":
             conn.execute(sa.delete(log_entries).where(log_entries.c.idx >= 10))
     with pytest.raises(LogError) as info:
         log.verify()
-    expected = "entry 10" if attack == "truncate" else "entry 4"
+    expected = "entry 10" if attack == "truncate" else f"entry {k}"
     assert expected in info.value.message, info.value.message
+
+
+def test_the_first_entry_pins_the_region_key(workspace: Workspace) -> None:
+    log = _filled_log(workspace, 2)
+    first = log.entry(0)
+    assert first["type"] == "log_open" and first["public_key"] == log.public_key().hex()
+    assert log.entry(1)["plan_id"] == "p0"
 
 
 def test_a_forged_checkpoint_signature_fails(workspace: Workspace) -> None:
@@ -199,7 +208,7 @@ def test_witness_cosigns_extensions_and_refuses_rollback_and_fork_after_restart(
     with workspace.region().catalog.transaction() as conn:
         log.append(conn, "export", {"package_id": "x"})
     second = log.checkpoint()
-    witness.cosign(second, log.key_name, log.public_key(), log.consistency(5, 6))
+    witness.cosign(second, log.key_name, log.public_key(), log.consistency(6, 7))
 
     restarted = Witness(tmp_path / "witness", "w1")  # a new process: state comes from disk
     with pytest.raises(WitnessRefused, match="rollback"):

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 from pathlib import Path
 
@@ -13,17 +12,19 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from fleetgate.audit import open_log
 from fleetgate.classify import classify_region
 from fleetgate.classify.geo import SensitiveAreas
 from fleetgate.classify.pii_scan import scan_table
 from fleetgate.deid import DeidError, TrajectoryPolicy, deid_region, deidentify_table, deidentify_trajectory
 from fleetgate.deid.trajectory import haversine_m
 from fleetgate.errors import UsageError
-from fleetgate.gate import make_plan, run_export
+from fleetgate.gate import make_plan, run_export, verify_region
 from fleetgate.ingest import ingest_drop
 from fleetgate.sample import identities
 from fleetgate.workspace import Workspace
 from fleetgate.workspace.config import save_config
+from people import AS_OF, CLOCK, make_team
 
 
 def _track(seed: int, n: int) -> pa.Table:
@@ -111,7 +112,8 @@ def test_tables_get_keyed_pseudonyms_and_lose_other_identifiers() -> None:
                                            "name": "suppress", "note": "scrub"})
 
 
-def test_deid_run_derives_assets_that_the_gate_can_export(workspace: Workspace, sample_drop: Path) -> None:
+def test_deid_run_derives_assets_that_the_gate_can_export(workspace: Workspace, sample_drop: Path,
+                                                          tmp_path: Path) -> None:
     ingest_drop(workspace.region(), sample_drop)
     report = deid_region(workspace)
     assert not report.failed and {d["kind"] for d in report.derived} >= {"owner_record", "after_sales",
@@ -126,28 +128,30 @@ def test_deid_run_derives_assets_that_the_gate_can_export(workspace: Workspace, 
         assert workspace.region().blobs.exists(tags["sidecar_sha256"]) and video["parent_id"]
     assert deid_region(workspace).already == len(report.derived)  # rerun: nothing new
     classify_region(workspace)
-    plan = make_plan(workspace, "overseas", "asset.source_path.endsWith('#deid')", "train",
-                     as_of=dt.date(2026, 11, 21))
+    team = make_team(workspace, tmp_path / "people")
+    plan = make_plan(workspace, "overseas", team.engineer, "asset.source_path.endsWith('#deid')", "train",
+                     as_of=AS_OF, clock=CLOCK)
     by_kind = {}
-    for item in plan["items"]:
-        by_kind.setdefault(item["kind"], item)
-    assert by_kind["after_sales"]["outcome"] == "EXPORT_FTZ_LIST"  # Lingang list: pseudonymized VINs only
-    assert by_kind["owner_record"]["outcome"] == "EXPORT_FREE"  # PI of a few people, no SPI left
-    assert "geo_precise" not in by_kind["gnss_trajectory"]["features"]
-    assert by_kind["gnss_trajectory"]["outcome"] == "STANDARD_CONTRACT_OR_CERT"  # still a trajectory (SPI)
-    assert by_kind["owner_record"]["subjects"] == 2  # lineage keeps the people
+    for item in plan.plan.items:
+        by_kind.setdefault(item.kind, item)
+    assert by_kind["after_sales"].outcome == "EXPORT_FTZ_LIST"  # Lingang list: pseudonymized VINs only
+    assert by_kind["owner_record"].outcome == "EXPORT_FREE"  # PI of a few people, no SPI left
+    assert "geo_precise" not in by_kind["gnss_trajectory"].features
+    assert by_kind["gnss_trajectory"].outcome == "STANDARD_CONTRACT_OR_CERT"  # still a trajectory (SPI)
+    assert by_kind["owner_record"].subjects == 2  # lineage keeps the people
     # faces and plates are gone, yet road video is surveying data: it stays without an approval
-    assert by_kind["exterior_video"]["outcome"] == "LOCAL_ONLY"
-    assert not {"faces", "plates"} & set(by_kind["exterior_video"]["features"])
-    result = run_export(workspace, plan, as_of=dt.date(2026, 11, 21))
+    assert by_kind["exterior_video"].outcome == "LOCAL_ONLY"
+    assert not {"faces", "plates"} & set(by_kind["exterior_video"].features)
+    result = run_export(workspace, plan, team.engineer, clock=CLOCK)
     blobs = b"".join(p.read_bytes() for p in result.path.rglob("*") if p.is_file())
     owners = pq.read_table(sample_drop / "tables" / "owners.parquet").to_pylist()
     for row in owners:
         for value in (row["vin"], row["national_id"], row["phone"], row["name"]):
             assert value.encode() not in blobs
     assert workspace.keys().pseudonym_key() not in blobs
-    kinds = [e["type"] for e in __import__("fleetgate.audit", fromlist=["open_log"]).open_log(workspace).entries()]
-    assert "deid_run" in kinds and "key_use" in kinds
+    kinds = [e["type"] for e in open_log(workspace).entries()]
+    assert "deid_run" in kinds and "key_use" in kinds and "derive" in kinds
+    assert not verify_region(workspace).findings  # every derived asset is a logged fact
 
 
 def test_sensitive_area_config_excises_derived_trajectories(workspace: Workspace, sample_drop: Path) -> None:

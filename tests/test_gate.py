@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import multiprocessing
 import os
@@ -18,19 +19,34 @@ import pytest
 from cli_helpers import run_cli
 from fleetgate.audit import open_log
 from fleetgate.classify import classify_region
-from fleetgate.gate import PackageInvalid, approve_plan, make_plan, run_export, verify_package
+from fleetgate.domain import SignedPlan
+from fleetgate.gate import (
+    ApprovalRefused,
+    PackageInvalid,
+    approve_plan,
+    make_plan,
+    read_plan,
+    run_export,
+    sign_config,
+    verify_package,
+    verify_region,
+)
 from fleetgate.ingest import ingest_drop
 from fleetgate.store import Ledger
 from fleetgate.workspace import Workspace, init_workspace
+from fleetgate.workspace.config import save_config
+from people import AS_OF, CLOCK, Team, load_team, make_team
 
 PURPOSE = "train driving models"
 
 
 @pytest.fixture(scope="session")
 def classified_master(sample_drop_master: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    home = tmp_path_factory.mktemp("gate") / "ws"
+    root = tmp_path_factory.mktemp("gate")
+    home = root / "ws"
     init_workspace(home, "cn-shanghai")
     with Workspace.open(home) as ws:
+        make_team(ws, root / "people")
         ingest_drop(ws.region(), sample_drop_master)
         classify_region(ws)
     return home
@@ -43,6 +59,19 @@ def home(classified_master: Path, tmp_path: Path) -> Path:
     return dest
 
 
+@pytest.fixture
+def team(classified_master: Path) -> Team:
+    return load_team(classified_master.parent / "people")
+
+
+def _plan(ws: Workspace, team: Team, select: str | None = None, purpose: str = PURPOSE) -> SignedPlan:
+    return make_plan(ws, "overseas", team.engineer, select, purpose, as_of=AS_OF, clock=CLOCK)
+
+
+def _run(ws: Workspace, team: Team, plan: SignedPlan):
+    return run_export(ws, plan, team.engineer, clock=CLOCK)
+
+
 def _files(root: Path) -> list[Path]:
     return [p for p in root.rglob("*") if p.is_file()] if root.exists() else []
 
@@ -52,24 +81,24 @@ def _ledger(home: Path) -> dict[str, int]:
         return Ledger(ws.region().catalog).counts("cn-shanghai", 2026)
 
 
-def test_only_what_the_law_permits_leaves(home: Path, sample_drop_master: Path) -> None:
+def test_only_what_the_law_permits_leaves(home: Path, team: Team, sample_drop_master: Path) -> None:
     import hashlib
 
     with Workspace.open(home) as ws:
-        plan = make_plan(ws, "overseas", purpose=PURPOSE, as_of=_as_of())
-        result = run_export(ws, plan, as_of=_as_of())
+        plan = _plan(ws, team)
+        result = _run(ws, team, plan)
         keys = [p.read_bytes() for p in ws.keys_root.rglob("*.key")]
     assert result.status == "published"
-    outcomes = {i["asset_id"]: i["outcome"] for i in plan["items"]}
+    outcomes = {i.asset_id: i.outcome for i in plan.plan.items}
     left = {a["asset_id"] for a in result.exported}
     assert left and all(outcomes[a] in ("EXPORT_FREE", "EXPORT_FTZ_LIST") for a in left)
     dest = home / "destinations" / "overseas"
     blobs = b"".join(p.read_bytes() for p in _files(dest))
     hashes = {hashlib.sha256(p.read_bytes()).hexdigest() for p in _files(dest)}
-    held = [i for i in plan["items"] if i["asset_id"] not in left]
+    held = [i for i in plan.plan.items if i.asset_id not in left]
     # no raw file of a held asset (LOCAL_ONLY, raw video, SPI owner records) appears at the destination
-    assert not {i["sha256"] for i in held} & hashes
-    assert any(i["kind"] == "exterior_video" for i in held)
+    assert not {i.sha256 for i in held} & hashes
+    assert any(i.kind == "exterior_video" for i in held)
     # canaries: resident IDs and names of the owners table (SPI, held without a filing) never appear
     owners = pq.read_table(sample_drop_master / "tables" / "owners.parquet").to_pylist()
     for row in owners:
@@ -81,70 +110,86 @@ def test_only_what_the_law_permits_leaves(home: Path, sample_drop_master: Path) 
     assert report.files == len(left)
 
 
-def _as_of():
-    import datetime as dt
-
-    return dt.date(2026, 11, 21)
-
-
-def test_rerun_completes_once_and_counts_once(home: Path) -> None:
+def test_rerun_completes_once_and_counts_once(home: Path, team: Team) -> None:
     with Workspace.open(home) as ws:
-        plan = make_plan(ws, "overseas", purpose=PURPOSE, as_of=_as_of())
-        first = run_export(ws, plan, as_of=_as_of())
+        plan = _plan(ws, team)
+        first = _run(ws, team, plan)
     counts = _ledger(home)
     assert counts["pi"] > 0
     with Workspace.open(home) as ws:
-        again = run_export(ws, plan, as_of=_as_of())
+        again = _run(ws, team, plan)
     assert again.status == "already published" and _ledger(home) == counts
     assert len([p for p in (home / "destinations" / "overseas").iterdir() if not p.name.startswith(".")]) == 1
     with Workspace.open(home) as ws:
-        open_log(ws).verify()
+        assert not verify_region(ws).findings
         assert [e["package_id"] for e in open_log(ws).entries("export")] == [first.package_id]
 
 
-def test_approvals_gate_contract_items_and_lock_their_scope(home: Path) -> None:
-    import datetime as dt
-
-    from fleetgate.errors import UsageError
-
+def test_approvals_gate_contract_items_and_lock_their_scope(home: Path, team: Team) -> None:
     select = "asset.kind == 'owner_record' || asset.kind == 'cabin_audio' || asset.kind == 'exterior_video'"
+    officer = team.compliance[0]
     with Workspace.open(home) as ws:
-        plan = make_plan(ws, "overseas", select, PURPOSE, as_of=_as_of())
-        assert run_export(ws, plan, as_of=_as_of()).status == "nothing to export"
-        with pytest.raises(UsageError, match="3-year"):
-            approve_plan(ws, plan, "CAC-1", "Li Wei", "compliance", dt.date(2030, 1, 1), today=_as_of())
-        with pytest.raises(UsageError, match="role"):
-            approve_plan(ws, plan, "CAC-1", "Li Wei", "engineer", dt.date(2027, 1, 1), today=_as_of())
-        approval = approve_plan(ws, plan, "CAC-1", "Li Wei", "compliance", dt.date(2027, 1, 1), today=_as_of())
-        assert set(approval["kinds"]) == {"owner_record", "cabin_audio"}
-        # a different purpose is outside the approval's scope
-        other = make_plan(ws, "overseas", select, "sell to advertisers", as_of=_as_of())
-        assert run_export(ws, other, as_of=_as_of()).status == "nothing to export"
-        result = run_export(ws, plan, as_of=_as_of())
+        plan = _plan(ws, team, select)
+        assert _run(ws, team, plan).status == "nothing to export"
+        with pytest.raises(ApprovalRefused, match="3-year"):
+            approve_plan(ws, plan, "CAC-1", dt.date(2030, 1, 1), officer, clock=CLOCK)
+        with pytest.raises(ApprovalRefused, match="role compliance; Liu Yang has role auditor"):
+            approve_plan(ws, plan, "CAC-1", dt.date(2027, 1, 1), team.auditor, clock=CLOCK)
+        with pytest.raises(ApprovalRefused, match="separation of duties"):
+            approve_plan(ws, plan, "CAC-1", dt.date(2027, 1, 1), team.engineer, clock=CLOCK)
+        approval = approve_plan(ws, plan, "CAC-1", dt.date(2027, 1, 1), officer, clock=CLOCK)
+        assert set(approval.statement.kinds) == {"owner_record", "cabin_audio"}
+        # an approval is bound to the plan it signs: the same items with another purpose stay
+        other = _plan(ws, team, select, "sell to advertisers")
+        assert _run(ws, team, other).status == "nothing to export"
+        result = _run(ws, team, plan)
         kinds = {a["kind"] for a in result.exported}
         assert kinds == {"owner_record", "cabin_audio"}  # raw exterior video never leaves, approved or not
-        assert all(a["approval"] == approval["id"] for a in result.exported)
-        # the approved volume is used up: the same scope in a new plan is held
-        again = make_plan(ws, "overseas", "asset.kind == 'owner_record'", PURPOSE, as_of=_as_of())
-        assert run_export(ws, again, as_of=_as_of()).status == "nothing to export"
+        assert all(a["approvals"] == [approval.approval_id] for a in result.exported)
+        assert result.approvals[0]["approver"] == officer.name and result.approvals[0]["ref"] == "CAC-1"
+        # a new plan of the same scope needs its own approval
+        again = _plan(ws, team, "asset.kind == 'owner_record'")
+        assert _run(ws, team, again).status == "nothing to export"
+        assert not verify_region(ws).findings
 
 
-def test_concurrent_exports_never_undercount_the_ledger(home: Path) -> None:
+def test_two_distinct_compliance_officers_when_the_workspace_asks(home: Path, team: Team) -> None:
     with Workspace.open(home) as ws:
-        plans = [make_plan(ws, "overseas", sel, PURPOSE, as_of=_as_of()) for sel in
+        ws.config.gate.approvers["STANDARD_CONTRACT_OR_CERT"] = 2
+        save_config(ws.config)
+    with Workspace.open(home) as ws:
+        with pytest.raises(Exception, match="gate.approvers"):  # the changed setting is not signed yet
+            _plan(ws, team, "asset.kind == 'owner_record'")
+        sign_config(ws, "cn-shanghai", team.admin, clock=CLOCK)
+        plan = _plan(ws, team, "asset.kind == 'owner_record'")
+        first, second = team.compliance
+        approve_plan(ws, plan, "CAC-2", dt.date(2027, 1, 1), first, clock=CLOCK)
+        with pytest.raises(ApprovalRefused, match="already gave this very approval"):
+            approve_plan(ws, plan, "CAC-2", dt.date(2027, 1, 1), first, clock=CLOCK)
+        approve_plan(ws, plan, "CAC-3", dt.date(2027, 1, 1), first, clock=CLOCK)  # the same person, twice
+        assert _run(ws, team, plan).status == "nothing to export"
+        approve_plan(ws, plan, "CAC-2", dt.date(2027, 1, 1), second, clock=CLOCK)
+        result = _run(ws, team, plan)
+        assert result.status == "published"
+        assert {a["approver"] for a in result.approvals} == {first.name, second.name}
+
+
+def test_concurrent_exports_never_undercount_the_ledger(home: Path, team: Team) -> None:
+    with Workspace.open(home) as ws:
+        plans = [_plan(ws, team, sel) for sel in
                  ("asset.kind == 'after_sales'", "asset.kind == 'charging_session'", "asset.kind == 'can_telemetry'")]
         expected: set[str] = set()
         ledger = Ledger(ws.region().catalog)
         for p in plans:
-            for item in p["items"]:
-                if item["counted_as"] == "pi":
-                    expected |= {k for k, _ in ledger.subjects_of([item["asset_id"]])}
+            for item in p.plan.items:
+                if item.counted_as == "pi":
+                    expected |= {k for k, _ in ledger.subjects_of([item.asset_id])}
     errors: list[BaseException] = []
 
-    def worker(p: dict) -> None:
+    def worker(p: SignedPlan) -> None:
         try:
             with Workspace.open(home) as ws:
-                run_export(ws, p, as_of=_as_of())
+                _run(ws, team, p)
         except BaseException as exc:  # noqa: BLE001 - reported below
             errors.append(exc)
 
@@ -156,25 +201,25 @@ def test_concurrent_exports_never_undercount_the_ledger(home: Path) -> None:
     assert not errors, errors
     assert _ledger(home)["pi"] == len(expected) > 0
     with Workspace.open(home) as ws:
-        open_log(ws).verify()
+        assert not verify_region(ws).findings
         assert len(open_log(ws).entries("export")) == 3
 
 
-def _export_child(home: str, plan: dict) -> None:
+def _export_child(home: str, plan: SignedPlan, team: Team) -> None:
     with Workspace.open(Path(home)) as ws:
-        run_export(ws, plan, as_of=_as_of())
+        _run(ws, team, plan)
     os._exit(0)
 
 
-def test_kill_9_at_random_points_then_rerun(home: Path, tmp_path: Path) -> None:
+def test_kill_9_at_random_points_then_rerun(home: Path, team: Team, tmp_path: Path) -> None:
     """20 trials: SIGKILL the export at a random moment, check the destination, rerun, check again."""
     with Workspace.open(home) as ws:
-        plan = make_plan(ws, "overseas", purpose=PURPOSE, as_of=_as_of())
+        plan = _plan(ws, team)
     reference = tmp_path / "reference"
     shutil.copytree(home, reference)
     ctx = multiprocessing.get_context("fork")
     start = time.perf_counter()
-    proc = ctx.Process(target=_export_child, args=(str(reference), plan))
+    proc = ctx.Process(target=_export_child, args=(str(reference), plan, team))
     proc.start()
     proc.join()
     full = time.perf_counter() - start
@@ -184,7 +229,7 @@ def test_kill_9_at_random_points_then_rerun(home: Path, tmp_path: Path) -> None:
     for trial in range(20):
         work = tmp_path / f"trial{trial}"
         shutil.copytree(home, work)
-        proc = ctx.Process(target=_export_child, args=(str(work), plan))
+        proc = ctx.Process(target=_export_child, args=(str(work), plan, team))
         proc.start()
         time.sleep(rng.uniform(0, full * 1.1))
         if proc.is_alive():
@@ -196,8 +241,8 @@ def test_kill_9_at_random_points_then_rerun(home: Path, tmp_path: Path) -> None:
         for package in visible:  # whatever is visible is complete
             verify_package(package)
         with Workspace.open(work) as ws:
-            result = run_export(ws, plan, as_of=_as_of())
-            open_log(ws).verify()
+            result = _run(ws, team, plan)
+            assert not verify_region(ws).findings, f"trial {trial}"
         assert result.status in ("published", "already published")
         verify_package(result.path)
         assert _ledger(work) == expected, f"trial {trial}: ledger {_ledger(work)} != {expected}"
@@ -205,10 +250,9 @@ def test_kill_9_at_random_points_then_rerun(home: Path, tmp_path: Path) -> None:
     assert -signal.SIGKILL in outcomes  # at least some trials really were killed mid-way
 
 
-def test_verify_package_catches_tampering(home: Path) -> None:
+def test_verify_package_catches_tampering(home: Path, team: Team) -> None:
     with Workspace.open(home) as ws:
-        plan = make_plan(ws, "overseas", purpose=PURPOSE, as_of=_as_of())
-        path = run_export(ws, plan, as_of=_as_of()).path
+        path = _run(ws, team, _plan(ws, team)).path
     report = verify_package(path, pinned_key=None)
     with pytest.raises(PackageInvalid, match="pinned"):
         verify_package(path, pinned_key="00" * 32)
@@ -226,12 +270,18 @@ def test_verify_package_catches_tampering(home: Path) -> None:
     assert report.files > 0
 
 
-def test_cli_export_audit_and_verify_package(home: Path, tmp_path: Path) -> None:
+def test_cli_export_audit_and_verify_package(home: Path, team: Team, tmp_path: Path) -> None:
     plan = tmp_path / "plan.json"
-    run_cli("export", "plan", "--to", "overseas", "-o", str(plan), "--purpose", PURPOSE, home=home, check=True)
-    out = json.loads(run_cli("export", "run", str(plan), "--format", "json", home=home, check=True).stdout)
+    as_engineer = team.env(team.engineer)
+    proc = run_cli("export", "plan", "--to", "overseas", "-o", str(plan), "--purpose", PURPOSE, home=home)
+    assert proc.returncode == 2 and "signed by a person" in proc.stderr
+    run_cli("export", "plan", "--to", "overseas", "-o", str(plan), "--purpose", PURPOSE, home=home, check=True,
+            env_extra=as_engineer)
+    assert read_plan(plan).plan.author == team.engineer.name
+    out = json.loads(run_cli("export", "run", str(plan), "--format", "json", home=home, check=True,
+                             env_extra=as_engineer).stdout)
     assert out["status"] == "published"
-    assert "verified" in run_cli("audit", "verify", home=home, check=True).stdout
+    assert "the catalog matches it" in run_cli("audit", "verify", home=home, check=True).stdout
     proof = json.loads(run_cli("audit", "prove", str(out["log_index"]), home=home, check=True).stdout)
     assert proof["entry"]["type"] == "export"
     assert "fleetgate-witness" in run_cli("audit", "witness", home=home, check=True).stdout

@@ -9,6 +9,7 @@
     │   ├── MediaError                      video or audio that does not probe or decode
     │   ├── TableError                      Parquet that does not read or lacks columns
     │   └── ValueRangeError                 impossible values: lat=200, NaN time, time going back
+    ├── IntegrityError             exit 4   the catalog or log differs from what the log vouches for
     └── StoreError                 exit 5   the blob store or catalog failed (may be transient)
 
 `ItemError`s never stop a batch: the pipeline records them in the quarantine with the file and
@@ -27,6 +28,7 @@ class ExitCode(IntEnum):
     ERROR = 1
     USAGE = 2
     PARTIAL = 3
+    INTEGRITY = 4
     STORE = 5
 
 
@@ -35,6 +37,8 @@ EXIT_CODE_HELP: dict[ExitCode, str] = {
     ExitCode.ERROR: "fleetgate failed; the message says why",
     ExitCode.USAGE: "bad arguments, configuration or input as a whole; nothing was changed",
     ExitCode.PARTIAL: "the batch ran but some items were quarantined; see the quarantine",
+    ExitCode.INTEGRITY: "the catalog, a key or the log differs from what the log vouches for; nothing left the "
+                        "region; `fleetgate audit verify` lists every finding",
     ExitCode.STORE: "the blob store or catalog failed; rerun once it is reachable",
 }
 
@@ -96,6 +100,12 @@ class TableError(ItemError):
 
 class ValueRangeError(ItemError):
     """Values that cannot be true: coordinates out of range, NaN or backwards time."""
+
+
+class IntegrityError(FleetgateError):
+    """The catalog or the log was changed outside fleetgate; the gate refuses until it is resolved."""
+
+    exit_code = ExitCode.INTEGRITY
 
 
 class StoreError(FleetgateError):

@@ -14,13 +14,12 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
-import sqlalchemy as sa
 from sqlalchemy.engine import Connection
-from sqlalchemy.exc import IntegrityError
 
 from fleetgate.audit.merkle import (
     EMPTY_ROOT,
@@ -29,31 +28,14 @@ from fleetgate.audit.merkle import (
     leaf_hash,
     node_hash,
 )
-from fleetgate.errors import FleetgateError
+from fleetgate.errors import IntegrityError
 from fleetgate.keys import KeyStore, verify_signature
-from fleetgate.store import Catalog
-from fleetgate.store.catalog import metadata, utcnow
-
-log_entries = sa.Table(
-    "log_entries",
-    metadata,
-    sa.Column("idx", sa.BigInteger, primary_key=True, autoincrement=False),
-    sa.Column("entry", sa.Text, nullable=False),  # canonical JSON, the exact bytes hashed
-    sa.Column("leaf_hash", sa.String(64), nullable=False),
-    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
-)
-
-log_checkpoints = sa.Table(
-    "log_checkpoints",
-    metadata,
-    sa.Column("size", sa.BigInteger, primary_key=True, autoincrement=False),
-    sa.Column("root", sa.String(64), nullable=False),
-    sa.Column("note", sa.Text, nullable=False),  # signed note, cosignatures appended
-    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
-)
+from fleetgate.store import Catalog, Region
+from fleetgate.store.catalog import utcnow
+from fleetgate.store.log_repo import LogRepository
 
 
-class LogError(FleetgateError):
+class LogError(IntegrityError):
     """The log failed verification or a proof was asked for something it does not hold."""
 
 
@@ -126,6 +108,9 @@ class Checkpoint:
 
 
 # ---- the log ---------------------------------------------------------------------------------------
+GENESIS = "log_open"
+
+
 class TransparencyLog:
     """The append-only log of one region."""
 
@@ -134,62 +119,64 @@ class TransparencyLog:
         self.keys = keys
         self.origin = origin
         self.key_name = origin
-        metadata.create_all(catalog.engine, tables=[log_entries, log_checkpoints])
+        self.repo = LogRepository(catalog)
 
     # -- writing ---------------------------------------------------------------------------------
-    def append(self, conn: Connection, kind: str, payload: dict[str, Any]) -> tuple[int, str]:
+    def append(self, conn: Connection, kind: str, payload: dict[str, Any],
+               at: datetime | None = None) -> tuple[int, str]:
         """Append one entry inside the caller's transaction; returns (index, leaf hash hex)."""
-        return self.append_many(conn, [(kind, payload)])[0]
+        return self.append_many(conn, [(kind, payload)], at)[0]
 
-    def append_many(self, conn: Connection, entries: Sequence[tuple[str, dict[str, Any]]]) -> list[tuple[int, str]]:
-        """Append entries in order, in one statement, inside the caller's transaction."""
-        last = conn.execute(sa.select(log_entries.c.idx, log_entries.c.leaf_hash)
-                            .order_by(log_entries.c.idx.desc()).limit(1)).first()
+    def append_many(self, conn: Connection, entries: Sequence[tuple[str, dict[str, Any]]],
+                    at: datetime | None = None) -> list[tuple[int, str]]:
+        """Append entries in order, in one statement, inside the caller's transaction.
+
+        The first entry of a log (`log_open`) pins the region's public key, so a replaced key
+        file is caught by `audit verify` and a rewritten log by the witness."""
+        last = self.repo.last(conn)
         index, prev = (last[0] + 1, last[1]) if last else (0, "")
-        now = utcnow()
+        now = (at or utcnow()).isoformat()
+        if last is None:
+            entries = [(GENESIS, {"origin": self.origin, "key_name": self.key_name,
+                                  "public_key": self.public_key().hex()}), *entries]
         rows, out = [], []
         for kind, payload in entries:
-            if "type" in payload or "index" in payload or "prev" in payload:
-                raise ValueError("payload may not set type, index or prev")
-            entry = {"type": kind, "index": index, "prev": prev, "at": now.isoformat(), **payload}
+            if "type" in payload or "index" in payload or "prev" in payload or "at" in payload:
+                raise ValueError("payload may not set type, index, prev or at")
+            entry = {"type": kind, "index": index, "prev": prev, "at": now, **payload}
             data = canonical(entry)
             lh = leaf_hash(data).hex()
-            rows.append({"idx": index, "entry": data.decode("utf-8"), "leaf_hash": lh, "created_at": now})
+            rows.append({"idx": index, "entry": data.decode("utf-8"), "leaf_hash": lh})
             out.append((index, lh))
             index, prev = index + 1, lh
-        conn.execute(sa.insert(log_entries), rows)
-        return out
+        self.repo.insert(conn, rows)
+        return out[1:] if last is None else out
 
     # -- reading ---------------------------------------------------------------------------------
     def size(self) -> int:
-        with self.catalog.engine.connect() as conn:
-            return int(conn.execute(sa.select(sa.func.count()).select_from(log_entries)).scalar_one())
+        return self.repo.count()
 
     def entry(self, index: int) -> dict[str, Any]:
-        with self.catalog.engine.connect() as conn:
-            row = conn.execute(sa.select(log_entries.c.entry).where(log_entries.c.idx == index)).first()
-        if row is None:
+        text = self.repo.entry_text(index)
+        if text is None:
             raise LogError(f"no log entry {index}")
-        return json.loads(row[0])
+        return json.loads(text)
 
     def entry_text(self, index: int, conn: Connection) -> str:
         """The exact canonical bytes (as text) of entry `index`, inside the caller's transaction."""
-        return conn.execute(sa.select(log_entries.c.entry).where(log_entries.c.idx == index)).scalar_one()
+        text = self.repo.entry_text(index, conn)
+        if text is None:
+            raise LogError(f"no log entry {index}")
+        return text
 
     def entries(self, kind: str | None = None, limit: int | None = None) -> list[dict[str, Any]]:
-        query = sa.select(log_entries.c.entry).order_by(log_entries.c.idx)
-        with self.catalog.engine.connect() as conn:
-            out = [json.loads(r[0]) for r in conn.execute(query)]
+        out = [json.loads(t) for t in self.repo.iter_texts()]
         if kind:
             out = [e for e in out if e["type"] == kind]
         return out[-limit:] if limit else out
 
     def _leaf_hashes(self, size: int | None = None) -> list[bytes]:
-        query = sa.select(log_entries.c.leaf_hash).order_by(log_entries.c.idx)
-        if size is not None:
-            query = query.where(log_entries.c.idx < size)
-        with self.catalog.engine.connect() as conn:
-            return [bytes.fromhex(r[0]) for r in conn.execute(query)]
+        return self.repo.leaf_hashes(size)
 
     # -- checkpoints and proofs --------------------------------------------------------------------
     def public_key(self) -> bytes:
@@ -204,33 +191,17 @@ class TransparencyLog:
         signature = self.keys.sign(body.encode(), "signing")
         blob = key_id(self.key_name, self.public_key()) + signature
         cp = Checkpoint(self.origin, size, root, ((self.key_name, blob),))
-        try:
-            with self.catalog.transaction() as conn:
-                exists = conn.execute(sa.select(log_checkpoints.c.note).where(log_checkpoints.c.size == size)).first()
-                if exists:
-                    return Checkpoint.parse(exists[0])
-                conn.execute(sa.insert(log_checkpoints).values(size=size, root=root.hex(), note=cp.text(),
-                                                               created_at=utcnow()))
-        except IntegrityError:  # another process checkpointed the same size first: use theirs
-            with self.catalog.engine.connect() as conn:
-                note = conn.execute(sa.select(log_checkpoints.c.note)
-                                    .where(log_checkpoints.c.size == size)).scalar_one()
-            return Checkpoint.parse(note)
-        return cp
+        return Checkpoint.parse(self.repo.add_checkpoint(size, root.hex(), cp.text()))
 
     def latest_checkpoint(self) -> Checkpoint | None:
-        with self.catalog.engine.connect() as conn:
-            row = conn.execute(sa.select(log_checkpoints.c.note).order_by(log_checkpoints.c.size.desc())).first()
-        return Checkpoint.parse(row[0]) if row else None
+        note = self.repo.latest_checkpoint_note()
+        return Checkpoint.parse(note) if note else None
 
     def checkpoints(self) -> list[Checkpoint]:
-        with self.catalog.engine.connect() as conn:
-            rows = conn.execute(sa.select(log_checkpoints.c.note).order_by(log_checkpoints.c.size)).all()
-        return [Checkpoint.parse(r[0]) for r in rows]
+        return [Checkpoint.parse(note) for _, _, note in self.repo.checkpoint_rows()]
 
     def store_cosigned(self, cp: Checkpoint) -> None:
-        with self.catalog.transaction() as conn:
-            conn.execute(sa.update(log_checkpoints).where(log_checkpoints.c.size == cp.size).values(note=cp.text()))
+        self.repo.replace_checkpoint_note(cp.size, cp.text())
 
     def prove(self, index: int, size: int | None = None) -> dict[str, Any]:
         """Inclusion proof of entry `index` in the tree of `size` (default: the latest checkpoint's)."""
@@ -253,47 +224,55 @@ class TransparencyLog:
         return consistency_proof(old_size, leaves) if old_size else []
 
     # -- verification ----------------------------------------------------------------------------------
-    def verify(self) -> VerifyReport:
-        """Recompute every leaf, the chain, and every checkpoint's root and signature."""
-        with self.catalog.engine.connect() as conn:
-            rows = conn.execute(sa.select(log_entries.c.idx, log_entries.c.entry, log_entries.c.leaf_hash)
-                                .order_by(log_entries.c.idx)).all()
+    def verify(self, on_entry: Callable[[int, dict[str, Any]], None] | None = None) -> VerifyReport:
+        """Recompute every leaf, the chain, and every checkpoint's root and signature.
+
+        `on_entry(index, entry)` sees each entry once it has been checked, so the catalog check can
+        replay the log in the same pass."""
         leaves: list[bytes] = []
         prev = ""
-        for position, (idx, text, stored) in enumerate(rows):
+        for position, (idx, text, stored) in enumerate(self.repo.iter_rows()):
             if idx != position:
                 raise LogError(f"entry {position}: missing (the next stored entry is {idx})" if idx > position
                                else f"entry {position}: duplicated index {idx}")
             data = text.encode("utf-8")
-            computed = leaf_hash(data).hex()
-            if computed != stored:
+            computed = leaf_hash(data)
+            if computed.hex() != stored:
                 raise LogError(f"entry {position}: content does not match its leaf hash (altered)")
             try:
                 entry = json.loads(text)
-            except json.JSONDecodeError:
+            except ValueError:
                 raise LogError(f"entry {position}: not JSON") from None
-            if entry.get("index") != position:
-                raise LogError(f"entry {position}: claims index {entry.get('index')} (reordered or inserted)")
+            if not isinstance(entry, dict) or entry.get("index") != position:
+                claimed = entry.get("index") if isinstance(entry, dict) else None
+                raise LogError(f"entry {position}: claims index {claimed} (reordered or inserted)")
             if entry.get("prev") != prev:
                 # this entry was chained to a different predecessor: the one before it was replaced
                 raise LogError(f"entry {position - 1}: replaced (entry {position} is chained to a different leaf)")
-            leaves.append(bytes.fromhex(computed))
-            prev = computed
-        checkpoints = self.checkpoints()
+            leaves.append(computed)
+            prev = stored
+            if on_entry is not None:
+                on_entry(position, entry)
+        return self._verify_checkpoints(leaves)
+
+    def _verify_checkpoints(self, leaves: list[bytes]) -> VerifyReport:
+        rows = self.repo.checkpoint_rows()
+        checkpoints = [Checkpoint.parse(note) for _, _, note in rows]
         public = self.public_key()
-        roots = prefix_roots(leaves, [cp.size for cp in checkpoints if cp.size <= len(leaves)])
-        for cp in checkpoints:
+        roots = prefix_roots(leaves, [cp.size for cp in checkpoints if cp.size <= len(leaves)] + [len(leaves)])
+        for (size, root_hex, _), cp in zip(rows, checkpoints, strict=True):
             if cp.origin != self.origin:
                 raise LogError(f"checkpoint of size {cp.size}: origin {cp.origin!r} is not {self.origin!r}")
             if not cp.verify_signature(self.key_name, public):
                 raise LogError(f"checkpoint of size {cp.size}: signature does not verify")
+            if cp.size != size or cp.root.hex() != root_hex:
+                raise LogError(f"checkpoint of size {size}: the stored size or root differs from its signed note")
             if cp.size > len(leaves):
                 raise LogError(f"entry {len(leaves)}: missing; a signed checkpoint covers {cp.size} entries")
             if roots[cp.size] != cp.root:
                 raise LogError(f"checkpoint of size {cp.size}: root differs from the entries; the first bad "
                                f"entry is below index {cp.size}")
-        return VerifyReport(entries=len(leaves), checkpoints=len(checkpoints),
-                            root=(roots.get(len(leaves)) or prefix_roots(leaves, [len(leaves)])[len(leaves)]).hex())
+        return VerifyReport(entries=len(leaves), checkpoints=len(checkpoints), root=roots[len(leaves)].hex())
 
 
 @dataclass(frozen=True)
@@ -330,5 +309,9 @@ def prefix_roots(leaves: Sequence[bytes], sizes: Iterable[int]) -> dict[int, byt
 
 def open_log(ws: Any, region: str | None = None) -> TransparencyLog:
     """The transparency log of a workspace region, signed with the region's key."""
-    name = ws.config.region(region).name
-    return TransparencyLog(ws.region(name).catalog, ws.keys(name), origin=f"fleetgate/{name}")
+    return region_log(ws.region(ws.config.region(region).name))
+
+
+def region_log(region: Region) -> TransparencyLog:
+    """The transparency log of an opened region."""
+    return TransparencyLog(region.catalog, region.keys, origin=f"fleetgate/{region.name}")

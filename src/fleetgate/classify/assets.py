@@ -15,6 +15,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from fleetgate.audit.facts import Facts
+from fleetgate.audit.log import region_log
 from fleetgate.classify.geo import SensitiveAreas, is_precise
 from fleetgate.classify.pii_scan import scan_table
 from fleetgate.errors import FleetgateError, UsageError
@@ -23,7 +25,7 @@ from fleetgate.policy.decide import Decision, PolicyEngine
 from fleetgate.policy.request import DecisionRequest, Exporter, Item, Ytd
 from fleetgate.policy.service import exporter_of, ledger_ytd, packs_for
 from fleetgate.policy.vocabulary import KINDS
-from fleetgate.store import Ledger
+from fleetgate.store import Ledger, Region
 from fleetgate.store.catalog import utcnow
 from fleetgate.workspace import Workspace
 
@@ -37,6 +39,7 @@ MEDIA_FEATURES = {
 }
 VEHICLE_LINKED = {"exterior_video", "exterior_image", "cabin_video", "cabin_audio", "can_telemetry",
                   "gnss_trajectory", "fault_codes"}
+CLASSIFY_BATCH = 64  # classifications per transaction and per `classify` log entry
 TABLE_KINDS = {"owner_record", "after_sales", "charging_session", "procurement", "inventory", "rd_test",
                "used_car", "quality", "production", "logistics", "rd_design"}
 
@@ -153,6 +156,7 @@ def classify_region(ws: Workspace, region: str | None = None, destination: str |
     engine, exporter, as_of = PolicyEngine(packs), exporter_of(cfg), dt.date.today()
     ytd = ledger_ytd(ws, cfg.name, as_of.year)
     assets = reg.catalog.list_assets(region=cfg.name)
+    batch: list[tuple[dict[str, Any], list[tuple[str, str]]]] = []
     for n, asset in enumerate(assets, 1):
         try:
             c = classify_asset(ws, cfg.name, asset, key, areas)
@@ -162,22 +166,36 @@ def classify_region(ws: Workspace, region: str | None = None, destination: str |
             continue
         item = decision.items[0]
         category = item.counted_as or ("spi" if "spi" in item.tags else "pi" if "pi" in item.tags else None)
-        with reg.catalog.transaction() as conn:
-            ledger.save_classification(conn, {
-                "asset_id": c.asset_id, "policy_kind": c.policy_kind, "features": c.features,
-                "subjects": len(c.subject_keys), "evidence": c.evidence, "anonymized": c.anonymized,
-                "pseudonymized": c.pseudonymized, "packs": decision.packs, "outcome": item.outcome.value,
-                "decision": {"destination": destination, "as_of": decision.as_of, "tags": item.tags,
-                             **item.to_dict(), "obligations": item.obligations},
-                "classified_at": utcnow(),
-            }, [(k, category) for k in c.subject_keys] if category else [])
+        batch.append(({
+            "asset_id": c.asset_id, "policy_kind": c.policy_kind, "features": c.features,
+            "subjects": len(c.subject_keys), "evidence": c.evidence, "anonymized": c.anonymized,
+            "pseudonymized": c.pseudonymized, "packs": decision.packs, "outcome": item.outcome.value,
+            "decision": {"destination": destination, "as_of": decision.as_of, "tags": item.tags,
+                         **item.to_dict(), "obligations": item.obligations},
+        }, [(k, category) for k in c.subject_keys] if category else []))
         report.classified += 1
         report.outcomes[item.outcome.value] = report.outcomes.get(item.outcome.value, 0) + 1
         for f in c.features:
             report.features[f] = report.features.get(f, 0) + 1
+        if len(batch) == CLASSIFY_BATCH:
+            _save(reg, ledger, batch)
+            batch = []
         if on_progress:
             on_progress(n, len(assets))
+    if batch:
+        _save(reg, ledger, batch)
     return report
+
+
+def _save(region: Region, ledger: Ledger, batch: list[tuple[dict[str, Any], list[tuple[str, str]]]]) -> None:
+    """Classifications, their subject keys and their facts (one `classify` log entry) in one transaction."""
+    facts = Facts(region.keys.pseudonym_key())
+    now = utcnow()
+    with region.catalog.transaction() as conn:
+        for row, subjects in batch:
+            ledger.save_classification(conn, row | {"classified_at": now}, subjects)
+        region_log(region).append(conn, "classify", {"facts": {"classifications": [
+            facts.classification(row | {"classified_at": now}, subjects) for row, subjects in batch]}}, at=now)
 
 
 def explain_asset(ws: Workspace, asset_id: str, region: str | None = None) -> dict[str, Any]:

@@ -6,10 +6,13 @@ import json
 import sys
 from enum import StrEnum
 from pathlib import Path
+from typing import Annotated
 
 import typer
 from rich.console import Console
 
+from fleetgate.errors import UsageError
+from fleetgate.keys.personal import Actor
 from fleetgate.workspace import Workspace
 
 console = Console()
@@ -45,3 +48,17 @@ def human_bytes(n: float | None) -> str:
             return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
         n /= 1024
     return f"{n:.1f} TiB"
+
+
+AsOpt = Annotated[str | None, typer.Option("--as", envvar="FLEETGATE_AS",
+                                           help="Your registered principal name (or FLEETGATE_AS).")]
+KeyOpt = Annotated[Path | None, typer.Option("--key", envvar="FLEETGATE_KEY",
+                                             help="Your own private key file (or FLEETGATE_KEY).")]
+
+
+def actor(name: str | None, key: Path | None, what: str) -> Actor:
+    """The person acting, from --as/--key or FLEETGATE_AS/FLEETGATE_KEY; the key is theirs, never the region's."""
+    if not name or key is None:
+        raise UsageError(f"{what} is signed by a person: pass --as NAME --key FILE (or set FLEETGATE_AS and "
+                         "FLEETGATE_KEY)")
+    return Actor.from_key_file(name, key)

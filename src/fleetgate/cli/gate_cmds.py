@@ -11,9 +11,18 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 from rich.table import Table
 
 from fleetgate.audit import Witness, open_log
-from fleetgate.cli._common import OutputFormat, console, human_bytes, open_workspace, print_json
-from fleetgate.errors import UsageError
-from fleetgate.gate import approve_plan, list_exports, make_plan, read_plan, run_export, verify_package, write_plan
+from fleetgate.cli._common import AsOpt, KeyOpt, OutputFormat, actor, console, human_bytes, open_workspace, print_json
+from fleetgate.errors import ExitCode, UsageError
+from fleetgate.gate import (
+    approve_plan,
+    list_exports,
+    make_plan,
+    read_plan,
+    run_export,
+    verify_package,
+    verify_region,
+    write_plan,
+)
 
 export_app = typer.Typer(no_args_is_help=True)
 audit_app = typer.Typer(no_args_is_help=True)
@@ -28,7 +37,7 @@ def _date(value: str, option: str) -> dt.date:
         raise UsageError(f"{option}: not a date (YYYY-MM-DD): {value!r}") from None
 
 
-@export_app.command("plan", help="Decide the selected assets for a destination and write a plan.")
+@export_app.command("plan", help="Decide the selected assets for a destination and write a signed plan.")
 def plan(ctx: typer.Context,
          to: Annotated[str, typer.Option("--to", help="Destination name from fleetgate.toml.")],
          out: Annotated[Path, typer.Option("-o", "--out", help="Where to write the plan (JSON).")],
@@ -37,52 +46,65 @@ def plan(ctx: typer.Context,
          purpose: Annotated[str, typer.Option(help="Why the data leaves; approvals are locked to it.")] = "",
          region: RegionOpt = None,
          as_of: Annotated[str | None, typer.Option("--as-of", help="Decide as on this date.")] = None,
-         fmt: FormatOpt = OutputFormat.table) -> None:
+         as_: AsOpt = None, key: KeyOpt = None, fmt: FormatOpt = OutputFormat.table) -> None:
+    author = actor(as_, key, "an export plan")
     with open_workspace(ctx) as ws:
-        p = make_plan(ws, to, select, purpose, region, _date(as_of, "--as-of") if as_of else None)
-    write_plan(p, out)
+        signed = make_plan(ws, to, author, select, purpose, region, _date(as_of, "--as-of") if as_of else None)
+    write_plan(signed, out)
+    p = signed.plan
     if fmt == OutputFormat.json:
-        print_json({k: v for k, v in p.items() if k != "items"})
+        print_json({"plan_id": signed.plan_id, **p.model_dump(mode="json", exclude={"items"})})
         return
-    title = f"{p['plan_id']} → {to} ({p['destination']['country']})"
+    title = f"{signed.plan_id} → {to} ({p.destination.country}), signed by {p.author}"
     table = Table("outcome", "assets", "bytes", "subjects", title=title, title_justify="left")
-    for outcome, s in sorted(p["summary"].items()):
-        table.add_row(outcome, str(s["assets"]), human_bytes(s["bytes"]), f"{s['subjects']:,}")
+    for outcome, s in sorted(p.summary.items()):
+        table.add_row(outcome, str(s.assets), human_bytes(s.bytes), f"{s.subjects:,}")
     console.print(table)
     console.print(f"wrote {out}")
 
 
-@export_app.command("approve", help="Record a filing approval for a plan's contract/assessment items.")
+@export_app.command("approve", help="Sign an approval of a plan's contract/assessment items under a filing.")
 def approve(ctx: typer.Context, plan_path: Annotated[Path, typer.Argument(metavar="PLAN")],
             ref: Annotated[str, typer.Option(help="Filing number of the assessment, contract or certificate.")],
-            by: Annotated[str, typer.Option(help="Who approves.")],
-            role: Annotated[str, typer.Option(help="Approver's role (compliance).")],
-            valid_until: Annotated[str, typer.Option("--valid-until", help="Last day the approval holds.")]) -> None:
-    p = read_plan(plan_path)
+            valid_until: Annotated[str, typer.Option("--valid-until", help="Last day the approval holds.")],
+            kinds: Annotated[list[str] | None, typer.Option("--kind", help="Approve only these policy kinds "
+                                                                          "(repeat; default: all asked).")] = None,
+            max_subjects: Annotated[int | None, typer.Option(help="Most people the approval covers "
+                                                                  "(default: the plan's count).")] = None,
+            as_: AsOpt = None, key: KeyOpt = None) -> None:
+    approver = actor(as_, key, "an approval")
+    signed = read_plan(plan_path)
     with open_workspace(ctx) as ws:
-        row = approve_plan(ws, p, ref, by, role, _date(valid_until, "--valid-until"))
-    console.print(f"approval {row['id']} ({ref}) for {', '.join(row['kinds'])} → {row['destination_country']}, "
-                  f"up to {row['max_subjects']:,} people, valid until {row['valid_until']}")
+        a = approve_plan(ws, signed, ref, _date(valid_until, "--valid-until"), approver, kinds, max_subjects)
+    st = a.statement
+    console.print(f"approval {a.approval_id} ({st.ref}) by {st.approver} for {', '.join(st.kinds)} → "
+                  f"{st.destination_country}, up to {st.max_subjects:,} people, valid until {st.valid_until}; "
+                  f"log entry {a.index}")
 
 
-@export_app.command("run", help="Re-check a plan and publish what may leave as a signed package.")
+@export_app.command("run", help="Re-check a signed plan and publish what may leave as a signed package.")
 def run(ctx: typer.Context, plan_path: Annotated[Path, typer.Argument(metavar="PLAN")],
-        fmt: FormatOpt = OutputFormat.table) -> None:
-    p = read_plan(plan_path)
+        as_: AsOpt = None, key: KeyOpt = None, fmt: FormatOpt = OutputFormat.table) -> None:
+    runner = actor(as_, key, "an export run")
+    signed = read_plan(plan_path)
     with open_workspace(ctx) as ws:
         with Progress(TextColumn("export"), BarColumn(), MofNCompleteColumn(), console=console, transient=True,
                       disable=fmt == OutputFormat.json) as progress:
             task = progress.add_task("export", total=None)
-            result = run_export(ws, p, on_progress=lambda n, t: progress.update(task, completed=n, total=t))
+            result = run_export(ws, signed, runner, on_progress=lambda n, t: progress.update(task, completed=n,
+                                                                                             total=t))
     if fmt == OutputFormat.json:
         print_json({"package_id": result.package_id, "path": str(result.path) if result.path else None,
                     "status": result.status, "exported": len(result.exported), "held": len(result.held),
-                    "ledger_delta": result.ledger_delta, "bytes": result.bytes, "log_index": result.log_index})
+                    "ledger_delta": result.ledger_delta, "bytes": result.bytes, "log_index": result.log_index,
+                    "approvals": result.approvals})
         return
     console.print(f"{result.package_id}: {result.status}" + (f" at {result.path}" if result.path else ""))
     if result.status == "published":
         console.print(f"  {len(result.exported)} assets, {human_bytes(result.bytes)}, ledger +{result.ledger_delta}, "
                       f"log entry {result.log_index}")
+        for a in result.approvals:
+            console.print(f"  under {a['ref']}, approved by {a['approver']} ({', '.join(a['kinds'])})")
 
 
 @export_app.command("ls", help="List exports of a region.")
@@ -100,12 +122,26 @@ def ls(ctx: typer.Context, region: RegionOpt = None, fmt: FormatOpt = OutputForm
     console.print(table)
 
 
-@audit_app.command("verify", help="Recompute every entry, the chain and every checkpoint of the log.")
-def verify(ctx: typer.Context, region: RegionOpt = None) -> None:
+@audit_app.command("verify", help="Recompute the log and check every catalog row the gate reads against it.")
+def verify(ctx: typer.Context, region: RegionOpt = None,
+           content: Annotated[bool, typer.Option(help="Also check each blob's bytes against its kind.")] = True,
+           fmt: FormatOpt = OutputFormat.table) -> None:
     with open_workspace(ctx) as ws:
-        report = open_log(ws, region).verify()
-    console.print(f"[green]✓[/] log verified: {report.entries:,} entries, {report.checkpoints} checkpoints, "
-                  f"root {report.root[:16]}…")
+        result = verify_region(ws, region, content)
+    if fmt == OutputFormat.json:
+        print_json({"entries": result.report.entries, "checkpoints": result.report.checkpoints,
+                    "root": result.report.root, "findings": [f.__dict__ for f in result.findings]})
+    elif result.findings:
+        table = Table("table", "row", "field", "finding", title=f"{len(result.findings)} finding(s)",
+                      title_justify="left")
+        for f in result.findings:
+            table.add_row(f.table, f.row, f.field, f.problem)
+        console.print(table)
+    else:
+        console.print(f"[green]✓[/] log verified: {result.report.entries:,} entries, {result.report.checkpoints} "
+                      f"checkpoints, root {result.report.root[:16]}…; the catalog matches it")
+    if result.findings:
+        raise typer.Exit(int(ExitCode.INTEGRITY))
 
 
 @audit_app.command("checkpoint", help="Sign and print a checkpoint of the log (C2SP format).")

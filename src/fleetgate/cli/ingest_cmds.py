@@ -10,7 +10,10 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from fleetgate.cli._common import console, home_of, human_bytes, open_workspace
-from fleetgate.workspace import init_workspace
+from fleetgate.errors import UsageError
+from fleetgate.gate.trust import bootstrap_region
+from fleetgate.keys.personal import Actor, new_key_pair
+from fleetgate.workspace import Workspace, init_workspace
 
 
 def _progress() -> Progress:
@@ -22,12 +25,33 @@ def init(
     ctx: typer.Context,
     region: Annotated[str, typer.Option(help="Region to create, like cn-shanghai.")] = "cn-shanghai",
     country: Annotated[str | None, typer.Option(help="ISO country of the region (default from its name).")] = None,
+    admin: Annotated[str | None, typer.Option(help="Register this person as the region's first admin.")] = None,
+    admin_key: Annotated[Path | None, typer.Option(
+        "--admin-key", help="The admin's private key file; made (with FILE.pub) if it does not exist. "
+                            "Keep it outside the workspace.")] = None,
 ) -> None:
-    """Create or extend a workspace with a region."""
-    config, changed = init_workspace(home_of(ctx), region, country)
+    """Create or extend a workspace with a region, and register its first admin."""
+    home = home_of(ctx)
+    if admin and admin_key is None:
+        raise UsageError("--admin-key: the first admin signs their own registration; give their key file "
+                         "(it is made if it does not exist)")
+    config, changed = init_workspace(home, region, country)
     verb = "created" if changed else "already has"
     console.print(f"{config.home / 'fleetgate.toml'}: {verb} region [bold]{region}[/] "
                   f"({config.regions[region].country})")
+    if admin is None:
+        console.print("no admin registered: exports need one (`fleetgate init --region R --admin NAME "
+                      "--admin-key FILE`)")
+        return
+    if not admin_key.exists():
+        target, root = admin_key.resolve(), home.resolve()
+        if root in target.parents:
+            raise UsageError(f"--admin-key: {admin_key} is inside the workspace; a personal key stays outside it")
+        new_key_pair(admin_key)
+        console.print(f"made {admin_key} and {admin_key}.pub")
+    with Workspace.open(home) as ws:
+        index = bootstrap_region(ws, region, Actor.from_key_file(admin, admin_key))
+    console.print(f"registered {admin} as the first admin of {region}; settings signed in log entry {index}")
 
 
 def sample(

@@ -17,6 +17,7 @@ from fleetgate.cli import (
     federate_cmds,
     gate_cmds,
     ingest_cmds,
+    people_cmds,
     policy_cmds,
     train_cmds,
 )
@@ -61,6 +62,9 @@ app.add_typer(gate_cmds.export_app, name="export", help="Plan, approve and run e
 app.add_typer(gate_cmds.audit_app, name="audit", help="Verify, prove, checkpoint and witness the transparency log.")
 app.command("verify-package", help="Check a received export package (signature, hashes, log inclusion).")(
     gate_cmds.verify_package_cmd)
+app.add_typer(people_cmds.keys_app, name="keys", help="Make your own signing key pair.")
+app.add_typer(people_cmds.principals_app, name="principals", help="Add, list and remove the people who may act.")
+app.add_typer(people_cmds.config_app, name="config", help="Sign and show the settings that decide exports.")
 app.add_typer(catalog_cmds.app, name="catalog", help="Inspect a region's catalog, runs and quarantine.")
 app.add_typer(compute_cmds.app, name="compute", help="Plan a training cluster under US export controls.")
 

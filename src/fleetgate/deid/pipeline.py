@@ -19,7 +19,9 @@ from typing import Any
 
 import pyarrow.parquet as pq
 
-from fleetgate.audit import canonical, digest, open_log
+from fleetgate.audit import canonical, digest
+from fleetgate.audit.facts import Facts
+from fleetgate.audit.log import region_log
 from fleetgate.classify.geo import SensitiveAreas
 from fleetgate.deid.detectors import build_detectors
 from fleetgate.deid.tables import DeidError, deidentify_table
@@ -85,6 +87,7 @@ def deid_region(ws: Workspace, region: str | None = None, policy: TrajectoryPoli
     report.cabin_kept_local = sum(a["kind"] in CABIN_KINDS for a in originals)
     video = video or VideoSettings()
     existing = reg.catalog.existing_asset_ids
+    log, facts = region_log(reg), Facts(key)
     key_uses = 0
     for n, asset in enumerate(parents, 1):
         if asset["kind"] in CAMERA_KINDS:
@@ -137,12 +140,15 @@ def deid_region(ws: Workspace, region: str | None = None, policy: TrajectoryPoli
                 "created_at": utcnow()}
         with reg.catalog.transaction() as conn:
             reg.catalog.insert_assets(conn, [row])
+            log.append(conn, "derive", {"facts": {"assets": [facts.asset(row)]}, "parent": asset["id"],
+                                        "removed": sorted(tags.get("removed_features") or tags.get(
+                                            "pseudonymized_features") or []),
+                                        "settings_digest": digest(canonical(settings))}, at=row["created_at"])
         report.derived.append({"asset_id": derived_id, "parent": asset["id"], "kind": asset["kind"],
                                "path": row["source_path"]})
         if on_progress:
             on_progress(n, len(parents))
     if report.derived or report.failed:
-        log = open_log(ws, cfg.name)
         with reg.catalog.transaction() as conn:
             entries = [("deid_run", {"derived": [{"asset_id": d["asset_id"], "parent": d["parent"]}
                                                  for d in report.derived],

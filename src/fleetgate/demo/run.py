@@ -20,8 +20,13 @@ from fleetgate.compute import MODEL_PRESETS, ModelSpec, PlanRow, load_chips, pla
 from fleetgate.compute.chips import find_chip
 from fleetgate.compute.plot import plot_time_vs_chips
 from fleetgate.deid import DeidReport, deid_region
-from fleetgate.gate import make_plan, run_export, verify_package, write_plan
+from fleetgate.domain import Role
+from fleetgate.gate import approve_plan, make_plan, run_export, sign_config, verify_package, verify_region, write_plan
+from fleetgate.gate.trust import bootstrap_region
 from fleetgate.ingest import IngestReport, ingest_drop
+from fleetgate.keys.personal import Actor, new_key_pair
+from fleetgate.people import add_principal, current_state
+from fleetgate.policy.vocabulary import Outcome
 from fleetgate.report import HtmlReport, figure_png
 from fleetgate.sample import SampleSpec, generate_sample
 from fleetgate.store import Ledger, Region
@@ -71,7 +76,8 @@ class DemoResult:
         for outcome, rows in sorted(by_outcome.items()):
             d.add_row(outcome, str(len(rows)), ", ".join(sorted({r["kind"] for r in rows})))
         e = Table("what", "value", title="export to overseas (US)", title_justify="left")
-        for key in ("package", "left", "stayed", "ledger", "log", "verify-package", "witness"):
+        for key in ("package", "planned_by", "approved_by", "left", "stayed", "ledger", "log", "verify-package",
+                    "witness"):
             if key in self.export:
                 e.add_row(key, str(self.export[key]))
         f = Table("model", "trained in", f"ADE on {DEMO_REGION} m", f"ADE on {PEER_REGION} m", "updates sent / kept",
@@ -105,6 +111,8 @@ def run_demo(home: Path, on_step: Step | None = None,
                         on_clip=lambda cid: on_progress(1, cid) if on_progress else None)
     with Workspace.open(home) as ws:
         region = ws.region(DEMO_REGION)
+        step("registering the people who plan, approve and audit")
+        people = demo_people(ws, home)
         step("ingesting")
         ingest = ingest_drop(region, drop, on_start=lambda total: step("ingesting", total=total),
                              on_progress=on_progress)
@@ -114,7 +122,7 @@ def run_demo(home: Path, on_step: Step | None = None,
         classify_region(ws, DEMO_REGION, on_progress=None)
         decisions = decision_rows(region)
         step("exporting what the law permits")
-        export = _export(ws, home)
+        export = _export(ws, home, people)
         federation = _federate(home, seed, step, on_progress)
         step("planning compute")
         model = reference_model_for(region)
@@ -174,13 +182,71 @@ def _federate(home: Path, seed: int, step: Step, on_progress: Callable[[int, str
             "runs": {k: r.to_dict() for k, r in runs.items()}}
 
 
-def _export(ws: Workspace, home: Path) -> dict[str, Any]:
-    """Plan, run and check an export to the `overseas` destination; what left, what stayed and why."""
-    plan = make_plan(ws, "overseas", purpose="train driving models abroad on what may leave", region=DEMO_REGION)
-    write_plan(plan, home / "plans" / f"{plan['plan_id']}.json")
-    result = run_export(ws, plan)
+@dataclass(frozen=True)
+class DemoPerson:
+    role: Role
+    name: str
+
+    @property
+    def key_file(self) -> str:
+        return f"{self.role.value}-{self.name.lower().replace(' ', '-')}.key"
+
+
+# An admin who registers the others, an engineer who plans and runs, two compliance officers who
+# approve the approval-bound items, an auditor who verifies.
+DEMO_PEOPLE = (DemoPerson(Role.admin, "Wang Fang"), DemoPerson(Role.engineer, "Zhang Wei"),
+               DemoPerson(Role.compliance, "Li Na"), DemoPerson(Role.compliance, "Chen Jie"),
+               DemoPerson(Role.auditor, "Liu Yang"))
+DEMO_FILING = "CAC-SCC-2026-0042"
+
+
+def demo_people(ws: Workspace, home: Path) -> dict[str, Actor]:
+    """The demo's five people, their keys in <home>/demo-people (demo only: real keys stay with their owners),
+    registered in the demo region by the admin, who also signs its settings."""
+    folder = home / "demo-people"
+    actors = {}
+    for person in DEMO_PEOPLE:
+        path = folder / person.key_file
+        if not path.exists():
+            new_key_pair(path)
+        actors[person.name] = Actor.from_key_file(person.name, path)
+    region = ws.region(DEMO_REGION)
+    admin = actors[DEMO_PEOPLE[0].name]
+    state = current_state(region)
+    if not state.principals:
+        bootstrap_region(ws, DEMO_REGION, admin)
+    for person in DEMO_PEOPLE[1:]:
+        if current_state(region).active(person.name) is None:
+            add_principal(region, person.name, person.role, actors[person.name].signer.public_key, admin)
+    if current_state(region).config is None or verify_region(ws, DEMO_REGION, content=False).findings:
+        sign_config(ws, DEMO_REGION, admin)  # the demo changed fleetgate.toml (sensitive areas) since
+    return actors
+
+
+def _actor(people: dict[str, Actor], role: Role, n: int = 0) -> Actor:
+    return people[[p.name for p in DEMO_PEOPLE if p.role is role][n]]
+
+
+def _export(ws: Workspace, home: Path, people: dict[str, Actor]) -> dict[str, Any]:
+    """Plan (engineer), approve (two compliance officers), run (engineer) and check (auditor) an export to
+    the `overseas` destination; what left, what stayed and why, and who approved what."""
+    engineer = _actor(people, Role.engineer)
+    signed = make_plan(ws, "overseas", engineer, purpose="train driving models abroad on what may leave",
+                       region=DEMO_REGION)
+    write_plan(signed, home / "plans" / f"{signed.plan_id}.json")
+    plan = signed.plan
+    # The officers approve the de-identified trajectories and pseudonymized owner records under the
+    # filing; cabin audio (voices) they leave out, so it stays.
+    kinds = [k for k in plan.approval_scope.kinds if k != "cabin_audio"]
+    approvals = []
+    if kinds:
+        until = date.today().replace(year=date.today().year + 1)
+        for n in (0, 1):
+            approvals.append(approve_plan(ws, signed, DEMO_FILING, until, _actor(people, Role.compliance, n),
+                                          kinds=kinds))
+    result = run_export(ws, signed, engineer)
+    verified = verify_region(ws, DEMO_REGION)  # the auditor's check: log, catalog, keys, content, settings
     log = open_log(ws, DEMO_REGION)
-    verified = log.verify()
     cp = log.latest_checkpoint() or log.checkpoint()
     witness = Witness(home / "witness", "fleetgate-witness")
     last = witness.state(cp.origin)
@@ -188,25 +254,37 @@ def _export(ws: Workspace, home: Path) -> dict[str, Any]:
     log.store_cosigned(witness.cosign(cp, log.key_name, log.public_key(), proof))
     package = verify_package(result.path) if result.path else None
     left = {a["asset_id"] for a in result.exported}
-    stayed: dict[str, list[dict]] = {}
-    for item in plan["items"]:
-        if item["asset_id"] not in left:
-            why = item["reasons"][-1] if item["reasons"] else item["outcome"]
-            stayed.setdefault(f"{item['outcome']}: {why}", []).append(item)
+    stayed: dict[str, list] = {}
+    for item in plan.items:
+        if item.asset_id not in left:
+            why = item.reasons[-1] if item.reasons else item.outcome
+            if Outcome(item.outcome).needs_approval and item.policy_kind not in kinds:  # left out by them
+                why = "no approval: the compliance officers did not approve this kind"
+            stayed.setdefault(f"{item.outcome}: {why}", []).append(item)
+    auditor = _actor(people, Role.auditor)
     return {
         "package": f"{result.package_id} ({result.status})",
         "left": f"{len(left)} assets, {sum(a['bytes'] for a in result.exported):,} bytes",
-        "stayed": f"{len(plan['items']) - len(left)} assets",
+        "stayed": f"{len(plan.items) - len(left)} assets",
         "ledger": f"+{result.ledger_delta} people this year" if result.ledger_delta else "unchanged",
-        "log": f"{verified.entries} entries verified, checkpoint {cp.size} cosigned by the witness",
+        "log": f"{verified.report.entries} entries verified by {auditor.name} (auditor), "
+               f"{len(verified.findings)} findings; checkpoint {cp.size} cosigned by the witness",
         "verify-package": "; ".join(package.checks) if package else "no package",
         "witness": "cosigned",
-        "left_rows": [[a["kind"], a["asset_id"], a["outcome"], ", ".join(a["rules"][-2:])]
-                      for a in result.exported],
-        "stayed_rows": [[why, len(items), ", ".join(sorted({i["kind"] for i in items}))]
+        "planned_by": f"{plan.author} (engineer), plan {signed.plan_id}",
+        "approved_by": "; ".join(f"{a.statement.approver} ({a.statement.ref}: {', '.join(a.statement.kinds)}, "
+                                 f"log entry {a.index})" for a in approvals) or "nothing needed an approval",
+        "left_rows": [[a["kind"], a["asset_id"], a["outcome"], ", ".join(a["rules"][-2:]),
+                       ", ".join(_approvers(approvals, a["approvals"])) or "—"] for a in result.exported],
+        "stayed_rows": [[why, len(items), ", ".join(sorted({i.kind for i in items}))]
                         for why, items in sorted(stayed.items())],
         "path": str(result.path),
+        "people": [[p.role.value, p.name, f"demo-people/{p.key_file}"] for p in DEMO_PEOPLE],
     }
+
+
+def _approvers(approvals: list, ids: list[str]) -> list[str]:
+    return [a.statement.approver for a in approvals if a.approval_id in ids]
 
 
 def decision_rows(region: Region) -> list[dict[str, Any]]:
@@ -282,8 +360,13 @@ def _build_report(region: Region, ingest: IngestReport, inventory: list[dict], q
     report.text(f"Package {export['package']} at {export['path']}: {export['left']} left; "
                 f"{export['stayed']} stayed. Ledger: {export['ledger']}. Transparency log: {export['log']}. "
                 f"verify-package: {export['verify-package']}.")
+    report.text(f"Planned by {export['planned_by']}. Approved by {export['approved_by']}.")
+    report.text("The people of this demo: their keys are files under the workspace (demo only, so a script can "
+                "act as each of them with FLEETGATE_AS / FLEETGATE_KEY); in production each person keeps their "
+                "own key, outside the workspace, or on a hardware token.", muted=True)
+    report.table(["role", "name", "key file (demo only)"], export["people"])
     report.text("What left:")
-    report.table(["kind", "asset", "outcome", "deciding rules"], export["left_rows"])
+    report.table(["kind", "asset", "outcome", "deciding rules", "approved by"], export["left_rows"])
     report.text("What stayed, and why:")
     report.table(["outcome and reason", "assets", "kinds"], export["stayed_rows"])
     _federation_section(report, federation)

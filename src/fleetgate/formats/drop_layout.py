@@ -6,6 +6,7 @@ their own. Files the layout does not know are not guessed at: they are quarantin
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 from dataclasses import dataclass
@@ -43,7 +44,7 @@ _CLIP_FILES: dict[str, tuple[str, str]] = {
     "cabin.mp4": ("cabin_video", "mp4"),
 }
 
-_TABLE_KINDS: dict[str, str] = {
+TABLE_KINDS_BY_NAME: dict[str, str] = {
     "owners": "owner_record",
     "after_sales": "after_sales",
     "charging_sessions": "charging_session",
@@ -117,6 +118,11 @@ TABLE_SCHEMAS: dict[str, dict[str, str]] = {
 }
 
 
+def asset_id(region: str, source_path: str, sha256: str) -> str:
+    """Deterministic asset id: the same file with the same bytes is the same asset on every rerun."""
+    return "as_" + hashlib.sha256(f"{region}\0{source_path}\0{sha256}".encode()).hexdigest()[:24]
+
+
 def classify_drop_path(relpath: str) -> FileRole | None:
     """Map a drop-relative POSIX path to its role, or None when the layout has no place for it."""
     parts = relpath.split("/")
@@ -126,8 +132,8 @@ def classify_drop_path(relpath: str) -> FileRole | None:
         return FileRole(kind="annotation", file_format="json")
     if len(parts) == 2 and parts[0] == "tables" and parts[1].endswith(".parquet"):
         table = parts[1][: -len(".parquet")]
-        if table in _TABLE_KINDS:
-            return FileRole(kind=_TABLE_KINDS[table], file_format="parquet", table=table)
+        if table in TABLE_KINDS_BY_NAME:
+            return FileRole(kind=TABLE_KINDS_BY_NAME[table], file_format="parquet", table=table)
         return None
     if len(parts) == 5 and parts[0] == "vehicles" and parts[2] == "clips":
         vin, clip_id, name = parts[1], parts[3], parts[4]

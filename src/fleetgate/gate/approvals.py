@@ -1,31 +1,38 @@
-"""`fleetgate export approve`: record a filing that lets approval-bound items of a plan leave.
+"""`fleetgate export approve`: a compliance officer signs the filing that lets a plan's bound items leave.
 
-An approval is locked to the plan's destination country, purpose, policy kinds, outcomes and
-volume (subjects). It lasts no longer than the instrument allows (3 years for an assessment or a
-certificate). LOCAL_ONLY items are never covered.
+An approval is a signed statement (DSSE envelope) over one plan's logged digest, with the decision's
+destination country, exporter, purpose and pack hashes, the kinds and outcomes it covers, the volume
+(people) and the filing's validity. It goes into the log whole. The approver must hold role
+`compliance` and must not be the plan's author; an item whose outcome needs a security assessment
+leaves only with as many distinct approvers as `[gate] approvers` asks (two by default). Validity is
+capped by the packs (3 years for an assessment or a certificate). LOCAL_ONLY is never covered.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any
+from dataclasses import dataclass
 
-import sqlalchemy as sa
-
-from fleetgate.audit import digest, open_log
+from fleetgate.audit.check import approval_row
+from fleetgate.audit.log import region_log
+from fleetgate.audit.state import LoggedApproval, LogState, approval_id
+from fleetgate.domain import ApprovalStatement, PlanItem, Role, SignedPlan
+from fleetgate.domain.clock import Clock
 from fleetgate.errors import UsageError
-from fleetgate.gate.records import GATE_TABLES, export_approvals, exports
+from fleetgate.gate.plan import logged_decision
+from fleetgate.gate.trust import trusted_state
+from fleetgate.keys import envelope as env
+from fleetgate.keys.personal import Actor
+from fleetgate.people import PrincipalError, require
 from fleetgate.policy.packs import load_packs
 from fleetgate.policy.service import pack_ids_for
 from fleetgate.policy.vocabulary import Outcome
-from fleetgate.store.catalog import metadata, new_id, utcnow
+from fleetgate.store import GateRecords
 from fleetgate.workspace import Workspace
 
-APPROVER_ROLES = {"compliance"}
 
-
-def ensure_tables(ws: Workspace, region: str) -> None:
-    metadata.create_all(ws.region(region).catalog.engine, tables=GATE_TABLES)
+class ApprovalRefused(UsageError):
+    """An approval that may not be given: wrong role, the plan's author, beyond the filing's validity."""
 
 
 def max_validity_years(ws: Workspace, region: str, outcomes: list[str]) -> int:
@@ -35,63 +42,92 @@ def max_validity_years(ws: Workspace, region: str, outcomes: list[str]) -> int:
     return min(years) if years else 3
 
 
-def approve_plan(ws: Workspace, plan: dict[str, Any], ref: str, by: str, role: str, valid_until: dt.date,
-                 today: dt.date | None = None) -> dict[str, Any]:
-    region = plan["region"]
-    ensure_tables(ws, region)
-    today = today or dt.date.today()
-    scope = plan["approval_scope"]
-    if role not in APPROVER_ROLES:
-        raise UsageError(f"--role: only {', '.join(sorted(APPROVER_ROLES))} may approve exports, not '{role}'")
-    if not ref.strip() or not by.strip():
-        raise UsageError("--ref and --by are required")
-    if not scope["kinds"]:
-        raise UsageError("the plan has no items that need an approval (LOCAL_ONLY items can never be approved)")
-    years = max_validity_years(ws, region, scope["outcomes"])
-    limit = today.replace(year=today.year + years) if not (today.month == 2 and today.day == 29) \
-        else today.replace(year=today.year + years, day=28)
+def _years_after(day: dt.date, years: int) -> dt.date:
+    return day.replace(year=day.year + years, day=28 if (day.month, day.day) == (2, 29) else day.day)
+
+
+def approve_plan(ws: Workspace, signed: SignedPlan, ref: str, valid_until: dt.date, approver: Actor,
+                 kinds: list[str] | None = None, max_subjects: int | None = None,
+                 clock: Clock | None = None) -> LoggedApproval:
+    """Sign and log an approval of `signed`'s approval-bound items as `approver`."""
+    region = signed.plan.region
+    state = trusted_state(ws, region)
+    decision = logged_decision(state, signed)
+    plan = decision.statement
+    if approver.name == plan.author or approver.keyid == decision.author_keyid:
+        raise ApprovalRefused(f"{approver.name} made plan {plan.plan_id} and may not approve it "
+                              "(separation of duties)")
+    try:
+        require(state, approver, {Role.compliance}, "approving an export")
+    except PrincipalError as exc:
+        raise ApprovalRefused(exc.message) from None
+    if not ref.strip():
+        raise ApprovalRefused("--ref: the filing number is required")
+    scope = plan.approval_scope
+    if not scope.kinds:
+        raise ApprovalRefused("the plan has no items that need an approval (LOCAL_ONLY items can never be "
+                              "approved)")
+    kinds = sorted(kinds or scope.kinds)
+    if not set(kinds) <= set(scope.kinds):
+        raise ApprovalRefused(f"--kinds: {', '.join(sorted(set(kinds) - set(scope.kinds)))} not among the kinds "
+                              f"this plan asks approval for ({', '.join(scope.kinds)})")
+    now = (clock or Clock()).now()
+    today = now.date()
+    years = max_validity_years(ws, region, scope.outcomes)
+    limit = _years_after(today, years)
     if valid_until <= today:
-        raise UsageError(f"--valid-until: {valid_until} is not after today ({today})")
+        raise ApprovalRefused(f"--valid-until: {valid_until} is not after today ({today})")
     if valid_until > limit:
-        raise UsageError(f"--valid-until: {valid_until} is beyond the {years}-year validity of "
-                         f"{' / '.join(scope['outcomes'])} (at most {limit})")
-    row = {"id": new_id("appr"), "plan_id": plan["plan_id"], "ref": ref, "approved_by": by, "role": role,
-           "destination_country": plan["destination"]["country"], "purpose": plan["purpose"],
-           "kinds": scope["kinds"], "outcomes": scope["outcomes"], "max_subjects": int(scope["subjects"]),
-           "valid_from": today, "valid_until": valid_until, "created_at": utcnow()}
-    log = open_log(ws, region)
-    with ws.region(region).catalog.transaction() as conn:
-        index, _ = log.append(conn, "approval", {
-            "approval_id": row["id"], "plan_id": plan["plan_id"], "ref_digest": digest(ref),
-            "approver_digest": digest(by), "role": role, "destination_country": row["destination_country"],
-            "kinds": row["kinds"], "outcomes": row["outcomes"], "max_subjects": row["max_subjects"],
-            "valid_from": today.isoformat(), "valid_until": valid_until.isoformat()})
-        conn.execute(sa.insert(export_approvals).values(**row, log_index=index))
-    return row
+        raise ApprovalRefused(f"--valid-until: {valid_until} is beyond the {years}-year validity of "
+                              f"{' / '.join(scope.outcomes)} (at most {limit})")
+    statement = ApprovalStatement(
+        plan_id=plan.plan_id, plan_digest=plan.plan_digest, decision_index=decision.index, region=region,
+        destination_country=plan.destination.country, exporter=plan.exporter, purpose=plan.purpose,
+        packs=plan.packs, kinds=kinds, outcomes=list(scope.outcomes),
+        max_subjects=scope.subjects if max_subjects is None else max_subjects, ref=ref.strip(),
+        valid_from=today, valid_until=valid_until, approver=approver.name, at=now)
+    envelope = env.sign_statement(statement.model_dump(mode="json"), env.APPROVAL, approver.signer)
+    aid = approval_id(envelope)
+    if aid in state.approvals:
+        raise ApprovalRefused(f"{approver.name} already gave this very approval (log entry "
+                              f"{state.approvals[aid].index})")
+    reg = ws.region(region)
+    with reg.catalog.transaction() as conn:
+        index, _ = region_log(reg).append(conn, "approval", {"approval_id": aid, "statement": envelope}, at=now)
+        logged = LoggedApproval(index, aid, statement, envelope, approver.keyid, now.isoformat())
+        GateRecords(reg.catalog).add_approval(conn, approval_row(logged))
+    return logged
 
 
-def approvals_in_force(ws: Workspace, region: str, country: str, purpose: str, on: dt.date) -> list[dict[str, Any]]:
-    ensure_tables(ws, region)
-    with ws.region(region).catalog.engine.connect() as conn:
-        rows = conn.execute(sa.select(export_approvals).where(
-            export_approvals.c.destination_country == country, export_approvals.c.purpose == purpose,
-            export_approvals.c.valid_from <= on, export_approvals.c.valid_until >= on)).all()
-        used: dict[str, int] = {}
-        for (subjects,) in conn.execute(sa.select(exports.c.approval_subjects)):
-            for approval_id, n in (subjects or {}).items():
-                used[approval_id] = used.get(approval_id, 0) + int(n)
-    out = []
-    for r in rows:
-        d = dict(r._mapping)
-        d["remaining_subjects"] = d["max_subjects"] - used.get(d["id"], 0)
-        out.append(d)
-    return out
+@dataclass
+class Cover:
+    """Which approvals let an approval-bound item leave."""
+
+    approvals: list[str]
 
 
-def cover(approvals: list[dict[str, Any]], kind: str, outcome: Outcome, subjects: int) -> dict[str, Any] | None:
-    """The first approval in force that covers this kind, outcome and volume (and reserve the volume)."""
-    for a in approvals:
-        if kind in a["kinds"] and outcome.value in a["outcomes"] and a["remaining_subjects"] >= subjects:
-            a["remaining_subjects"] -= subjects
-            return a
-    return None
+class ApprovalBook:
+    """The valid approvals of one plan in force on a day, with the volume each has left in this run."""
+
+    def __init__(self, state: LogState, plan_id: str, on: dt.date, approvers: dict[str, int]) -> None:
+        self.approvals = [a for a in state.approvals_for(plan_id)
+                          if a.statement.valid_from <= on <= a.statement.valid_until]
+        self.remaining = {a.approval_id: a.statement.max_subjects for a in self.approvals}
+        self.approvers = approvers
+
+    def cover(self, item: PlanItem) -> Cover | None:
+        """The approvals (one per distinct approver, as many as the outcome needs) that cover the item."""
+        outcome = Outcome(item.outcome)
+        needed = self.approvers.get(outcome.value, 1)
+        chosen: dict[str, LoggedApproval] = {}
+        for a in self.approvals:
+            st = a.statement
+            if item.policy_kind in st.kinds and outcome.value in st.outcomes and \
+                    self.remaining[a.approval_id] >= item.subjects and st.approver not in chosen:
+                chosen[st.approver] = a  # distinct people, not distinct signatures
+        if len(chosen) < needed:
+            return None
+        picked = list(chosen.values())[:needed]
+        for a in picked:
+            self.remaining[a.approval_id] -= item.subjects
+        return Cover([a.approval_id for a in picked])

@@ -1,15 +1,23 @@
-"""`fleetgate export run`: re-decide a plan, copy what may leave into a signed package, publish atomically.
+"""`fleetgate export run`: re-decide a signed plan, copy what may leave into a signed package, publish.
 
-    1. Re-decide every item now (packs or the ledger may have changed since planning). Items
-       needing a filing leave only under an approval in force that covers them.
+    0. Take the package's lock, verify the log and check the catalog against it (nothing is trusted
+       that the log does not vouch for), and check the plan file against its logged, signed decision.
+       Destination, country, exporter and purpose come from that decision and the workspace config,
+       never from the file.
+    1. Re-decide every item now (packs or the ledger may have changed since planning; the bytes are
+       checked against their kind). Items needing a filing leave only under valid approvals of this
+       very plan, in force today, from enough distinct compliance officers.
     2. Stage: copy each permitted asset's bytes to <dest>/.staging/<package>/data, hashing as it
        goes; a mismatch with the catalog's sha256 stops the export.
-    3. Commit, in one catalog transaction: the ledger subjects, the `export` log entry and the
-       export record. A rerun after this point never counts again.
+    3. Commit, in one catalog transaction: the ledger subjects, the `export` log entry (with the
+       runner's signed statement and a digest of the ledger rows it added) and the export record.
+       A rerun after this point never counts again.
     4. Checkpoint the log, write manifest.json (signed), the export entry and its inclusion proof,
-       then the PUBLISHED marker, fsync, and rename the staging folder into place. Readers only see
-       <dest>/<package> once the rename happened, so a crash leaves no visible partial package;
-       a rerun of the same plan finishes the same package exactly once.
+       then the PUBLISHED marker, fsync, and rename the staging folder into place; then log the
+       publication. Readers only see <dest>/<package> once the rename happened, so a crash leaves no
+       visible partial package; a rerun of the same plan finishes the same package exactly once.
+
+One clock reading serves the whole run: the decision date and the ledger year are the same day.
 """
 
 from __future__ import annotations
@@ -25,28 +33,35 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import sqlalchemy as sa
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError as SqlIntegrityError
 
-from fleetgate.audit import digest, open_log
+from fleetgate.audit import digest
+from fleetgate.audit.check import export_row
+from fleetgate.audit.facts import ledger_set
+from fleetgate.audit.log import region_log
+from fleetgate.audit.state import LoggedDecision, LogState
+from fleetgate.domain import PlanItem, Role, RunStatement, SignedPlan
+from fleetgate.domain.clock import Clock, FixedClock
 from fleetgate.errors import FleetgateError, StoreError, UsageError
 from fleetgate.formats.drop_layout import SAFE_SEGMENT
-from fleetgate.gate.approvals import approvals_in_force, cover, ensure_tables
-from fleetgate.gate.plan import RAW_CAMERA_KINDS, decide_assets, select_assets
-from fleetgate.gate.records import exports
+from fleetgate.gate.approvals import ApprovalBook
+from fleetgate.gate.plan import RAW_CAMERA_KINDS, decide_assets, logged_decision, select_assets
+from fleetgate.gate.trust import trusted_state
+from fleetgate.keys import envelope as env
+from fleetgate.keys.personal import Actor
+from fleetgate.people import require
 from fleetgate.policy.vocabulary import Outcome
-from fleetgate.store import Ledger
+from fleetgate.store import GateRecords, Ledger
 from fleetgate.store.blobs import fsync_dir
-from fleetgate.store.catalog import utcnow
 from fleetgate.workspace import Workspace
 
 PUBLISHED = "PUBLISHED"
-MANIFEST_FORMAT = "fleetgate-export-package/1"
+MANIFEST_FORMAT = "fleetgate-export-package/2"
 CHUNK = 4 << 20
 
 
 class ExportRefused(FleetgateError):
-    """The gate refused to write something (a key, raw media, a hash mismatch)."""
+    """The gate refused to write something (a key, raw media, a hash mismatch, a changed destination)."""
 
 
 @dataclass
@@ -59,6 +74,7 @@ class ExportResult:
     ledger_delta: dict[str, int] = field(default_factory=dict)
     bytes: int = 0
     log_index: int | None = None
+    approvals: list[dict[str, Any]] = field(default_factory=list)  # who approved what, for the report
 
 
 def destination_root(ws: Workspace, name: str) -> Path:
@@ -71,6 +87,10 @@ def destination_root(ws: Workspace, name: str) -> Path:
     if root.resolve() == keys or keys in root.resolve().parents or root.resolve() in keys.parents:
         raise ExportRefused(f"destination '{name}' overlaps the keys folder {keys}; refusing")
     return root
+
+
+def package_id_of(plan_id: str) -> str:
+    return "pkg-" + plan_id.removeprefix("plan-")
 
 
 def _write(path: Path, data: bytes) -> None:
@@ -91,15 +111,13 @@ def _copy_verified(ws: Workspace, region: str, item: dict[str, Any], target: Pat
         os.fsync(out.fileno())
     if h.hexdigest() != item["sha256"]:
         target.unlink(missing_ok=True)
-        raise ExportRefused(f"{item['source_path']}: stored bytes do not match the catalog sha256; not exported")
+        raise ExportRefused(f"asset {item['asset_id']}: stored bytes do not match the catalog sha256; not exported")
 
 
-def _data_name(item: dict[str, Any]) -> str:
-    base = item["source_path"].rsplit("/", 1)[-1]
-    name = f"{item['asset_id']}__{base}"
-    if not SAFE_SEGMENT.match(name):
-        name = item["asset_id"]
-    return name
+def _data_name(item: PlanItem) -> str:
+    base = item.source_path.rsplit("/", 1)[-1]
+    name = f"{item.asset_id}__{base}"
+    return name if SAFE_SEGMENT.match(name) else item.asset_id
 
 
 def _key_digests(ws: Workspace) -> set[str]:
@@ -109,155 +127,223 @@ def _key_digests(ws: Workspace) -> set[str]:
     return out
 
 
-def run_export(ws: Workspace, plan: dict[str, Any], as_of: dt.date | None = None,
+@dataclass
+class _Run:
+    """What one run works from: the logged decision, the destination and one clock reading."""
+
+    ws: Workspace
+    signed: SignedPlan
+    decision: LoggedDecision
+    runner: Actor
+    root: Path
+    package_id: str
+    now: dt.datetime
+
+    @property
+    def region(self) -> str:
+        return self.decision.statement.region
+
+    @property
+    def today(self) -> dt.date:
+        return self.now.date()
+
+
+def run_export(ws: Workspace, signed: SignedPlan, runner: Actor, clock: Clock | None = None,
                on_progress: Callable[[int, int], None] | None = None) -> ExportResult:
-    """Run an export plan; idempotent per plan."""
-    region, dest_name = plan["region"], plan["destination"]["name"]
+    """Run a signed plan as `runner`; idempotent per plan."""
+    clock = FixedClock.frozen(clock)
+    dest_name = signed.plan.destination.name
     if dest_name not in ws.config.destinations:
         raise UsageError(f"the plan's destination '{dest_name}' is not configured")
-    ensure_tables(ws, region)
     root = destination_root(ws, dest_name)
-    package_id = "pkg-" + plan["plan_id"].removeprefix("plan-")
+    package_id = package_id_of(signed.plan_id)
     (root / ".staging").mkdir(parents=True, exist_ok=True)
     # One run per package at a time, across processes; the OS drops the lock if the holder dies.
     with open(root / ".staging" / f"{package_id}.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
-        return _run_locked(ws, plan, root, package_id, as_of, on_progress)
+        state = trusted_state(ws, signed.plan.region)
+        run = _Run(ws, signed, _check_plan(ws, state, signed, runner, dest_name), runner, root, package_id,
+                   clock.now())
+        return _run_locked(run, state, on_progress)
 
 
-def _run_locked(ws: Workspace, plan: dict[str, Any], root: Path, package_id: str, as_of: dt.date | None,
-                on_progress: Callable[[int, int], None] | None) -> ExportResult:
-    region = plan["region"]
-    final = root / package_id
+def _check_plan(ws: Workspace, state: LogState, signed: SignedPlan, runner: Actor, dest_name: str) -> LoggedDecision:
+    decision = logged_decision(state, signed)
+    require(state, runner, {Role.engineer}, "running an export")
+    logged = decision.statement
+    dest = ws.config.destinations[dest_name]
+    cfg = ws.config.region(logged.region)
+    if logged.destination.name != dest_name or dest.country != logged.destination.country:
+        raise ExportRefused(f"destination '{dest_name}' is country {dest.country} in fleetgate.toml; plan "
+                            f"{signed.plan_id} was decided for {logged.destination.name} "
+                            f"({logged.destination.country}); plan again")
+    if cfg.exporter_id != logged.exporter:
+        raise ExportRefused(f"region {cfg.name}'s exporter is '{cfg.exporter_id}'; plan {signed.plan_id} was decided "
+                            f"for '{logged.exporter}'; plan again")
+    return decision
+
+
+def _run_locked(run: _Run, state: LogState, on_progress: Callable[[int, int], None] | None) -> ExportResult:
+    final = run.root / run.package_id
+    staging = run.root / ".staging" / run.package_id
+    logged = state.exports.get(run.package_id)
     if (final / PUBLISHED).exists():
-        return ExportResult(package_id, final, "already published")
-    catalog = ws.region(region).catalog
-    with catalog.engine.connect() as conn:
-        committed = conn.execute(sa.select(exports).where(exports.c.package_id == package_id)).first()
-    staging = root / ".staging" / package_id
-
-    if committed is None:
-        exported, held, approval_use = _permitted(ws, plan, as_of or dt.date.today())
+        if logged is not None and run.package_id not in state.published:
+            _record_publish(run)  # the rename happened, its log entry did not
+        return ExportResult(run.package_id, final, "already published")
+    if logged is None:
+        exported, held, approvals = _permitted(run, state)
         if not exported:
-            return ExportResult(package_id, None, "nothing to export", [], held)
-        forbidden = _key_digests(ws)
-        shutil.rmtree(staging, ignore_errors=True)  # an earlier attempt that never committed
-        (staging / "data").mkdir(parents=True)
-        for n, item in enumerate(exported, 1):
-            if item["sha256"] in forbidden:
-                raise ExportRefused(f"{item['source_path']}: has the bytes of a key file; refusing")
-            if item["kind"] in RAW_CAMERA_KINDS and not item["anonymized"]:  # decide_assets holds these already
-                raise ExportRefused(f"{item['source_path']}: raw camera media; refusing")
-            _copy_verified(ws, region, item, staging / "data" / _data_name(item))
-            if on_progress:
-                on_progress(n, len(exported))
-        fsync_dir(staging / "data")
-        committed = _commit(ws, plan, package_id, exported, approval_use, (as_of or dt.date.today()).year)
+            return ExportResult(run.package_id, None, "nothing to export", [], held)
+        _stage(run, exported, staging, on_progress)
+        row = _commit(run, exported, approvals)
     else:
         if not (staging / "data").exists():
-            raise StoreError(f"export {package_id} is committed but its staged data at {staging} is gone; "
+            raise StoreError(f"export {run.package_id} is committed but its staged data at {staging} is gone; "
                              "restore the destination folder or contact the operator")
-
-    row = dict(committed._mapping) if hasattr(committed, "_mapping") else committed
-    _finish_package(ws, plan, row, staging, final)
-    with catalog.transaction() as conn:
-        conn.execute(sa.update(exports).where(exports.c.package_id == package_id)
-                     .values(status="published", published_at=utcnow()))
-    return ExportResult(package_id, final, "published", row["assets"], [], row["ledger_delta"], row["bytes"],
-                        row["log_index"])
+        row = GateRecords(run.ws.region(run.region).catalog).export(run.package_id)
+        held, approvals = [], sorted(row["approvals"])
+    _finish_package(run, state, row, staging, final)
+    _record_publish(run)
+    return ExportResult(run.package_id, final, "published", row["assets"], held, row["ledger_delta"], row["bytes"],
+                        row["log_index"], _who_approved(state, approvals))
 
 
-def _permitted(ws: Workspace, plan: dict[str, Any], as_of: dt.date) -> tuple[list, list, dict[str, int]]:
-    """Re-decide the plan's assets now; split them into what leaves and what is held, and why."""
-    region = plan["region"]
-    wanted = {i["asset_id"] for i in plan["items"]}
-    assets = [a for a in select_assets(ws, region, None) if a["id"] in wanted]
+def _who_approved(state: LogState, approval_ids: list[str]) -> list[dict[str, Any]]:
+    out = []
+    for aid in approval_ids:
+        a = state.approvals.get(aid)
+        if a is not None:
+            st = a.statement
+            out.append({"approval_id": aid, "approver": st.approver, "ref": st.ref, "kinds": st.kinds,
+                        "outcomes": st.outcomes, "valid_until": st.valid_until.isoformat(), "log_index": a.index})
+    return out
+
+
+def _permitted(run: _Run, state: LogState) -> tuple[list[tuple[PlanItem, list[str]]], list[dict[str, Any]], list[str]]:
+    """Re-decide the plan's assets now; split them into what leaves (with its approvals) and what is held."""
+    plan = run.signed.plan
+    wanted = {i.asset_id for i in plan.items}
+    assets = [a for a in select_assets(run.ws, run.region, None) if a["id"] in wanted]
     missing = wanted - {a["id"] for a in assets}
-    _, rows = decide_assets(ws, region, plan["destination"]["country"], assets, as_of)
-    approvals = approvals_in_force(ws, region, plan["destination"]["country"], plan["purpose"], as_of)
-    exported, held, use = [], [], {}
+    if not assets:
+        return [], [{"asset_id": a, "held": "no longer in the catalog"} for a in sorted(missing)], []
+    _, rows = decide_assets(run.ws, run.region, run.decision.statement.destination.country, assets, run.today)
+    book = ApprovalBook(state, plan_id=run.signed.plan_id, on=run.today, approvers=run.ws.config.gate.approvers)
+    exported: list[tuple[PlanItem, list[str]]] = []
+    held: list[dict[str, Any]] = []
+    used: set[str] = set()
     for row in rows:
-        outcome = Outcome(row["outcome"])
+        outcome = Outcome(row.outcome)
         if outcome in (Outcome.EXPORT_FREE, Outcome.EXPORT_FTZ_LIST):
-            exported.append(row)
+            exported.append((row, []))
         elif outcome.needs_approval:
-            approval = cover(approvals, row["policy_kind"], outcome, row["subjects"])
-            if approval is None:
-                held.append(row | {"held": "needs an approval in force covering its kind, outcome and volume"})
+            cover = book.cover(row)
+            if cover is None:
+                needed = run.ws.config.gate.approvers.get(outcome.value, 1)
+                held.append(row.model_dump() | {"held": f"needs {needed} valid approval(s) of this plan by distinct "
+                                                        "compliance officers covering its kind, outcome and volume"})
             else:
-                use[approval["id"]] = use.get(approval["id"], 0) + row["subjects"]
-                exported.append(row | {"approval": approval["id"], "approval_ref": approval["ref"]})
+                used.update(cover.approvals)
+                exported.append((row, cover.approvals))
         else:
-            held.append(row | {"held": "LOCAL_ONLY"})
+            held.append(row.model_dump() | {"held": "LOCAL_ONLY"})
     held += [{"asset_id": a, "held": "no longer in the catalog"} for a in sorted(missing)]
-    return exported, held, use
+    return exported, held, sorted(used)
 
 
-def _commit(ws: Workspace, plan: dict[str, Any], package_id: str, exported: list[dict[str, Any]],
-            approval_use: dict[str, int], year: int) -> dict[str, Any]:
+def _stage(run: _Run, exported: list[tuple[PlanItem, list[str]]], staging: Path,
+           on_progress: Callable[[int, int], None] | None) -> None:
+    forbidden = _key_digests(run.ws)
+    shutil.rmtree(staging, ignore_errors=True)  # an earlier attempt that never committed
+    (staging / "data").mkdir(parents=True)
+    for n, (item, _) in enumerate(exported, 1):
+        if item.sha256 in forbidden:
+            raise ExportRefused(f"asset {item.asset_id}: has the bytes of a key file; refusing")
+        if item.kind in RAW_CAMERA_KINDS and not item.anonymized:  # decide_assets holds these already
+            raise ExportRefused(f"asset {item.asset_id}: raw camera media; refusing")
+        _copy_verified(run.ws, run.region, {"asset_id": item.asset_id, "sha256": item.sha256},
+                       staging / "data" / _data_name(item))
+        if on_progress:
+            on_progress(n, len(exported))
+    fsync_dir(staging / "data")
+
+
+def _commit(run: _Run, exported: list[tuple[PlanItem, list[str]]], approvals: list[str]) -> dict[str, Any]:
     """Ledger, log entry and export record in one transaction (retried if another export raced us)."""
-    region = plan["region"]
-    catalog = ws.region(region).catalog
-    ledger = Ledger(catalog)
-    log = open_log(ws, region)
-    counted = {r["asset_id"]: r["counted_as"] for r in exported if r.get("counted_as")}
-    subjects_by_asset = {aid: ledger.subjects_of([aid]) for aid in counted}
-    subjects = [(key, counted[aid]) for aid, pairs in subjects_by_asset.items() for key, _ in pairs]
-    assets = [{"asset_id": r["asset_id"], "sha256": r["sha256"], "bytes": r["bytes"], "kind": r["kind"],
-               "policy_kind": r["policy_kind"], "outcome": r["outcome"], "rules": r["rules"],
-               "approval": r.get("approval"), "file": _data_name(r)} for r in exported]
+    reg = run.ws.region(run.region)
+    ledger, records, log = Ledger(reg.catalog), GateRecords(reg.catalog), region_log(reg)
+    logged = run.decision.statement
+    counted = {item.asset_id: item.counted_as for item, _ in exported if item.counted_as}
+    subjects = [(key, counted[aid]) for aid in counted for key, _ in ledger.subjects_of([aid])]
+    assets = [{"asset_id": item.asset_id, "sha256": item.sha256, "bytes": item.bytes, "kind": item.kind,
+               "policy_kind": item.policy_kind, "outcome": item.outcome, "rules": item.rules,
+               "approvals": cover, "file": _data_name(item)} for item, cover in exported]
+    statement = RunStatement(plan_id=logged.plan_id, plan_digest=logged.plan_digest, package_id=run.package_id,
+                             region=run.region, by=run.runner.name, at=run.now)
+    run_envelope = env.sign_statement(statement.model_dump(mode="json"), env.RUN, run.runner.signer)
+    year = run.today.year
     for attempt in range(5):
         try:
-            with catalog.transaction() as conn:
-                again = conn.execute(sa.select(exports).where(exports.c.package_id == package_id)).first()
+            with reg.catalog.transaction() as conn:
+                again = records.export(run.package_id, conn)
                 if again is not None:
-                    return dict(again._mapping)
-                delta = ledger.record(conn, plan["exporter"], year, package_id, subjects)
-                payload = {"package_id": package_id, "plan_id": plan["plan_id"],
-                           "destination_country": plan["destination"]["country"],
-                           "assets": [{"asset_id": a["asset_id"], "sha256": a["sha256"]} for a in assets],
-                           "packs": plan["packs"], "approvals": sorted(approval_use),
-                           "ledger_delta": delta, "year": year}
-                index, _ = log.append(conn, "export", payload)
-                entry = log.entry_text(index, conn)
-                row = {"package_id": package_id, "plan_id": plan["plan_id"], "region": region,
-                       "destination": plan["destination"]["name"], "status": "committed", "log_index": index,
-                       "entry": entry, "assets": assets, "approvals": sorted(approval_use),
-                       "approval_subjects": approval_use, "ledger_delta": delta,
-                       "bytes": sum(a["bytes"] for a in assets), "created_at": utcnow(), "published_at": None}
-                conn.execute(sa.insert(exports).values(**row))
+                    return again
+                delta = ledger.record(conn, logged.exporter, year, run.package_id, subjects, at=run.now)
+                added = ledger.rows_of_export(conn, run.package_id)
+                payload = {"package_id": run.package_id, "plan_id": logged.plan_id, "plan_digest": logged.plan_digest,
+                           "decision_index": run.decision.index, "region": run.region,
+                           "destination": logged.destination.model_dump(), "exporter": logged.exporter,
+                           "purpose": logged.purpose, "as_of": run.today.isoformat(), "year": year,
+                           "assets": assets, "approvals": approvals, "packs": run.signed.plan.packs,
+                           "ledger": {"exporter": logged.exporter, "year": year, "rows": ledger_set(added)},
+                           "ledger_delta": delta, "run": run_envelope}
+                index, _ = log.append(conn, "export", payload, at=run.now)
+                text = log.entry_text(index, conn)
+                row = export_row(json.loads(text), text, None)
+                records.add_export(conn, row)
                 return row
-        except IntegrityError:
+        except SqlIntegrityError:
             if attempt == 4:
                 raise
     raise AssertionError("unreachable")
 
 
-def _finish_package(ws: Workspace, plan: dict[str, Any], row: dict[str, Any], staging: Path, final: Path) -> None:
-    region = plan["region"]
-    log = open_log(ws, region)
+def _record_publish(run: _Run) -> None:
+    reg = run.ws.region(run.region)
+    with reg.catalog.transaction() as conn:
+        index, _ = region_log(reg).append(conn, "publish", {"package_id": run.package_id,
+                                                            "published_at": run.now.isoformat()}, at=run.now)
+        GateRecords(reg.catalog).mark_published(conn, run.package_id, run.now, index)
+
+
+def _finish_package(run: _Run, state: LogState, row: dict[str, Any], staging: Path, final: Path) -> None:
+    reg = run.ws.region(run.region)
+    log = region_log(reg)
     checkpoint = log.checkpoint()
     proof = log.prove(row["log_index"], checkpoint.size)
-    keys = ws.keys(region)
+    logged = run.decision.statement
     manifest = {
         "format": MANIFEST_FORMAT,
         "package_id": row["package_id"],
-        "plan_id": plan["plan_id"],
-        "region": region,
-        "exporter": plan["exporter"],
-        "destination": plan["destination"],
-        "purpose": plan["purpose"],
+        "plan_id": logged.plan_id,
+        "plan_digest": logged.plan_digest,
+        "region": run.region,
+        "exporter": logged.exporter,
+        "destination": logged.destination.model_dump(),
+        "purpose": logged.purpose,
+        "planned_by": logged.author,
         "assets": row["assets"],
-        "decisions": {"as_of": plan["as_of"], "obligations": plan["obligations"]},
-        "packs": plan["packs"],
-        "approvals": [{"id": a, "subjects": n} for a, n in sorted(row["approval_subjects"].items())],
+        "decisions": {"as_of": run.signed.plan.as_of.isoformat(), "obligations": run.signed.plan.obligations},
+        "packs": run.signed.plan.packs,
+        "approvals": _who_approved(state, row["approvals"]),
         "ledger_delta": row["ledger_delta"],
         "log": {"origin": log.origin, "index": row["log_index"], "checkpoint": checkpoint.text()},
-        "signing_key": {"name": log.key_name, "ed25519": keys.public_key().hex()},
+        "signing_key": {"name": log.key_name, "ed25519": reg.keys.public_key().hex()},
     }
     data = json.dumps(manifest, indent=2, ensure_ascii=False).encode("utf-8")
     _write(staging / "manifest.json", data)
-    _write(staging / "manifest.sig", keys.sign(data).hex().encode())
+    _write(staging / "manifest.sig", reg.keys.sign(data).hex().encode())
     _write(staging / "log_entry.json", row["entry"].encode("utf-8"))
     _write(staging / "inclusion.json", json.dumps(proof, indent=2).encode())
     _write(staging / "checkpoint.txt", checkpoint.text().encode())
@@ -270,8 +356,4 @@ def _finish_package(ws: Workspace, plan: dict[str, Any], row: dict[str, Any], st
 
 def list_exports(ws: Workspace, region: str | None = None) -> list[dict[str, Any]]:
     name = ws.config.region(region).name
-    ensure_tables(ws, name)
-    with ws.region(name).catalog.engine.connect() as conn:
-        return [dict(r._mapping) for r in conn.execute(sa.select(exports).order_by(exports.c.created_at))]
-
-
+    return GateRecords(ws.region(name).catalog).exports()

@@ -7,16 +7,18 @@ row carries the error, its bytes go to the quarantine, and a quarantine row says
 
 from __future__ import annotations
 
-import hashlib
 from collections import defaultdict
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from fleetgate.audit.facts import Facts
+from fleetgate.audit.log import region_log
 from fleetgate.errors import ExitCode, InvalidInputError, ItemError
-from fleetgate.formats.drop_layout import classify_drop_path
+from fleetgate.formats.drop_layout import asset_id, classify_drop_path
 from fleetgate.ingest.drop import DropEntry, open_drop
 from fleetgate.ingest.validate import validate_file
 from fleetgate.store import Region
@@ -48,11 +50,6 @@ class IngestReport:
     def exit_code(self) -> ExitCode:
         """0 when every file landed, 3 when some were quarantined."""
         return ExitCode.PARTIAL if self.quarantined else ExitCode.OK
-
-
-def asset_id(region: str, source_path: str, sha256: str) -> str:
-    """Deterministic asset id: the same file with the same bytes is the same asset on every rerun."""
-    return "as_" + hashlib.sha256(f"{region}\0{source_path}\0{sha256}".encode()).hexdigest()[:24]
 
 
 def _error_fields(exc: ItemError) -> dict[str, str]:
@@ -154,8 +151,17 @@ def make_store_stage(region: Region, workers: int = STORE_WORKERS) -> Stage:
     return store_stage
 
 
+def _utc(value: datetime | None) -> datetime | None:
+    # the catalog stores UTC; a clip manifest may give local time with an offset
+    return value.astimezone(UTC) if value is not None else None
+
+
 def make_catalog_stage(region: Region, run_id: str, drop_id: str, report: IngestReport) -> Stage:
-    """Stage that catalogs good rows (skipping assets already there) and records bad ones."""
+    """Stage that catalogs good rows (skipping assets already there) and records bad ones.
+
+    The rows and their facts (one `ingest` log entry per batch) commit in one transaction."""
+    log = region_log(region)
+    facts = Facts(region.keys.pseudonym_key())
 
     def catalog_stage(rows: list[Row]) -> list[Row]:
         good = [r for r in rows if r["error"] is None]
@@ -166,7 +172,7 @@ def make_catalog_stage(region: Region, run_id: str, drop_id: str, report: Ingest
         new_assets = [
             {"id": r["asset_id"], "kind": r["kind"], "region": region.name, "sha256": r["sha256"],
              "bytes": r["bytes"], "file_format": r["file_format"], "vehicle": r["vehicle"],
-             "clip_id": r["clip_id"], "t_start": r["meta"].get("t_start"), "t_end": r["meta"].get("t_end"),
+             "clip_id": r["clip_id"], "t_start": _utc(r["meta"].get("t_start")), "t_end": _utc(r["meta"].get("t_end")),
              "source_drop": drop_id, "source_path": r["relpath"], "parent_id": None, "ingest_run": run_id,
              "tags": r["meta"].get("tags", {}), "created_at": now}
             for r in good if r["asset_id"] not in present
@@ -179,7 +185,11 @@ def make_catalog_stage(region: Region, run_id: str, drop_id: str, report: Ingest
         ]
         with region.catalog.transaction() as conn:
             region.catalog.insert_assets(conn, new_assets)
-            region.catalog.add_quarantine(conn, bad)
+            kept = region.catalog.add_quarantine(conn, bad, at=now)
+            if new_assets or kept:
+                log.append(conn, "ingest", {"run": run_id, "drop": drop_id, "facts": {
+                    "assets": [facts.asset(a) for a in new_assets],
+                    "quarantine": [facts.quarantine(q) for q in kept]}}, at=now)
         report.landed += len(new_assets)
         report.already_present += len(good) - len(new_assets)
         report.bytes_landed += sum(a["bytes"] for a in new_assets)

@@ -1,5 +1,5 @@
-"""Per-region secrets: the pseudonymization key and the region's signing key. They never leave."""
+"""Keys: per-region secrets (pseudonymization, region signing) and people's own signing keys."""
 
-from fleetgate.keys.region_keys import KeyStore, pseudonym, public_key_hex, verify_signature
+from fleetgate.keys.region_keys import KeyStore, keyed_digest, pseudonym, public_key_hex, verify_signature
 
-__all__ = ["KeyStore", "pseudonym", "public_key_hex", "verify_signature"]
+__all__ = ["KeyStore", "keyed_digest", "pseudonym", "public_key_hex", "verify_signature"]

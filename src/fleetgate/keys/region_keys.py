@@ -2,6 +2,8 @@
 
     <keys dir>/<region>/pseudonym.key   32 random bytes: HMAC-SHA256 key for pseudonyms
     <keys dir>/<region>/signing.key     Ed25519 private key (raw 32 bytes): signs packages, checkpoints
+    <keys dir>/<region>/signing.pub     its public key (hex), for auditors; `audit verify` checks it against
+                                        the key pinned in the log's first entry
     <keys dir>/<region>/witness.key     Ed25519 private key of the region's witness
 
 Nothing here logs or returns the secrets themselves; callers get pseudonyms, signatures and
@@ -23,7 +25,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 from fleetgate.errors import ConfigError
 
 
-def _create_secret(path: Path, data: bytes) -> None:
+def _create_once(path: Path, data: bytes) -> None:
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.{os.urandom(4).hex()}.tmp")  # one per writer
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
@@ -50,7 +52,7 @@ class KeyStore:
     def _secret(self, name: str) -> bytes:
         path = self.folder / name
         if not path.exists():
-            _create_secret(path, os.urandom(32))
+            _create_once(path, os.urandom(32))
         data = path.read_bytes()
         if len(data) != 32:
             raise ConfigError(f"{path}: a key file holds exactly 32 bytes; this one holds {len(data)}")
@@ -64,8 +66,19 @@ class KeyStore:
         return Ed25519PrivateKey.from_private_bytes(self._secret(f"{name}.key"))
 
     def public_key(self, name: str = "signing") -> bytes:
-        return self.signing_key(name).public_key().public_bytes(serialization.Encoding.Raw,
-                                                                serialization.PublicFormat.Raw)
+        public = self.signing_key(name).public_key().public_bytes(serialization.Encoding.Raw,
+                                                                  serialization.PublicFormat.Raw)
+        published = self.folder / f"{name}.pub"
+        if not published.exists():
+            _create_once(published, public.hex().encode() + b"\n")
+        return public
+
+    def published_public_key(self, name: str = "signing") -> bytes | None:
+        """The public key as published in `<name>.pub` (what auditors copy), or None if absent or unreadable."""
+        try:
+            return bytes.fromhex((self.folder / f"{name}.pub").read_text().strip())
+        except (OSError, ValueError):
+            return None
 
     def sign(self, message: bytes, name: str = "signing") -> bytes:
         return self.signing_key(name).sign(message)
@@ -100,3 +113,10 @@ def verify_signature(public: bytes, signature: bytes, message: bytes) -> bool:
     except (InvalidSignature, ValueError):
         return False
     return True
+
+
+def keyed_digest(key: bytes, domain: str, value: str) -> str:
+    """HMAC-SHA256 of the exact text (not normalized: a changed letter must change it) under a domain.
+
+    What log facts hold in place of values that may name a person (a VIN in a path, a clip id)."""
+    return "hmac:" + hmac.new(key, f"{domain}\x00{value}".encode(), hashlib.sha256).hexdigest()[:32]

@@ -1,16 +1,22 @@
-"""A region's storage: a content-addressed blob store and a catalog of assets."""
+"""A region's storage: a content-addressed blob store, a catalog of assets and the repositories of its tables."""
 
 from fleetgate.store.blobs import BlobStore, FsspecBlobStore, LocalBlobStore, PutResult, open_blob_store
 from fleetgate.store.catalog import Catalog, new_id
+from fleetgate.store.gate_repo import GateRecords
 from fleetgate.store.ledger import Ledger
+from fleetgate.store.log_repo import LogRepository
+from fleetgate.store.principals_repo import PrincipalRepository
 from fleetgate.store.region import Region
 
 __all__ = [
     "BlobStore",
     "Catalog",
     "FsspecBlobStore",
+    "GateRecords",
     "Ledger",
     "LocalBlobStore",
+    "LogRepository",
+    "PrincipalRepository",
     "PutResult",
     "Region",
     "new_id",

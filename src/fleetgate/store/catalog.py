@@ -17,67 +17,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
 from fleetgate.errors import StoreError
-
-metadata = sa.MetaData()
-
-assets = sa.Table(
-    "assets",
-    metadata,
-    sa.Column("id", sa.String(40), primary_key=True),
-    sa.Column("kind", sa.String(64), nullable=False, index=True),
-    sa.Column("region", sa.String(64), nullable=False, index=True),
-    sa.Column("sha256", sa.String(64), nullable=False, index=True),
-    sa.Column("bytes", sa.BigInteger, nullable=False),
-    sa.Column("file_format", sa.String(16), nullable=False),
-    sa.Column("vehicle", sa.String(17), index=True),
-    sa.Column("clip_id", sa.String(128)),
-    sa.Column("t_start", sa.DateTime(timezone=True)),
-    sa.Column("t_end", sa.DateTime(timezone=True)),
-    sa.Column("source_drop", sa.String(256)),
-    sa.Column("source_path", sa.String(1024), nullable=False),
-    sa.Column("parent_id", sa.String(40), sa.ForeignKey("assets.id"), nullable=True),
-    sa.Column("ingest_run", sa.String(40)),
-    sa.Column("tags", sa.JSON, nullable=False, default=dict),
-    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
-    # The same logical file with the same bytes is one asset, whichever drop brought it.
-    sa.UniqueConstraint("region", "source_path", "sha256", name="uq_asset_source"),
-)
-
-ingest_runs = sa.Table(
-    "ingest_runs",
-    metadata,
-    sa.Column("id", sa.String(40), primary_key=True),
-    sa.Column("region", sa.String(64), nullable=False),
-    sa.Column("source_drop", sa.String(256), nullable=False),
-    sa.Column("drop_path", sa.String(1024), nullable=False),
-    sa.Column("started_at", sa.DateTime(timezone=True), nullable=False),
-    sa.Column("finished_at", sa.DateTime(timezone=True)),
-    sa.Column("files_seen", sa.Integer, nullable=False, default=0),
-    sa.Column("landed", sa.Integer, nullable=False, default=0),
-    sa.Column("already_present", sa.Integer, nullable=False, default=0),
-    sa.Column("quarantined", sa.Integer, nullable=False, default=0),
-    sa.Column("bytes_landed", sa.BigInteger, nullable=False, default=0),
-    sa.Column("status", sa.String(16), nullable=False),
-)
-
-quarantine = sa.Table(
-    "quarantine",
-    metadata,
-    sa.Column("id", sa.String(40), primary_key=True),
-    sa.Column("region", sa.String(64), nullable=False),
-    sa.Column("ingest_run", sa.String(40), nullable=False),
-    sa.Column("source_drop", sa.String(256), nullable=False),
-    sa.Column("source_path", sa.String(1024), nullable=False),
-    sa.Column("field", sa.String(128), nullable=False),
-    sa.Column("reason", sa.Text, nullable=False),
-    sa.Column("error_type", sa.String(64), nullable=False),
-    # Digest of the quarantined bytes in the blob store's quarantine namespace; null when the item
-    # had no bytes of its own to keep (a symlink pointing outside the drop).
-    sa.Column("sha256", sa.String(64)),
-    sa.Column("bytes", sa.BigInteger),
-    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
-    sa.UniqueConstraint("region", "source_drop", "source_path", "reason", name="uq_quarantine_item"),
-)
+from fleetgate.store.schema import assets, ingest_runs, metadata, quarantine
 
 
 def utcnow() -> datetime:
@@ -139,6 +79,14 @@ class Catalog:
     def close(self) -> None:
         """Release the connection pool."""
         self.engine.dispose()
+
+    def rows(self, table: str, batch: int = 5000) -> Iterator[dict[str, Any]]:
+        """Every row of a table, streamed, with timezone-aware datetimes (for `audit verify`)."""
+        tbl = metadata.tables[table]
+        with self.engine.connect() as conn:
+            result = conn.execution_options(yield_per=batch).execute(sa.select(tbl))
+            for row in result:
+                yield _row_dict(row)
 
     # -- assets -------------------------------------------------------------------------------
     def existing_asset_ids(self, ids: Iterable[str]) -> set[str]:
@@ -230,9 +178,13 @@ class Catalog:
         with self.engine.connect() as conn:
             return [_row_dict(r) for r in conn.execute(query)]
 
-    def add_quarantine(self, conn: Connection, rows: Sequence[dict[str, Any]]) -> int:
-        """Record quarantined items; an item already recorded for the same drop and reason is skipped."""
-        added = 0
+    def add_quarantine(self, conn: Connection, rows: Sequence[dict[str, Any]],
+                       at: datetime | None = None) -> list[dict[str, Any]]:
+        """Record quarantined items; an item already recorded for the same drop and reason is skipped.
+
+        Returns the rows inserted, with their ids and times, so the caller can log them."""
+        added: list[dict[str, Any]] = []
+        at = at or utcnow()
         for row in rows:
             exists = conn.execute(
                 sa.select(quarantine.c.id).where(
@@ -243,8 +195,9 @@ class Catalog:
                 )
             ).first()
             if exists is None:
-                conn.execute(quarantine.insert().values(id=new_id("q"), created_at=utcnow(), **row))
-                added += 1
+                full = {"id": new_id("q"), "created_at": at, **row}
+                conn.execute(quarantine.insert().values(**full))
+                added.append(full)
         return added
 
     def list_quarantine(self, region: str | None = None) -> list[dict[str, Any]]:

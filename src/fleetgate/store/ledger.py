@@ -16,44 +16,8 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 
-from fleetgate.store.catalog import Catalog, metadata, utcnow
-
-classifications = sa.Table(
-    "classifications",
-    metadata,
-    sa.Column("asset_id", sa.String(40), sa.ForeignKey("assets.id"), primary_key=True),
-    sa.Column("policy_kind", sa.String(64)),  # None: the asset has no kind in the policy vocabulary
-    sa.Column("features", sa.JSON, nullable=False),
-    sa.Column("subjects", sa.Integer, nullable=False),
-    sa.Column("evidence", sa.JSON, nullable=False),  # why each feature was set: column, count, method
-    sa.Column("anonymized", sa.Boolean, nullable=False, default=False),
-    sa.Column("pseudonymized", sa.Boolean, nullable=False, default=False),
-    sa.Column("packs", sa.JSON, nullable=False),  # {pack id: sha256:...} in force when classified
-    sa.Column("outcome", sa.String(32)),  # the asset decided alone, for `explain` and the report
-    sa.Column("decision", sa.JSON),
-    sa.Column("classified_at", sa.DateTime(timezone=True), nullable=False),
-)
-
-asset_subjects = sa.Table(
-    "asset_subjects",
-    metadata,
-    sa.Column("asset_id", sa.String(40), sa.ForeignKey("assets.id"), nullable=False, index=True),
-    sa.Column("subject_key", sa.String(64), nullable=False),
-    sa.Column("category", sa.String(8), nullable=False),  # pi | spi
-    sa.PrimaryKeyConstraint("asset_id", "subject_key", "category"),
-)
-
-ledger_subjects = sa.Table(
-    "ledger_subjects",
-    metadata,
-    sa.Column("exporter", sa.String(128), nullable=False),
-    sa.Column("year", sa.Integer, nullable=False),
-    sa.Column("category", sa.String(8), nullable=False),
-    sa.Column("subject_key", sa.String(64), nullable=False),
-    sa.Column("export_id", sa.String(64), nullable=False),
-    sa.Column("recorded_at", sa.DateTime(timezone=True), nullable=False),
-    sa.PrimaryKeyConstraint("exporter", "year", "category", "subject_key"),
-)
+from fleetgate.store.catalog import Catalog, utcnow
+from fleetgate.store.schema import asset_subjects, classifications, ledger_subjects
 
 
 def _insert_ignore(conn: Connection, table: sa.Table, rows: Sequence[dict[str, Any]]) -> int:
@@ -103,6 +67,11 @@ class Ledger:
         for category in delta:
             delta[category] = _insert_ignore(conn, ledger_subjects, [r for r in rows if r["category"] == category])
         return delta
+
+    def rows_of_export(self, conn: Connection, export_id: str) -> list[dict[str, Any]]:
+        """The ledger rows one export added (the people it was the first to export that year)."""
+        query = sa.select(ledger_subjects).where(ledger_subjects.c.export_id == export_id)
+        return [dict(r._mapping) for r in conn.execute(query)]
 
     # -- classification ----------------------------------------------------------------------
     def save_classification(self, conn: Connection, row: dict[str, Any],

@@ -16,7 +16,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from fleetgate.audit import canonical, open_log
+from fleetgate.audit import canonical
+from fleetgate.audit.facts import Facts
+from fleetgate.audit.log import region_log
 from fleetgate.policy.service import packs_for
 from fleetgate.store.catalog import utcnow
 from fleetgate.train import model as ref
@@ -60,9 +62,10 @@ def store_checkpoint(ws: Workspace, region: str, state: bytes, card: dict[str, A
                "ingest_run": None, "tags": {"derived": "train", "model_card": card}, "created_at": utcnow()}
         with reg.catalog.transaction() as conn:
             reg.catalog.insert_assets(conn, [row])
-            open_log(ws, region).append_many(conn, [("train_run", {
+            region_log(reg).append(conn, "train_run", {
                 "asset_id": asset_id, "checkpoint_sha256": put.sha256, "lineage": card["data_lineage"],
-                "metrics": card["metrics"], "packs": card.get("packs", {})})])
+                "metrics": card["metrics"], "packs": card.get("packs", {}),
+                "facts": {"assets": [Facts(reg.keys.pseudonym_key()).asset(row)]}}, at=row["created_at"])
     card_path = ws.home / "models" / region / f"{asset_id}.model_card.json"
     card_path.parent.mkdir(parents=True, exist_ok=True)
     tmp = card_path.with_suffix(".partial")

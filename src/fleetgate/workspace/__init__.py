@@ -3,6 +3,7 @@
 from fleetgate.workspace.config import (
     CONFIG_FILE,
     DestinationConfig,
+    GateConfig,
     RegionConfig,
     WorkspaceConfig,
     init_workspace,
@@ -13,6 +14,7 @@ from fleetgate.workspace.workspace import Workspace
 __all__ = [
     "CONFIG_FILE",
     "DestinationConfig",
+    "GateConfig",
     "RegionConfig",
     "Workspace",
     "WorkspaceConfig",

@@ -65,6 +65,18 @@ class DestinationConfig:
     url: str
 
 
+# Outcomes that leave only under approvals, and how many distinct compliance officers each needs
+# by default. A workspace may ask for more, never for fewer than one.
+DEFAULT_APPROVERS = {"STANDARD_CONTRACT_OR_CERT": 1, "SECURITY_ASSESSMENT": 2}
+
+
+@dataclass
+class GateConfig:
+    """`[gate]`: how many distinct compliance approvers each approval-bound outcome needs."""
+
+    approvers: dict[str, int] = field(default_factory=lambda: dict(DEFAULT_APPROVERS))
+
+
 @dataclass
 class WorkspaceConfig:
     """The whole parsed `fleetgate.toml`."""
@@ -75,6 +87,7 @@ class WorkspaceConfig:
     destinations: dict[str, DestinationConfig] = field(default_factory=dict)
     packs: list[str] = field(default_factory=lambda: list(DEFAULT_PACKS))
     keys: dict[str, str] = field(default_factory=dict)
+    gate: GateConfig = field(default_factory=GateConfig)
 
     def region(self, name: str | None) -> RegionConfig:
         """The named region, or the default one; a clear error for an unknown name."""
@@ -138,6 +151,7 @@ def save_config(config: WorkspaceConfig) -> None:
         "default_region": config.default_region,
         "policy": {"packs": config.packs},
         "keys": config.keys,
+        "gate": {"approvers": config.gate.approvers},
         "regions": {},
         "destinations": {},
     }
@@ -194,4 +208,20 @@ def load_config(home: Path) -> WorkspaceConfig:
         destinations[name] = DestinationConfig(name=name, country=body["country"], url=body["url"])
     packs = (doc.get("policy") or {}).get("packs", list(DEFAULT_PACKS))
     return WorkspaceConfig(home=home, default_region=default_region, regions=regions,
-                           destinations=destinations, packs=list(packs), keys=dict(doc.get("keys") or {}))
+                           destinations=destinations, packs=list(packs), keys=dict(doc.get("keys") or {}),
+                           gate=_gate_config(doc.get("gate") or {}, path))
+
+
+def _gate_config(body: dict[str, Any], path: Path) -> GateConfig:
+    unknown = sorted(set(body) - {"approvers"})
+    if unknown:
+        raise ConfigError(f"{path}: gate.{unknown[0]}: unknown key (allowed: approvers)")
+    approvers = dict(DEFAULT_APPROVERS)
+    for outcome, count in (body.get("approvers") or {}).items():
+        if outcome not in DEFAULT_APPROVERS:
+            raise ConfigError(f"{path}: gate.approvers.{outcome}: not an approval-bound outcome "
+                              f"({', '.join(DEFAULT_APPROVERS)})")
+        if isinstance(count, bool) or not isinstance(count, int) or count < 1:
+            raise ConfigError(f"{path}: gate.approvers.{outcome}: a whole number of at least 1")
+        approvers[outcome] = count
+    return GateConfig(approvers=approvers)

@@ -41,6 +41,7 @@ class Workspace:
                 # every read is checked against the region the code acts for, and recorded
                 blobs=ResidentBlobStore(open_blob_store(blob_url), cfg.name, self.access_log(cfg.name)),
                 catalog=Catalog(catalog_url),
+                keys=KeyStore(self.keys_root, cfg.name),
             )
         return self._regions[cfg.name]
 

@@ -1,0 +1,270 @@
+"""The catalog against the log: every row the export gate reads must be exactly what the log says.
+
+For each fact table the rows are projected (`facts.Facts`) and compared field by field with the
+replayed state (`state.LogState`). A row that differs, a row with no logged fact and a logged row
+that is gone are each a `Finding` naming the table, the row and the field. Rows that follow from
+signed statements (principals, approvals) or from export entries (exports, the ledger) are
+rebuilt from the log and compared whole. The region's public key, the content of each blob against
+its kind, and the signed settings are checked too.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from collections import defaultdict
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from fleetgate.audit.facts import Facts, differing_fields, iso, ledger_set
+from fleetgate.audit.state import LogState
+from fleetgate.formats.content import content_problem
+from fleetgate.formats.drop_layout import asset_id, classify_drop_path
+from fleetgate.store import Region
+
+CLEAR_FIELDS = {"id", "kind", "region", "sha256", "bytes", "file_format", "t_start", "t_end", "source_drop",
+                "parent_id", "ingest_run", "created_at", "asset_id", "policy_kind", "features", "subjects",
+                "anonymized", "pseudonymized", "packs", "outcome", "classified_at", "field", "error_type", "status",
+                "published_at", "name", "role", "added_index", "added_by", "removed_index", "removed_by", "plan_id",
+                "approver", "valid_from", "valid_until", "max_subjects", "kinds", "outcomes", "destination",
+                "log_index", "publish_index", "keyid", "count"}
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One way the catalog (or the log itself) differs from what the log vouches for."""
+
+    table: str
+    row: str
+    field: str
+    problem: str
+
+    def line(self) -> str:
+        return f"{self.table} {self.row}: {self.field}: {self.problem}"
+
+
+def _value(field: str, value: Any) -> str:
+    # keyed digests and digests say nothing to a reader; clear metadata is shown as it is
+    if field in CLEAR_FIELDS:
+        return json.dumps(value, ensure_ascii=False, default=str)[:80]
+    return "a different value"
+
+
+def _compare(table: str, row_id: str, actual: Mapping[str, Any], logged: Mapping[str, Any],
+             index: int) -> Iterator[Finding]:
+    for name in differing_fields(actual, logged):
+        if name in CLEAR_FIELDS:
+            problem = (f"{_value(name, actual.get(name))} in the catalog, {_value(name, logged.get(name))} "
+                       f"in log entry {index}")
+        else:
+            problem = f"differs from the fact in log entry {index}"
+        yield Finding(table, row_id, name, problem)
+
+
+def _keyed_rows(rows: Iterable[Mapping[str, Any]], key: str) -> dict[str, Mapping[str, Any]]:
+    return {str(r[key]): r for r in rows}
+
+
+class UnreadableTable(Exception):
+    """A row that does not read as its column types: only an edit outside fleetgate writes one."""
+
+    def __init__(self, table: str, exc: Exception) -> None:
+        super().__init__(table)
+        self.finding = Finding(table, "*", "*", f"a row does not read as its column types ({type(exc).__name__}: "
+                                               f"{str(exc)[:60]}); the table was edited outside fleetgate")
+
+
+class CatalogCheck:
+    """Compare one region's catalog with its replayed log state."""
+
+    def __init__(self, region: Region, state: LogState, content: bool = True) -> None:
+        self.region = region
+        self.state = state
+        self.facts = Facts(region.keys.pseudonym_key())
+        self.content = content
+
+    def run(self, settings: Mapping[str, Any] | None = None) -> list[Finding]:
+        findings = [Finding("log", f"entry {p.index}", "statement", p.what) for p in self.state.problems]
+        findings += self.keys()
+        for check in (self.assets, self.quarantine, self.classifications, self.principals, self.approvals,
+                      self.exports, self.ledger):
+            try:
+                findings += check()
+            except UnreadableTable as exc:
+                findings.append(exc.finding)
+        if settings is not None:
+            findings += self.config(settings)
+        return findings
+
+    def _rows(self, table: str) -> Iterator[dict[str, Any]]:
+        try:
+            yield from self.region.catalog.rows(table)
+        except (ValueError, TypeError, OverflowError) as exc:
+            raise UnreadableTable(table, exc) from exc
+
+    # -- keys -------------------------------------------------------------------------------------
+    def keys(self) -> list[Finding]:
+        genesis = self.state.genesis
+        if genesis is None:
+            return []
+        pinned = genesis.get("public_key")
+        out = []
+        current = self.region.keys.public_key().hex()
+        if current != pinned:
+            out.append(Finding("keys", f"{self.region.name}/signing.key", "public_key",
+                               "the region key differs from the key pinned in log entry 0"))
+        published = self.region.keys.published_public_key()
+        if published is None or published.hex() != pinned:
+            out.append(Finding("keys", f"{self.region.name}/signing.pub", "public_key",
+                               "missing, unreadable or not the key pinned in log entry 0"))
+        return out
+
+    # -- rows with facts ----------------------------------------------------------------------------
+    def _fact_table(self, table: str, key: str, project) -> Iterator[tuple[Mapping[str, Any], Finding | None]]:
+        logged = self.state.facts[table]
+        seen: set[str] = set()
+        for row in self._rows(table):
+            row_id = str(row[key])
+            seen.add(row_id)
+            fact = logged.get(row_id)
+            if fact is None:
+                yield row, Finding(table, row_id, "*", "no logged fact for this row")
+                continue
+            for finding in _compare(table, row_id, project(row), fact[1], fact[0]):
+                yield row, finding
+            yield row, None
+        for row_id in sorted(set(logged) - seen):
+            yield {}, Finding(table, row_id, "*", f"logged in entry {logged[row_id][0]} but missing from the catalog")
+
+    def assets(self) -> list[Finding]:
+        out = []
+        for row, finding in self._fact_table("assets", "id", self.facts.asset):
+            if finding is not None:
+                out.append(finding)
+            elif row:
+                out += self._asset_consistency(row)
+        return out
+
+    def _asset_consistency(self, row: Mapping[str, Any]) -> list[Finding]:
+        out = []
+        tags = row["tags"] or {}
+        if row["ingest_run"] and not tags.get("derived"):
+            # an ingested file's id and kind follow from its path and bytes: a fact cannot restate them
+            role = classify_drop_path(row["source_path"])
+            if asset_id(row["region"], row["source_path"], row["sha256"]) != row["id"]:
+                out.append(Finding("assets", row["id"], "id", "not the id its path and sha256 give"))
+            if role is None or role.kind != row["kind"]:
+                out.append(Finding("assets", row["id"], "kind",
+                                   f"the drop layout makes its path a {role.kind if role else 'misplaced file'}"))
+        if self.content:
+            problem = content_problem(row["kind"], lambda: self.region.blobs.open(row["sha256"]), deep=False)
+            if problem:
+                out.append(Finding("assets", row["id"], "content", problem))
+        return out
+
+    def quarantine(self) -> list[Finding]:
+        return [f for _, f in self._fact_table("quarantine", "id", self.facts.quarantine) if f is not None]
+
+    def classifications(self) -> list[Finding]:
+        subjects: dict[str, list[tuple[str, str]]] = defaultdict(list)
+        for r in self._rows("asset_subjects"):
+            subjects[r["asset_id"]].append((r["subject_key"], r["category"]))
+        out = []
+        for _, finding in self._fact_table(
+                "classifications", "asset_id",
+                lambda row: self.facts.classification(row, subjects.get(row["asset_id"], []))):
+            if finding is not None:
+                out.append(finding if finding.field != "subject_keys" else
+                           Finding("asset_subjects", finding.row, "subject_key", finding.problem))
+        for asset in sorted(set(subjects) - set(self.state.facts["classifications"])):
+            out.append(Finding("asset_subjects", asset, "*", "subject rows of an asset with no logged classification"))
+        return out
+
+    # -- rows rebuilt from statements and export entries ------------------------------------------
+    def _rebuilt(self, table: str, key: str, expected: Mapping[str, tuple[int, dict[str, Any]]]) -> list[Finding]:
+        out = []
+        rows = _keyed_rows(self._rows(table), key)
+        for row_id, row in rows.items():
+            want = expected.get(row_id)
+            if want is None:
+                out.append(Finding(table, row_id, "*", "no logged statement or entry for this row"))
+                continue
+            actual = {k: iso(v) for k, v in row.items()}
+            out += _compare(table, row_id, actual, {k: iso(v) for k, v in want[1].items()}, want[0])
+        for row_id in sorted(set(expected) - set(rows)):
+            out.append(Finding(table, row_id, "*", f"logged in entry {expected[row_id][0]} but missing from the "
+                                                   "catalog"))
+        return out
+
+    def principals(self) -> list[Finding]:
+        expected = {p.keyid: (p.added_index, p.model_dump(mode="json")) for p in self.state.principals.values()}
+        return self._rebuilt("principals", "keyid", expected)
+
+    def approvals(self) -> list[Finding]:
+        expected = {a.approval_id: (a.index, approval_row(a)) for a in self.state.approvals.values()}
+        return self._rebuilt("export_approvals", "id", expected)
+
+    def exports(self) -> list[Finding]:
+        expected = {pid: (e.index, export_row(e.entry, e.text, self.state.published.get(pid)))
+                    for pid, e in self.state.exports.items()}
+        return self._rebuilt("exports", "package_id", expected)
+
+    def ledger(self) -> list[Finding]:
+        by_export: dict[str, list[Mapping[str, Any]]] = defaultdict(list)
+        for r in self._rows("ledger_subjects"):
+            by_export[r["export_id"]].append(r)
+        out = []
+        for package, export in self.state.exports.items():
+            logged = (export.entry.get("ledger") or {}).get("rows") or {}
+            actual = ledger_set(by_export.pop(package, []))
+            for category in sorted(set(logged) | set(actual)):
+                want = logged.get(category, {"count": 0})
+                have = actual.get(category, {"count": 0})
+                if want.get("count", 0) == have.get("count", 0) == 0:
+                    continue
+                if want != have:
+                    out.append(Finding("ledger_subjects", package, category,
+                                       f"{have.get('count', 0)} row(s) in the catalog, {want.get('count', 0)} "
+                                       f"logged in entry {export.index}" + (
+                                           "" if have.get("count") != want.get("count") else " (rows differ)")))
+        for package in sorted(by_export):
+            out.append(Finding("ledger_subjects", package, "*", f"{len(by_export[package])} row(s) of an export the "
+                                                                "log does not hold"))
+        return out
+
+    def config(self, settings: Mapping[str, Any]) -> list[Finding]:
+        if self.state.config is None:
+            return []
+        index, statement = self.state.config
+        return [Finding("config", self.region.name, key, f"differs from the settings an admin signed in entry "
+                                                         f"{index}; `fleetgate config sign` after review")
+                for key in differing_fields(settings, statement.settings)]
+
+
+def _when(text: str) -> dt.datetime | str:
+    try:
+        return dt.datetime.fromisoformat(text)
+    except (TypeError, ValueError):
+        return text  # not a time: the comparison reports it
+
+
+def approval_row(a: Any) -> dict[str, Any]:
+    """The export_approvals row a logged approval stands for."""
+    st = a.statement
+    return {"id": a.approval_id, "plan_id": st.plan_id, "plan_digest": st.plan_digest, "approver": st.approver,
+            "keyid": a.keyid, "ref": st.ref, "destination_country": st.destination_country, "kinds": list(st.kinds),
+            "outcomes": list(st.outcomes), "max_subjects": st.max_subjects, "valid_from": st.valid_from,
+            "valid_until": st.valid_until, "envelope": json.dumps(a.envelope, sort_keys=True),
+            "log_index": a.index, "created_at": _when(a.at)}
+
+
+def export_row(entry: Mapping[str, Any], text: str, published: tuple[int, Mapping[str, Any]] | None) -> dict[str, Any]:
+    """The exports row an export entry (and its publication, if any) stands for."""
+    return {"package_id": entry["package_id"], "plan_id": entry["plan_id"], "region": entry["region"],
+            "destination": entry["destination"]["name"], "status": "published" if published else "committed",
+            "log_index": entry["index"], "entry": text, "assets": entry["assets"], "approvals": entry["approvals"],
+            "ledger_delta": entry["ledger_delta"], "bytes": sum(a["bytes"] for a in entry["assets"]),
+            "created_at": _when(entry["at"]),
+            "published_at": _when(published[1]["published_at"]) if published else None,
+            "publish_index": published[0] if published else None}

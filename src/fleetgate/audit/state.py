@@ -1,0 +1,325 @@
+"""What the log says is true: the state a region's log builds when its entries are replayed in order.
+
+Replaying checks every signed statement against the people registered at that point of the log:
+a principal added by an admin who was registered then, a plan signed by an engineer, an approval
+signed by a compliance officer who is not the plan's author, for a plan whose signed digest was
+logged before it. A statement that fails is kept out of the state and recorded as a problem, so
+the gate ignores it and `audit verify` reports it. The state never trusts a catalog row.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from pydantic import ValidationError
+
+from fleetgate.audit.facts import FACT_ENTRY_TYPES, FACT_KEYS, WRITE_ONCE, differing_fields
+from fleetgate.audit.log import GENESIS, TransparencyLog, VerifyReport, canonical
+from fleetgate.domain import (
+    ApprovalStatement,
+    ConfigStatement,
+    PlanStatement,
+    Principal,
+    PrincipalStatement,
+    Role,
+    RunStatement,
+)
+from fleetgate.keys import envelope as env
+from fleetgate.keys.personal import KeyFileError, public_key_from_pem
+
+
+def approval_id(envelope: dict[str, Any]) -> str:
+    """An approval's id: a hash of its signed envelope, so the same signature is the same approval."""
+    return "appr-" + hashlib.sha256(canonical(envelope)).hexdigest()[:20]
+
+
+@dataclass(frozen=True)
+class Problem:
+    """An entry the replay could not accept (a bad signature, an unknown signer, a conflicting fact)."""
+
+    index: int
+    what: str
+
+
+@dataclass
+class LoggedDecision:
+    index: int
+    statement: PlanStatement
+    envelope: dict[str, Any]
+    author_keyid: str
+
+
+@dataclass
+class LoggedApproval:
+    index: int
+    approval_id: str
+    statement: ApprovalStatement
+    envelope: dict[str, Any]
+    keyid: str
+    at: str
+
+
+@dataclass
+class LoggedExport:
+    index: int
+    entry: dict[str, Any]
+    text: str
+
+
+@dataclass
+class LogState:
+    """Everything the log vouches for, after replaying entries 0..size-1."""
+
+    region: str
+    size: int = 0
+    genesis: dict[str, Any] | None = None
+    facts: dict[str, dict[str, tuple[int, dict[str, Any]]]] = field(
+        default_factory=lambda: {table: {} for table in FACT_KEYS})
+    principals: dict[str, Principal] = field(default_factory=dict)  # by key id
+    decisions: dict[str, LoggedDecision] = field(default_factory=dict)  # by plan id
+    approvals: dict[str, LoggedApproval] = field(default_factory=dict)  # valid approvals by id
+    exports: dict[str, LoggedExport] = field(default_factory=dict)  # by package id
+    published: dict[str, tuple[int, dict[str, Any]]] = field(default_factory=dict)
+    config: tuple[int, ConfigStatement] | None = None
+    problems: list[Problem] = field(default_factory=list)
+
+    # -- queries the gate asks --------------------------------------------------------------------
+    def active(self, name: str, index: int | None = None) -> Principal | None:
+        """The principal called `name` registered at log position `index` (default: now)."""
+        at = self.size if index is None else index
+        for p in self.principals.values():
+            if p.name == name and p.active_at(at):
+                return p
+        return None
+
+    def approvals_for(self, plan_id: str) -> list[LoggedApproval]:
+        return sorted((a for a in self.approvals.values() if a.statement.plan_id == plan_id), key=lambda a: a.index)
+
+    def export_for_plan(self, plan_id: str) -> LoggedExport | None:
+        return next((e for e in self.exports.values() if e.entry.get("plan_id") == plan_id), None)
+
+    # -- replay -----------------------------------------------------------------------------------
+    def apply(self, index: int, entry: dict[str, Any], text: str | None = None) -> None:
+        """Apply entry `index` (already checked by the log's own verification)."""
+        self.size = index + 1
+        kind = entry.get("type")
+        handler = _HANDLERS.get(kind)
+        if kind in FACT_ENTRY_TYPES:
+            self._facts(index, entry)
+        if handler is not None:
+            handler(self, index, entry, text)
+
+    def _problem(self, index: int, what: str) -> None:
+        self.problems.append(Problem(index, what))
+
+    def _facts(self, index: int, entry: dict[str, Any]) -> None:
+        for table, rows in (entry.get("facts") or {}).items():
+            if table not in FACT_KEYS or not isinstance(rows, list):
+                self._problem(index, f"facts for an unknown table {table!r}")
+                continue
+            known = self.facts[table]
+            for fact in rows:
+                key = fact.get(FACT_KEYS[table]) if isinstance(fact, dict) else None
+                if not isinstance(key, str):
+                    self._problem(index, f"{table}: a fact without its {FACT_KEYS[table]}")
+                    continue
+                earlier = known.get(key)
+                if table in WRITE_ONCE and earlier is not None and earlier[1] != fact:
+                    fields = ", ".join(differing_fields(fact, earlier[1]))
+                    self._problem(index, f"{table} {key}: a second, different fact ({fields}); the first is in "
+                                         f"entry {earlier[0]}")
+                    continue
+                known[key] = (index, fact)
+
+    def _signed_by(self, envelope: dict[str, Any], name: str, index: int, roles: set[Role]) -> Principal | str:
+        """The principal called `name`, active at `index` with one of `roles`, who signed `envelope`;
+        or the reason there is none."""
+        principal = self.active(name, index)
+        if principal is None:
+            return f"{name} is not a registered principal at this point of the log"
+        if principal.role not in roles:
+            return f"{name} has role {principal.role.value}, not {' or '.join(sorted(r.value for r in roles))}"
+        if not env.verifies(envelope, public_key_from_pem(principal.public_key.encode())):
+            return f"the signature does not verify with {name}'s registered key"
+        return principal
+
+    def _principal(self, index: int, entry: dict[str, Any], _text: str | None) -> None:
+        envelope = entry.get("statement") or {}
+        try:
+            st = PrincipalStatement.model_validate(env.read_statement(envelope, env.PRINCIPAL))
+        except (env.EnvelopeError, ValidationError) as exc:
+            self._problem(index, f"principal statement: {_short(exc)}")
+            return
+        if st.region != self.region:
+            self._problem(index, f"principal statement for region {st.region}, not {self.region}")
+            return
+        reason = self.check_principal(index, st, envelope)
+        if reason:
+            self._problem(index, f"principal {st.action} of {st.name}: {reason}; ignored")
+            return
+        if st.action == "add":
+            self.principals[st.keyid] = Principal(name=st.name, role=st.role, keyid=st.keyid,
+                                                  public_key=st.public_key, added_index=index, added_by=st.by)
+        else:
+            old = self.principals[st.keyid]
+            self.principals[st.keyid] = old.model_copy(update={"removed_index": index, "removed_by": st.by})
+
+    def check_principal(self, index: int, st: PrincipalStatement, envelope: dict[str, Any]) -> str | None:
+        bootstrap = not self.principals
+        if st.action == "add":
+            if st.role is None or st.public_key is None:
+                return "an addition names a role and a public key"
+            try:
+                key = public_key_from_pem(st.public_key.encode())
+            except KeyFileError as exc:
+                return exc.message
+            if key.keyid != st.keyid:
+                return "the key id does not match the public key"
+            if st.keyid in self.principals:
+                return "this key is already registered (a removed key is never reused)"
+            if self.active(st.name, index + 1) is not None:
+                return f"{st.name} is already registered"
+            if bootstrap:
+                # the first admin of a region vouches for themselves; the witness and auditors pin it
+                if st.role is not Role.admin or st.by != st.name or not env.verifies(envelope, key):
+                    return "the first principal of a region is an admin who signs their own registration"
+                return None
+        elif st.keyid not in self.principals or not self.principals[st.keyid].active_at(index) \
+                or self.principals[st.keyid].name != st.name:
+            return "no such registered principal"
+        signer = self._signed_by(envelope, st.by, index, {Role.admin})
+        return signer if isinstance(signer, str) else None
+
+    def _decision(self, index: int, entry: dict[str, Any], _text: str | None) -> None:
+        envelope = entry.get("statement") or {}
+        try:
+            st = PlanStatement.model_validate(env.read_statement(envelope, env.PLAN))
+        except (env.EnvelopeError, ValidationError) as exc:
+            self._problem(index, f"plan statement: {_short(exc)}")
+            return
+        if st.plan_id != entry.get("plan_id") or st.region != self.region:
+            self._problem(index, f"plan statement of {st.plan_id}: names another plan or region")
+            return
+        signer = self._signed_by(envelope, st.author, index, {Role.engineer})
+        if isinstance(signer, str):
+            self._problem(index, f"plan {st.plan_id}: {signer}; ignored")
+            return
+        self.decisions[st.plan_id] = LoggedDecision(index, st, envelope, signer.keyid)
+
+    def _approval(self, index: int, entry: dict[str, Any], _text: str | None) -> None:
+        envelope = entry.get("statement") or {}
+        try:
+            st = ApprovalStatement.model_validate(env.read_statement(envelope, env.APPROVAL))
+        except (env.EnvelopeError, ValidationError) as exc:
+            self._problem(index, f"approval statement: {_short(exc)}")
+            return
+        aid = approval_id(envelope)
+        reason = self.check_approval(index, st, envelope, aid, entry)
+        if isinstance(reason, str):
+            self._problem(index, f"approval {aid} of {st.plan_id} by {st.approver}: {reason}; ignored")
+            return
+        self.approvals[aid] = LoggedApproval(index, aid, st, envelope, reason.keyid, entry.get("at", ""))
+
+    def check_approval(self, index: int, st: ApprovalStatement, envelope: dict[str, Any], aid: str,
+                        entry: dict[str, Any]) -> Principal | str:
+        if entry.get("approval_id") != aid:
+            return "the entry's approval id is not the hash of its statement"
+        if aid in self.approvals:
+            return "the same signed approval was logged before"
+        decision = self.decisions.get(st.plan_id)
+        if decision is None or decision.index >= index:
+            return "no signed decision for this plan was logged before it"
+        plan = decision.statement
+        if (st.plan_digest, st.decision_index, st.region) != (plan.plan_digest, decision.index, plan.region):
+            return "it approves another version of the plan"
+        if (st.destination_country, st.exporter, st.purpose, st.packs) != \
+                (plan.destination.country, plan.exporter, plan.purpose, plan.packs):
+            return "its destination, exporter, purpose or packs differ from the logged decision"
+        if not set(st.kinds) <= set(plan.approval_scope.kinds) or \
+                not set(st.outcomes) <= set(plan.approval_scope.outcomes):
+            return "it covers kinds or outcomes the plan does not ask approval for"
+        if st.valid_until < st.valid_from:
+            return "it ends before it starts"
+        signer = self._signed_by(envelope, st.approver, index, {Role.compliance})
+        if isinstance(signer, str):
+            return signer
+        if signer.keyid == decision.author_keyid or signer.name == plan.author:
+            return "the plan's author may not approve it (separation of duties)"
+        return signer
+
+    def _export(self, index: int, entry: dict[str, Any], text: str | None) -> None:
+        package = entry.get("package_id")
+        envelope = entry.get("run") or {}
+        try:
+            st = RunStatement.model_validate(env.read_statement(envelope, env.RUN))
+        except (env.EnvelopeError, ValidationError) as exc:
+            self._problem(index, f"export {package}: run statement: {_short(exc)}")
+            st = None
+        if st is not None:
+            signer = self._signed_by(envelope, st.by, index, {Role.engineer})
+            decision = self.decisions.get(st.plan_id)
+            if isinstance(signer, str):
+                self._problem(index, f"export {package}: {signer}")
+            elif (st.package_id, st.plan_id) != (package, entry.get("plan_id")) or decision is None \
+                    or decision.statement.plan_digest != st.plan_digest:
+                self._problem(index, f"export {package}: the run statement names another plan or package")
+        for aid in entry.get("approvals") or []:
+            if aid not in self.approvals or self.approvals[aid].statement.plan_id != entry.get("plan_id"):
+                self._problem(index, f"export {package}: relies on approval {aid}, which is not a valid approval "
+                                     "of its plan")
+        self.exports[package] = LoggedExport(index, entry, text if text is not None else canonical(entry).decode())
+
+    def _publish(self, index: int, entry: dict[str, Any], _text: str | None) -> None:
+        package = entry.get("package_id")
+        if package not in self.exports:
+            self._problem(index, f"publication of {package}, which was never exported")
+            return
+        self.published[package] = (index, entry)
+
+    def _config(self, index: int, entry: dict[str, Any], _text: str | None) -> None:
+        envelope = entry.get("statement") or {}
+        try:
+            st = ConfigStatement.model_validate(env.read_statement(envelope, env.CONFIG))
+        except (env.EnvelopeError, ValidationError) as exc:
+            self._problem(index, f"config statement: {_short(exc)}")
+            return
+        signer = self._signed_by(envelope, st.by, index, {Role.admin})
+        if isinstance(signer, str) or st.region != self.region:
+            self._problem(index, f"config statement by {st.by}: {signer if isinstance(signer, str) else 'region'}; "
+                                 "ignored")
+            return
+        self.config = (index, st)
+
+    def _genesis(self, index: int, entry: dict[str, Any], _text: str | None) -> None:
+        if index != 0:
+            self._problem(index, "a second log_open entry")
+            return
+        self.genesis = entry
+
+
+_HANDLERS: dict[str, Callable[[LogState, int, dict[str, Any], str | None], None]] = {
+    GENESIS: LogState._genesis,
+    "principal": LogState._principal,
+    "decision": LogState._decision,
+    "approval": LogState._approval,
+    "export": LogState._export,
+    "publish": LogState._publish,
+    "config": LogState._config,
+}
+
+
+def _short(exc: Exception) -> str:
+    if isinstance(exc, ValidationError):
+        first = exc.errors()[0]
+        return f"{'.'.join(str(p) for p in first['loc'])}: {first['msg']}"
+    return str(exc)
+
+
+def replay(log: TransparencyLog, region: str) -> tuple[LogState, VerifyReport]:
+    """Verify the log (leaves, chain, checkpoints) and replay it into its state in the same pass."""
+    state = LogState(region)
+    report = log.verify(on_entry=lambda index, entry: state.apply(index, entry))
+    return state, report

@@ -1,0 +1,26 @@
+"""Typed domain objects shared by the gate, the log and the interfaces: people, statements, plans.
+
+Every model forbids unknown fields, so a statement or plan with an extra or misspelled key is
+refused instead of half-read.
+"""
+
+from fleetgate.domain.models import (
+    ApprovalScope,
+    ApprovalStatement,
+    ConfigStatement,
+    Destination,
+    OutcomeSummary,
+    Plan,
+    PlanItem,
+    PlanStatement,
+    Principal,
+    PrincipalStatement,
+    Role,
+    RunStatement,
+    SignedPlan,
+    Ytd,
+)
+
+__all__ = ["ApprovalScope", "ApprovalStatement", "ConfigStatement", "Destination", "OutcomeSummary", "Plan",
+           "PlanItem", "PlanStatement", "Principal", "PrincipalStatement", "Role", "RunStatement", "SignedPlan",
+           "Ytd"]
