@@ -29,6 +29,7 @@ from fleetgate.workspace import Workspace, init_workspace
 from gate_bench import bench_export, bench_log
 from policy_bench import bench_decisions, bench_pii_scan
 from train_bench import bench_train
+from trust_bench import bench_fact_logging
 
 
 def machine() -> str:
@@ -160,10 +161,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--out", type=Path, default=Path("docs/benchmarks.md"))
     parser.add_argument("--runs", type=int, default=5)
-    parser.add_argument("--only", action="append", choices=["ingest", "policy", "gate", "deid", "train", "federate"],
+    parser.add_argument("--only", action="append",
+                        choices=["ingest", "policy", "gate", "trust", "deid", "train", "federate"],
                         help="Run only these benchmarks; the other sections of --out are kept.")
     args = parser.parse_args()
-    only = set(args.only or ["ingest", "policy", "gate", "deid", "train", "federate"])
+    only = set(args.only or ["ingest", "policy", "gate", "trust", "deid", "train", "federate"])
     sections: list[str] = []
     with tempfile.TemporaryDirectory(prefix="fleetgate-bench-", dir=os.environ.get("FLEETGATE_BENCH_DIR")) as tmp:
         if "ingest" in only:
@@ -176,6 +178,9 @@ def main() -> None:
             (Path(tmp) / "gate").mkdir()
             sections += bench_export(Path(tmp) / "gate", args.runs)
             sections += bench_log(Path(tmp) / "gate", args.runs)
+        if "trust" in only:
+            (Path(tmp) / "trust").mkdir()
+            sections += bench_fact_logging(Path(tmp) / "trust", args.runs)
         if "deid" in only:
             sections += bench_quality(Path(tmp) / "deid-quality")
             sections += bench_speed(Path(tmp) / "deid-speed", max(3, args.runs // 2 + 1))

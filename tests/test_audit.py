@@ -230,3 +230,24 @@ def _filled_log_fork(workspace: Workspace, log) -> Checkpoint:
     body = checkpoint_body(cp.origin, cp.size, other_root)
     blob = key_id(log.key_name, log.public_key()) + log.keys.sign(body.encode())
     return Checkpoint(cp.origin, cp.size, other_root, ((log.key_name, blob),))
+
+
+def test_witness_refuses_a_log_signed_by_a_replaced_key(workspace: Workspace, tmp_path) -> None:
+    log = _filled_log(workspace, 3)
+    witness = Witness(tmp_path / "witness", "w1")
+    witness.cosign(log.latest_checkpoint(), log.key_name, log.public_key(), [])
+    key = workspace.keys_root / "cn-shanghai" / "signing.key"
+    key.chmod(0o600)
+    key.write_bytes(b"\x05" * 32)  # an insider re-keys the region to re-sign a rewritten history
+    forged = _resigned(log)
+    with pytest.raises(WitnessRefused, match="not the key"):
+        witness.cosign(forged, log.key_name, log.public_key(), [])
+
+
+def _resigned(log) -> Checkpoint:
+    from fleetgate.audit.log import checkpoint_body, key_id
+
+    cp = log.latest_checkpoint()
+    body = checkpoint_body(cp.origin, cp.size, cp.root)
+    blob = key_id(log.key_name, log.public_key()) + log.keys.sign(body.encode())
+    return Checkpoint(cp.origin, cp.size, cp.root, ((log.key_name, blob),))

@@ -33,6 +33,7 @@ from fleetgate.gate import (
     make_plan,
     read_plan,
     run_export,
+    sign_config,
     verify_region,
     write_plan,
 )
@@ -43,6 +44,7 @@ from fleetgate.keys.personal import new_key_pair
 from fleetgate.people import PrincipalError, remove_principal
 from fleetgate.store.schema import FACT_TABLES
 from fleetgate.workspace import Workspace, init_workspace
+from fleetgate.workspace.config import save_config
 from people import AS_OF, CLOCK, Team, load_team, make_team, new_actor
 
 PURPOSE = "train driving models"
@@ -203,12 +205,21 @@ def test_run_takes_country_and_exporter_from_the_logged_decision(home: Path, tea
     plan = _new_plan(home, team, "asset.kind == 'procurement'")
     with Workspace.open(home) as ws:
         ws.config.destinations["overseas"].country = "SG"
-        from fleetgate.workspace.config import save_config
-
         save_config(ws.config)
     with Workspace.open(home) as ws, pytest.raises(IntegrityError, match="destinations.overseas"):
-        run_export(ws, plan, team.engineer, clock=CLOCK)  # the unsigned config change is caught first
+        run_export(ws, plan, team.engineer, clock=CLOCK)  # an unsigned change of the settings is caught first
     assert _has(_findings(home), "config", "cn-shanghai", "destinations.overseas")
+    with Workspace.open(home) as ws:
+        sign_config(ws, "cn-shanghai", team.admin, clock=CLOCK)  # even signed, it is not the plan's country
+        with pytest.raises(ExportRefused, match="country SG in fleetgate.toml; plan .* was decided for overseas"):
+            run_export(ws, plan, team.engineer, clock=CLOCK)
+        ws.config.destinations["overseas"].country = "US"
+        ws.config.regions["cn-shanghai"].exporter = "another-entity"
+        save_config(ws.config)
+    with Workspace.open(home) as ws:
+        sign_config(ws, "cn-shanghai", team.admin, clock=CLOCK)
+        with pytest.raises(ExportRefused, match="exporter is 'another-entity'"):
+            run_export(ws, plan, team.engineer, clock=CLOCK)
 
 
 def test_ledger_reset_is_found(home: Path, team: Team) -> None:

@@ -17,6 +17,8 @@ from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from sqlalchemy.engine import Connection
+
 from fleetgate.audit.facts import Facts, differing_fields, iso, ledger_set
 from fleetgate.audit.state import LogState
 from fleetgate.formats.content import content_problem
@@ -78,9 +80,10 @@ class UnreadableTable(Exception):
 class CatalogCheck:
     """Compare one region's catalog with its replayed log state."""
 
-    def __init__(self, region: Region, state: LogState, content: bool = True) -> None:
+    def __init__(self, region: Region, state: LogState, content: bool = True, conn: Connection | None = None) -> None:
         self.region = region
         self.state = state
+        self.conn = conn  # the snapshot the log was read in
         self.facts = Facts(region.keys.pseudonym_key())
         self.content = content
 
@@ -99,7 +102,7 @@ class CatalogCheck:
 
     def _rows(self, table: str) -> Iterator[dict[str, Any]]:
         try:
-            yield from self.region.catalog.rows(table)
+            yield from self.region.catalog.rows(table, self.conn)
         except (ValueError, TypeError, OverflowError) as exc:
             raise UnreadableTable(table, exc) from exc
 

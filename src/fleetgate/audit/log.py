@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+import orjson
 from sqlalchemy.engine import Connection
 
 from fleetgate.audit.merkle import (
@@ -27,6 +28,8 @@ from fleetgate.audit.merkle import (
     inclusion_proof,
     leaf_hash,
     node_hash,
+    prefix_root,
+    tree_levels,
 )
 from fleetgate.errors import IntegrityError
 from fleetgate.keys import KeyStore, verify_signature
@@ -224,24 +227,27 @@ class TransparencyLog:
         return consistency_proof(old_size, leaves) if old_size else []
 
     # -- verification ----------------------------------------------------------------------------------
-    def verify(self, on_entry: Callable[[int, dict[str, Any]], None] | None = None) -> VerifyReport:
+    def verify(self, on_entry: Callable[[int, dict[str, Any]], None] | None = None,
+               conn: Connection | None = None) -> VerifyReport:
         """Recompute every leaf, the chain, and every checkpoint's root and signature.
 
         `on_entry(index, entry)` sees each entry once it has been checked, so the catalog check can
-        replay the log in the same pass."""
+        replay the log in the same pass; `conn` (a catalog snapshot) makes it read the log as of
+        the same moment as the tables it is compared with."""
         leaves: list[bytes] = []
         prev = ""
-        for position, (idx, text, stored) in enumerate(self.repo.iter_rows()):
+        sha256 = hashlib.sha256
+        for position, (idx, text, stored) in enumerate(self.repo.iter_raw_rows(conn)):
             if idx != position:
                 raise LogError(f"entry {position}: missing (the next stored entry is {idx})" if idx > position
                                else f"entry {position}: duplicated index {idx}")
             data = text.encode("utf-8")
-            computed = leaf_hash(data)
+            computed = sha256(b"\x00" + data).digest()  # leaf_hash, inlined: this loop runs once per entry
             if computed.hex() != stored:
                 raise LogError(f"entry {position}: content does not match its leaf hash (altered)")
             try:
-                entry = json.loads(text)
-            except ValueError:
+                entry = orjson.loads(data)
+            except orjson.JSONDecodeError:
                 raise LogError(f"entry {position}: not JSON") from None
             if not isinstance(entry, dict) or entry.get("index") != position:
                 claimed = entry.get("index") if isinstance(entry, dict) else None
@@ -253,13 +259,13 @@ class TransparencyLog:
             prev = stored
             if on_entry is not None:
                 on_entry(position, entry)
-        return self._verify_checkpoints(leaves)
+        return self._verify_checkpoints(leaves, conn)
 
-    def _verify_checkpoints(self, leaves: list[bytes]) -> VerifyReport:
-        rows = self.repo.checkpoint_rows()
+    def _verify_checkpoints(self, leaves: list[bytes], conn: Connection | None) -> VerifyReport:
+        rows = self.repo.checkpoint_rows(conn)
         checkpoints = [Checkpoint.parse(note) for _, _, note in rows]
         public = self.public_key()
-        roots = prefix_roots(leaves, [cp.size for cp in checkpoints if cp.size <= len(leaves)] + [len(leaves)])
+        levels = tree_levels(leaves)
         for (size, root_hex, _), cp in zip(rows, checkpoints, strict=True):
             if cp.origin != self.origin:
                 raise LogError(f"checkpoint of size {cp.size}: origin {cp.origin!r} is not {self.origin!r}")
@@ -269,10 +275,11 @@ class TransparencyLog:
                 raise LogError(f"checkpoint of size {size}: the stored size or root differs from its signed note")
             if cp.size > len(leaves):
                 raise LogError(f"entry {len(leaves)}: missing; a signed checkpoint covers {cp.size} entries")
-            if roots[cp.size] != cp.root:
+            if prefix_root(levels, cp.size) != cp.root:
                 raise LogError(f"checkpoint of size {cp.size}: root differs from the entries; the first bad "
                                f"entry is below index {cp.size}")
-        return VerifyReport(entries=len(leaves), checkpoints=len(checkpoints), root=roots[len(leaves)].hex())
+        return VerifyReport(entries=len(leaves), checkpoints=len(checkpoints),
+                            root=prefix_root(levels, len(leaves)).hex())
 
 
 @dataclass(frozen=True)

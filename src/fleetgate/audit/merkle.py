@@ -45,6 +45,33 @@ def root_from_leaf_hashes(leaves: Sequence[bytes]) -> bytes:
     return level[0]
 
 
+def tree_levels(leaves: Sequence[bytes]) -> list[list[bytes]]:
+    """Every complete level of the tree: levels[h][i] is the root of leaves [i·2^h, (i+1)·2^h)."""
+    levels = [list(leaves)]
+    while len(levels[-1]) > 1:
+        below = levels[-1]
+        levels.append([node_hash(below[i], below[i + 1]) for i in range(0, len(below) - 1, 2)])
+    return levels
+
+
+def prefix_root(levels: list[list[bytes]], size: int) -> bytes:
+    """MTH of the first `size` leaves from the complete levels, in O(log n): the perfect subtrees of
+    the binary decomposition of `size`, folded right to left (RFC 6962's split at the largest power of two)."""
+    if size == 0:
+        return EMPTY_ROOT
+    if size > len(levels[0]):
+        raise ValueError(f"size {size} exceeds the {len(levels[0])} leaves")
+    parts, offset = [], 0
+    for height in range(size.bit_length() - 1, -1, -1):
+        if size >> height & 1:
+            parts.append(levels[height][offset >> height])
+            offset += 1 << height
+    root = parts[-1]
+    for part in reversed(parts[:-1]):
+        root = node_hash(part, root)
+    return root
+
+
 def _subtree_root(leaves: Sequence[bytes], start: int, end: int) -> bytes:
     return root_from_leaf_hashes(leaves[start:end])
 

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from pydantic import ValidationError
+from sqlalchemy.engine import Connection
 
 from fleetgate.audit.facts import FACT_ENTRY_TYPES, FACT_KEYS, WRITE_ONCE, differing_fields
 from fleetgate.audit.log import GENESIS, TransparencyLog, VerifyReport, canonical
@@ -106,9 +107,11 @@ class LogState:
         """Apply entry `index` (already checked by the log's own verification)."""
         self.size = index + 1
         kind = entry.get("type")
-        handler = _HANDLERS.get(kind)
+        if kind not in _STATEFUL:  # model updates, de-id runs, key uses: nothing the gate relies on
+            return
         if kind in FACT_ENTRY_TYPES:
             self._facts(index, entry)
+        handler = _HANDLERS.get(kind)
         if handler is not None:
             handler(self, index, entry, text)
 
@@ -310,6 +313,8 @@ _HANDLERS: dict[str, Callable[[LogState, int, dict[str, Any], str | None], None]
     "config": LogState._config,
 }
 
+_STATEFUL = frozenset(_HANDLERS) | frozenset(FACT_ENTRY_TYPES)
+
 
 def _short(exc: Exception) -> str:
     if isinstance(exc, ValidationError):
@@ -318,8 +323,8 @@ def _short(exc: Exception) -> str:
     return str(exc)
 
 
-def replay(log: TransparencyLog, region: str) -> tuple[LogState, VerifyReport]:
+def replay(log: TransparencyLog, region: str, conn: Connection | None = None) -> tuple[LogState, VerifyReport]:
     """Verify the log (leaves, chain, checkpoints) and replay it into its state in the same pass."""
     state = LogState(region)
-    report = log.verify(on_entry=lambda index, entry: state.apply(index, entry))
+    report = log.verify(on_entry=state.apply, conn=conn)
     return state, report

@@ -1,9 +1,9 @@
 """A witness: a second key that cosigns a checkpoint only after checking it extends the last one.
 
-Its state (the last size and root it cosigned for an origin) is written atomically to its own
-folder, so after a restart it still refuses a smaller tree (rollback) or a different tree of the
-same or larger size (fork). Cosignatures follow C2SP tlog-cosignature v1 (Ed25519, with a
-timestamp in the signed message).
+Its state (the last size and root it cosigned for an origin, and the log's public key) is written
+atomically to its own folder, so after a restart it still refuses a smaller tree (rollback), a
+different tree of the same or larger size (fork), or a log signed by another key. Cosignatures
+follow C2SP tlog-cosignature v1 (Ed25519, with a timestamp in the signed message).
 """
 
 from __future__ import annotations
@@ -46,12 +46,12 @@ class Witness:
         path = self._state_path(origin)
         return json.loads(path.read_text()) if path.exists() else None
 
-    def _save(self, origin: str, size: int, root: bytes) -> None:
+    def _save(self, origin: str, size: int, root: bytes, log_key: bytes) -> None:
         path = self._state_path(origin)
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(".tmp")
         with open(tmp, "w", encoding="utf-8") as fh:
-            json.dump({"origin": origin, "size": size, "root": root.hex()}, fh)
+            json.dump({"origin": origin, "size": size, "root": root.hex(), "log_key": log_key.hex()}, fh)
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)
@@ -62,6 +62,11 @@ class Witness:
             raise WitnessRefused(f"checkpoint of size {cp.size}: the log's signature does not verify")
         last = self.state(cp.origin)
         if last is not None:
+            pinned = last.get("log_key")
+            if pinned and pinned != log_public.hex():
+                # a replaced region key could re-sign a rewritten history; the witness knows the first one
+                raise WitnessRefused(f"the log {cp.origin} is signed with key {log_public.hex()[:16]}…, not the key "
+                                     f"{pinned[:16]}… this witness has cosigned for")
             old_size, old_root = int(last["size"]), bytes.fromhex(last["root"])
             if cp.size < old_size:
                 raise WitnessRefused(f"rollback: size {cp.size} is smaller than the cosigned size {old_size}")
@@ -72,7 +77,7 @@ class Witness:
         timestamp = int(time.time())
         signature = self.keys.sign(cosignature_message(cp, timestamp), "witness")
         blob = key_id(self.name, self.public_key(), 0x04) + struct.pack(">Q", timestamp) + signature
-        self._save(cp.origin, cp.size, cp.root)
+        self._save(cp.origin, cp.size, cp.root, log_public)
         return Checkpoint(cp.origin, cp.size, cp.root, cp.signatures + ((self.name, blob),))
 
 

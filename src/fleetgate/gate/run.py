@@ -33,8 +33,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy.exc import IntegrityError as SqlIntegrityError
-
 from fleetgate.audit import digest
 from fleetgate.audit.check import export_row
 from fleetgate.audit.facts import ledger_set
@@ -53,6 +51,7 @@ from fleetgate.people import require
 from fleetgate.policy.vocabulary import Outcome
 from fleetgate.store import GateRecords, Ledger
 from fleetgate.store.blobs import fsync_dir
+from fleetgate.store.catalog import ConflictError
 from fleetgate.workspace import Workspace
 
 PUBLISHED = "PUBLISHED"
@@ -303,7 +302,7 @@ def _commit(run: _Run, exported: list[tuple[PlanItem, list[str]]], approvals: li
                 row = export_row(json.loads(text), text, None)
                 records.add_export(conn, row)
                 return row
-        except SqlIntegrityError:
+        except ConflictError:
             if attempt == 4:
                 raise
     raise AssertionError("unreachable")

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from fleetgate.audit.check import CatalogCheck, Finding
-from fleetgate.audit.log import VerifyReport, open_log, region_log
+from fleetgate.audit.log import VerifyReport, region_log
 from fleetgate.audit.state import LogState, replay
 from fleetgate.domain import ConfigStatement, Role
 from fleetgate.domain.clock import Clock
@@ -85,8 +85,10 @@ def _flatten(doc: dict[str, Any], prefix: str = "") -> dict[str, Any]:
 def verify_region(ws: Workspace, region: str | None = None, content: bool = True) -> Verified:
     """`fleetgate audit verify`: the log recomputed, and every catalog row checked against it."""
     name = ws.config.region(region).name
-    state, report = replay(open_log(ws, name), name)
-    findings = CatalogCheck(ws.region(name), state, content).run(decision_settings(ws, name))
+    reg = ws.region(name)
+    with reg.catalog.snapshot() as conn:  # the log and the rows as of one moment, while others write
+        state, report = replay(region_log(reg), name, conn)
+        findings = CatalogCheck(reg, state, content, conn).run(decision_settings(ws, name))
     return Verified(report, state, findings)
 
 

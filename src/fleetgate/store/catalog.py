@@ -20,6 +20,15 @@ from fleetgate.errors import StoreError
 from fleetgate.store.schema import assets, ingest_runs, metadata, quarantine
 
 
+class ConflictError(StoreError):
+    """A concurrent writer inserted the same key first; the transaction rolled back and may be retried."""
+
+
+def _first_line(exc: BaseException | None) -> str:
+    # drivers put the failing statement on later lines; the user gets the reason only
+    return str(exc).splitlines()[0] if exc is not None and str(exc) else type(exc).__name__
+
+
 def utcnow() -> datetime:
     """The current time, timezone-aware in UTC."""
     return datetime.now(UTC)
@@ -31,6 +40,9 @@ def new_id(prefix: str) -> str:
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    # pysqlite starts transactions only before writes, so a "read transaction" would see each
+    # statement's own moment; take BEGIN over (below) so a snapshot is one snapshot.
+    dbapi_connection.isolation_level = None
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA synchronous=NORMAL")
@@ -54,6 +66,17 @@ def _row_dict(row: sa.Row) -> dict[str, Any]:
     return out
 
 
+def _sqlite_begin(conn: Connection) -> None:
+    # Writers take the write lock up front (BEGIN IMMEDIATE): two appenders then queue on the busy
+    # timeout instead of both reading the log's last index and one failing at commit. Snapshots
+    # for reading stay deferred so they never block writers.
+    read_only = conn.get_execution_options().get(READ_SNAPSHOT, False)
+    conn.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
+
+
+READ_SNAPSHOT = "fleetgate_read_snapshot"
+
+
 class Catalog:
     """A region's catalog of assets, ingest runs and quarantined items."""
 
@@ -63,29 +86,51 @@ class Catalog:
             self.engine = engine or sa.create_engine(url, future=True)
             if self.engine.dialect.name == "sqlite":
                 sa.event.listen(self.engine, "connect", _sqlite_pragmas)
+                sa.event.listen(self.engine, "begin", _sqlite_begin)
             metadata.create_all(self.engine)
         except sa.exc.SQLAlchemyError as exc:
             raise StoreError(f"catalog {url}: cannot open: {exc.__class__.__name__}: {exc}") from exc
 
     @contextmanager
     def transaction(self) -> Iterator[Connection]:
-        """One transaction; everything inside commits together or not at all."""
+        """One transaction; everything inside commits together or not at all.
+
+        A database error reaches the caller as one line without SQL: `ConflictError` when a
+        concurrent writer took the same key first (retry), `StoreError` otherwise."""
         try:
             with self.engine.begin() as conn:
                 yield conn
-        except sa.exc.OperationalError as exc:
-            raise StoreError(f"catalog {self.url}: {exc.orig}") from exc
+        except sa.exc.IntegrityError as exc:
+            raise ConflictError(f"catalog {self.url}: {_first_line(exc.orig)}") from exc
+        except sa.exc.SQLAlchemyError as exc:
+            raise StoreError(f"catalog {self.url}: {type(exc).__name__}: {_first_line(getattr(exc, 'orig', exc))}") \
+                from exc
+
+    @contextmanager
+    def snapshot(self) -> Iterator[Connection]:
+        """A read-only transaction: every read through it sees the catalog as of one moment, so the
+        log and the tables it vouches for are compared as they were together."""
+        with self.engine.connect() as conn:
+            if self.engine.dialect.name == "sqlite":
+                conn = conn.execution_options(**{READ_SNAPSHOT: True})
+            else:
+                conn = conn.execution_options(isolation_level="REPEATABLE READ")
+            with conn.begin():
+                yield conn
 
     def close(self) -> None:
         """Release the connection pool."""
         self.engine.dispose()
 
-    def rows(self, table: str, batch: int = 5000) -> Iterator[dict[str, Any]]:
+    def rows(self, table: str, conn: Connection | None = None, batch: int = 5000) -> Iterator[dict[str, Any]]:
         """Every row of a table, streamed, with timezone-aware datetimes (for `audit verify`)."""
-        tbl = metadata.tables[table]
-        with self.engine.connect() as conn:
-            result = conn.execution_options(yield_per=batch).execute(sa.select(tbl))
-            for row in result:
+        query = sa.select(metadata.tables[table])
+        if conn is not None:
+            for row in conn.execution_options(yield_per=batch).execute(query):
+                yield _row_dict(row)
+            return
+        with self.engine.connect() as own:
+            for row in own.execution_options(yield_per=batch).execute(query):
                 yield _row_dict(row)
 
     # -- assets -------------------------------------------------------------------------------

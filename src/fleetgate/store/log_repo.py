@@ -6,9 +6,8 @@ from collections.abc import Iterator, Sequence
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
-from sqlalchemy.exc import IntegrityError
 
-from fleetgate.store.catalog import Catalog, utcnow
+from fleetgate.store.catalog import Catalog, ConflictError, utcnow
 from fleetgate.store.schema import log_checkpoints, log_entries
 
 
@@ -26,7 +25,7 @@ class LogRepository:
         return (int(row[0]), row[1]) if row else None
 
     def insert(self, conn: Connection, rows: Sequence[dict]) -> None:
-        """Insert entry rows ({idx, entry, leaf_hash}); a taken index raises IntegrityError."""
+        """Insert entry rows ({idx, entry, leaf_hash}); a taken index fails the transaction (ConflictError)."""
         conn.execute(sa.insert(log_entries), list(rows))
 
     def count(self) -> int:
@@ -57,6 +56,21 @@ class LogRepository:
         with self.catalog.engine.connect() as conn:
             yield from conn.execution_options(yield_per=batch).execute(query)
 
+    def iter_raw_rows(self, conn: Connection | None = None, batch: int = 20000) -> Iterator[tuple[int, str, str]]:
+        """Like iter_rows, through the driver's own cursor: verify reads every entry, and a
+        million SQLAlchemy rows cost more than the hashing they feed."""
+        if conn is None:
+            with self.catalog.engine.connect() as own:
+                yield from self.iter_raw_rows(own, batch)
+            return
+        cursor = conn.connection.cursor()
+        try:
+            cursor.execute("SELECT idx, entry, leaf_hash FROM log_entries ORDER BY idx")
+            while rows := cursor.fetchmany(batch):
+                yield from rows
+        finally:
+            cursor.close()
+
     def iter_texts(self, start: int = 0, batch: int = 20000) -> Iterator[str]:
         query = (sa.select(log_entries.c.entry).where(log_entries.c.idx >= start).order_by(log_entries.c.idx))
         with self.catalog.engine.connect() as conn:
@@ -81,7 +95,7 @@ class LogRepository:
                 conn.execute(sa.insert(log_checkpoints).values(size=size, root=root_hex, note=note,
                                                                created_at=utcnow()))
                 return note
-        except IntegrityError:  # another process checkpointed the same size first: use theirs
+        except ConflictError:  # another process checkpointed the same size first: use theirs
             return self.checkpoint_note(size) or note
 
     def checkpoint_note(self, size: int) -> str | None:
@@ -94,11 +108,15 @@ class LogRepository:
             row = conn.execute(sa.select(log_checkpoints.c.note).order_by(log_checkpoints.c.size.desc())).first()
         return row[0] if row else None
 
-    def checkpoint_rows(self) -> list[tuple[int, str, str]]:
+    def checkpoint_rows(self, conn: Connection | None = None) -> list[tuple[int, str, str]]:
         """(size, root hex, note) of every checkpoint, smallest first."""
-        with self.catalog.engine.connect() as conn:
-            rows = conn.execute(sa.select(log_checkpoints.c.size, log_checkpoints.c.root, log_checkpoints.c.note)
-                                .order_by(log_checkpoints.c.size)).all()
+        query = sa.select(log_checkpoints.c.size, log_checkpoints.c.root, log_checkpoints.c.note) \
+            .order_by(log_checkpoints.c.size)
+        if conn is not None:
+            rows = conn.execute(query).all()
+        else:
+            with self.catalog.engine.connect() as own:
+                rows = own.execute(query).all()
         return [(int(s), r, n) for s, r, n in rows]
 
     def replace_checkpoint_note(self, size: int, note: str) -> None:
