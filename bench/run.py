@@ -180,7 +180,8 @@ def main() -> None:
             sections += bench_log(Path(tmp) / "gate", args.runs)
         if "trust" in only:
             (Path(tmp) / "trust").mkdir()
-            sections += bench_fact_logging(Path(tmp) / "trust", args.runs)
+            big = Path(tmp) / "drop" if "ingest" in only else None  # the large-video drop bench_ingest made
+            sections += bench_fact_logging(Path(tmp) / "trust", args.runs, big)
         if "deid" in only:
             sections += bench_quality(Path(tmp) / "deid-quality")
             sections += bench_speed(Path(tmp) / "deid-speed", max(3, args.runs // 2 + 1))

@@ -3,7 +3,8 @@
 Both versions ingest in a fresh process each (the import is not timed): the one under test from
 this checkout, the baseline from `git archive` of BASE_COMMIT unpacked under bench/.work, both
 on the same virtual environment. Two drops: many small files (where per-file catalog and log work
-shows) and a few large videos (where the disk does).
+shows) and, when the ingest benchmark ran in the same `make bench`, its large videos (where the
+disk does).
 """
 
 from __future__ import annotations
