@@ -143,6 +143,7 @@ def deid_region(ws: Workspace, region: str | None = None, policy: TrajectoryPoli
             log.append(conn, "derive", {"facts": {"assets": [facts.asset(row)]}, "parent": asset["id"],
                                         "removed": sorted(tags.get("removed_features") or tags.get(
                                             "pseudonymized_features") or []),
+                                        "models": settings.get("models", []),
                                         "settings_digest": digest(canonical(settings))}, at=row["created_at"])
         report.derived.append({"asset_id": derived_id, "parent": asset["id"], "kind": asset["kind"],
                                "path": row["source_path"]})
