@@ -289,3 +289,12 @@ def test_cli_export_audit_and_verify_package(home: Path, team: Team, tmp_path: P
     (Path(out["path"]) / "PUBLISHED").unlink()
     proc = run_cli("verify-package", out["path"], home=home)
     assert proc.returncode == 1 and "not a published package" in proc.stderr
+
+
+def test_the_same_plan_made_twice_is_one_logged_decision(home: Path, team: Team) -> None:
+    with Workspace.open(home) as ws:
+        first = _plan(ws, team, "asset.kind == 'procurement'")
+        again = _plan(ws, team, "asset.kind == 'procurement'")  # same clock, same content: the same plan
+        assert again.plan_id == first.plan_id and again.statement == first.statement
+        assert [e["plan_id"] for e in open_log(ws).entries("decision")].count(first.plan_id) == 1
+        assert not verify_region(ws).findings

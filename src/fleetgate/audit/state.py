@@ -210,6 +210,10 @@ class LogState:
         if isinstance(signer, str):
             self._problem(index, f"plan {st.plan_id}: {signer}; ignored")
             return
+        if st.plan_id in self.decisions:
+            self._problem(index, f"plan {st.plan_id}: decided before, in entry {self.decisions[st.plan_id].index}; "
+                                 "the first decision stands")
+            return
         self.decisions[st.plan_id] = LoggedDecision(index, st, envelope, signer.keyid)
 
     def _approval(self, index: int, entry: dict[str, Any], _text: str | None) -> None:

@@ -180,9 +180,11 @@ def make_plan(ws: Workspace, destination: str, author: Actor, select: str | None
                               as_of=plan.as_of, packs=plan.packs, summary=plan.summary,
                               approval_scope=plan.approval_scope, items=len(rows), author=author.name, at=now)
     envelope = env.sign_statement(statement.model_dump(mode="json"), env.PLAN, author.signer)
-    reg = ws.region(cfg.name)
-    with reg.catalog.transaction() as conn:
-        region_log(reg).append(conn, "decision", {"plan_id": statement.plan_id, "statement": envelope}, at=now)
+    known = state.decisions.get(statement.plan_id)
+    if known is None or known.envelope != envelope:  # the very same plan, made again, is logged once
+        reg = ws.region(cfg.name)
+        with reg.catalog.transaction() as conn:
+            region_log(reg).append(conn, "decision", {"plan_id": statement.plan_id, "statement": envelope}, at=now)
     return SignedPlan(plan_id=statement.plan_id, plan=plan, statement=envelope)
 
 
