@@ -12,9 +12,9 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 from sqlalchemy.engine import Connection
 
 from fleetgate.audit.facts import FACT_ENTRY_TYPES, FACT_KEYS, WRITE_ONCE, differing_fields
@@ -30,6 +30,8 @@ from fleetgate.domain import (
 )
 from fleetgate.keys import envelope as env
 from fleetgate.keys.personal import KeyFileError, public_key_from_pem
+
+_S = TypeVar("_S", bound=BaseModel)
 
 
 def approval_id(envelope: dict[str, Any]) -> str:
@@ -149,12 +151,19 @@ class LogState:
             return f"the signature does not verify with {name}'s registered key"
         return principal
 
+    def _statement(self, index: int, envelope: dict[str, Any], model: type[_S], payload_type: str,
+                   what: str) -> _S | None:
+        """The typed statement inside an envelope, or None (and a problem) when it does not parse."""
+        try:
+            return model.model_validate(env.read_statement(envelope, payload_type))
+        except (env.EnvelopeError, ValidationError) as exc:
+            self._problem(index, f"{what} statement: {_short(exc)}")
+            return None
+
     def _principal(self, index: int, entry: dict[str, Any], _text: str | None) -> None:
         envelope = entry.get("statement") or {}
-        try:
-            st = PrincipalStatement.model_validate(env.read_statement(envelope, env.PRINCIPAL))
-        except (env.EnvelopeError, ValidationError) as exc:
-            self._problem(index, f"principal statement: {_short(exc)}")
+        st = self._statement(index, envelope, PrincipalStatement, env.PRINCIPAL, "principal")
+        if st is None:
             return
         if st.region != self.region:
             self._problem(index, f"principal statement for region {st.region}, not {self.region}")
@@ -198,10 +207,8 @@ class LogState:
 
     def _decision(self, index: int, entry: dict[str, Any], _text: str | None) -> None:
         envelope = entry.get("statement") or {}
-        try:
-            st = PlanStatement.model_validate(env.read_statement(envelope, env.PLAN))
-        except (env.EnvelopeError, ValidationError) as exc:
-            self._problem(index, f"plan statement: {_short(exc)}")
+        st = self._statement(index, envelope, PlanStatement, env.PLAN, "plan")
+        if st is None:
             return
         if st.plan_id != entry.get("plan_id") or st.region != self.region:
             self._problem(index, f"plan statement of {st.plan_id}: names another plan or region")
@@ -218,10 +225,8 @@ class LogState:
 
     def _approval(self, index: int, entry: dict[str, Any], _text: str | None) -> None:
         envelope = entry.get("statement") or {}
-        try:
-            st = ApprovalStatement.model_validate(env.read_statement(envelope, env.APPROVAL))
-        except (env.EnvelopeError, ValidationError) as exc:
-            self._problem(index, f"approval statement: {_short(exc)}")
+        st = self._statement(index, envelope, ApprovalStatement, env.APPROVAL, "approval")
+        if st is None:
             return
         aid = approval_id(envelope)
         reason = self.check_approval(index, st, envelope, aid, entry)
@@ -260,11 +265,7 @@ class LogState:
     def _export(self, index: int, entry: dict[str, Any], text: str | None) -> None:
         package = entry.get("package_id")
         envelope = entry.get("run") or {}
-        try:
-            st = RunStatement.model_validate(env.read_statement(envelope, env.RUN))
-        except (env.EnvelopeError, ValidationError) as exc:
-            self._problem(index, f"export {package}: run statement: {_short(exc)}")
-            st = None
+        st = self._statement(index, envelope, RunStatement, env.RUN, f"export {package}: run")
         if st is not None:
             signer = self._signed_by(envelope, st.by, index, {Role.engineer})
             decision = self.decisions.get(st.plan_id)
@@ -288,10 +289,8 @@ class LogState:
 
     def _config(self, index: int, entry: dict[str, Any], _text: str | None) -> None:
         envelope = entry.get("statement") or {}
-        try:
-            st = ConfigStatement.model_validate(env.read_statement(envelope, env.CONFIG))
-        except (env.EnvelopeError, ValidationError) as exc:
-            self._problem(index, f"config statement: {_short(exc)}")
+        st = self._statement(index, envelope, ConfigStatement, env.CONFIG, "config")
+        if st is None:
             return
         signer = self._signed_by(envelope, st.by, index, {Role.admin})
         if isinstance(signer, str) or st.region != self.region:
