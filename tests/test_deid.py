@@ -131,10 +131,15 @@ def test_deid_run_derives_assets_that_the_gate_can_export(workspace: Workspace, 
     by_kind = {}
     for item in plan["items"]:
         by_kind.setdefault(item["kind"], item)
-    assert by_kind["after_sales"]["outcome"] == "EXPORT_FTZ_LIST"  # Lingang list: pseudonymized VINs only
+    # the Lingang list's trial ended on 16 May 2025 and no renewal is recorded: pseudonymized VINs of a few
+    # people leave under Art 5(4) instead of the list
+    assert by_kind["after_sales"]["outcome"] == "EXPORT_FREE" and "LG-ICV.LAPSED" in by_kind["after_sales"]["rules"]
     assert by_kind["owner_record"]["outcome"] == "EXPORT_FREE"  # PI of a few people, no SPI left
     assert "geo_precise" not in by_kind["gnss_trajectory"]["features"]
-    assert by_kind["gnss_trajectory"]["outcome"] == "STANDARD_CONTRACT_OR_CERT"  # still a trajectory (SPI)
+    # coarsening is not the state-approved confidentiality technique: by default the trajectory keeps its
+    # surveying character (GEO-2.TRAJECTORY, docs/policy.md) and stays without an approval
+    trajectory = by_kind["gnss_trajectory"]
+    assert trajectory["outcome"] == "LOCAL_ONLY" and "GEO-2.TRAJECTORY" in trajectory["rules"]
     assert by_kind["owner_record"]["subjects"] == 2  # lineage keeps the people
     # faces and plates are gone, yet road video is surveying data: it stays without an approval
     assert by_kind["exterior_video"]["outcome"] == "LOCAL_ONLY"
