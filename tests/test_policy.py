@@ -355,6 +355,27 @@ def test_a_stated_previous_year_only_matters_before_22_march_2024(doc: dict) -> 
             assert b.outcome in (a.outcome, Outcome.LOCAL_ONLY)
 
 
+def _without_shortcuts(packs: list) -> list:
+    import dataclasses
+
+    return [dataclasses.replace(p, rules=[dataclasses.replace(r, guard=None, kinds=None) for r in p.rules])
+            for p in packs]
+
+
+PLAIN = PolicyEngine(_without_shortcuts(CN), memoize=False)
+
+
+@settings(max_examples=150, deadline=None)
+@given(request_st)
+def test_the_engine_shortcuts_decide_exactly_like_evaluating_every_rule(doc: dict) -> None:
+    # request-level guards, the kind index and the shape cache only skip work, never change a decision
+    request = parse_request(_with_ids(doc))
+    fast, plain = ENGINE.decide(request), PLAIN.decide(request)
+    assert fast.to_dict() == plain.to_dict()
+    assert [(i.tags, i.obligations, i.counted_as) for i in fast.items] == \
+        [(i.tags, i.obligations, i.counted_as) for i in plain.items]
+
+
 def test_a_large_request_decides_every_item_and_records_pack_hashes() -> None:
     items = [{"id": f"o{n}", "kind": "owner_record", "features": ["vin"], "subjects": 10} for n in range(10_000)]
     decision = ENGINE.decide(parse_request({"destination": "US", "as_of": "2026-11-21", "items": items}),

@@ -187,6 +187,8 @@ def explain(ctx: typer.Context, asset_id: Annotated[str, typer.Argument(help="As
         console.print(f"  • {reason}", highlight=False)
     for ob in d.get("obligations", []):
         console.print(f"  obligation: {ob}", highlight=False)
+    for b in d.get("blocking", []):
+        console.print(f"  blocked until {b['requires']} is recorded ({b['rule']})", highlight=False)
     console.print("packs: " + ", ".join(f"{k} {v[:19]}" for k, v in c["packs"].items()), highlight=False)
 
 

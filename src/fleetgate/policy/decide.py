@@ -40,6 +40,7 @@ MAX_ROUNDS = 8
 UNCLASSIFIED = "unclassified"
 TEMPLATE = re.compile(r"\{(exporter(?:\.[a-z_]+)+)\}")
 ITEM_SUBJECTS = re.compile(r"\bitem\.subjects\b")  # a rule reading an item's own count
+ITEM_FIELD = re.compile(r"\bitem\.([A-Za-z_]\w*)")
 
 
 @dataclass(frozen=True)
@@ -131,9 +132,6 @@ class PolicyEngine:
         """Decide a request. `ytd` (from the ledger) is used when the request has none."""
         packs = self.active_packs(request)
         pack_order = {p.id: n for n, p in enumerate(packs)}
-        classify_rules = [r for p in packs for r in p.rules if r.stage == "classify"]
-        decide_rules = sorted((r for p in packs for r in p.rules if r.stage == "decide"),
-                              key=lambda r: (r.priority, pack_order[r.pack], r.position))
         exporter = exporter_context(request.exporter)
         base = {
             "exporter": exporter,
@@ -142,6 +140,15 @@ class PolicyEngine:
             "as_of": request.as_of.isoformat(),
             "switches": self.switches,
         }
+        # Rules whose request-level part is false (another zone, date or switch) cannot fire here.
+        guard_context = new_context(base)
+        rules = [r for p in packs for r in p.rules if r.guard is None or r.guard.evaluate(guard_context)]
+        classify_rules = [r for r in rules if r.stage == "classify"]
+        decide_rules = sorted((r for r in rules if r.stage == "decide"),
+                              key=lambda r: (r.priority, pack_order[r.pack], r.position))
+        # Converting the item to CEL costs a few µs per field, so each stage gets only the fields its rules read.
+        classify_fields, decide_fields = _fields_read(classify_rules), _fields_read(decide_rules)
+        by_kind: dict[tuple[int, str], list[Rule]] = {}  # rules that can fire for a kind (rule lists by id)
         ytd_before = request.ytd or ytd or Ytd()
 
         # Items of one shape classify alike, so a 10,000-item request of a few shapes runs
@@ -154,7 +161,8 @@ class PolicyEngine:
             key = item.shape() + ((item.subjects,) if reads_subjects_early else ()) + \
                 (() if self.memoize else (item.id,))
             if key not in classified:
-                classified[key] = _classify(item, classify_rules, context)
+                classified[key] = _classify(item, _for_kind(classify_rules, item.kind, by_kind), context,
+                                            classify_fields)
             per_item.append(classified[key])
 
         pi_total, spi_total = ytd_before.pi_subjects, ytd_before.spi_subjects
@@ -174,29 +182,21 @@ class PolicyEngine:
 
         # A rule that reads an item's own subject count makes that count part of the item's shape.
         reads_subjects = any(ITEM_SUBJECTS.search(r.when.source) for r in classify_rules + decide_rules)
-        decided: dict[tuple, tuple[Outcome, list[Rule], str | None]] = {}
+        decided: dict[tuple, _Explained] = {}
         context.set("totals", totals)
         items_out: list[ItemDecision] = []
         for item, result, category in zip(request.items, per_item, counted, strict=True):
             key = item.shape() + (category,) + ((item.subjects,) if reads_subjects else ()) + \
                 (() if self.memoize else (item.id,))
             if key not in decided:
-                decided[key] = _decide(item, result, decide_rules, context, category)
-            outcome, deciding, problem = decided[key]
-            fired = result.fired + deciding
-            reasons = [r.reason() for r in fired]
-            rules = [r.id for r in fired]
-            if problem:
-                rules = ([UNCLASSIFIED] if problem.startswith(UNCLASSIFIED) else []) + rules
-                reasons = ([UNCLASSIFIED] if problem.startswith(UNCLASSIFIED) else []) + [problem] + reasons
-            leaves = outcome is not Outcome.LOCAL_ONLY
-            blocking = [Blocking(r.id, b.requires, _render(b.text, exporter), r.citation.short())
-                        for r in fired for b in r.blocking] if leaves else []
-            obligations = _unique([*(_render(o, exporter) for r in fired for o in r.obligations),
-                                   *(b.text for b in blocking)]) if leaves else []
-            items_out.append(ItemDecision(id=item.id, outcome=outcome, rules=rules, reasons=reasons,
-                                          tags=sorted(result.tags), obligations=obligations, counted_as=category,
-                                          blocking=blocking))
+                deciding = _for_kind(decide_rules, item.kind, by_kind)
+                decided[key] = _explain(result, *_decide(item, result, deciding, context, category, decide_fields),
+                                        exporter)
+            out = decided[key]
+            items_out.append(ItemDecision(id=item.id, outcome=out.outcome, rules=list(out.rules),
+                                          reasons=list(out.reasons), tags=list(out.tags),
+                                          obligations=list(out.obligations), counted_as=category,
+                                          blocking=list(out.blocking)))
 
         outcome = most_severe([i.outcome for i in items_out])
         return Decision(
@@ -210,6 +210,35 @@ class PolicyEngine:
             switches=dict(self.switches),
             approval_terms=_approval_terms(packs, {i.outcome for i in items_out}, request),
         )
+
+
+@dataclass(frozen=True)
+class _Explained:
+    """What one decided shape says: shared by every item of that shape."""
+
+    outcome: Outcome
+    rules: tuple[str, ...]
+    reasons: tuple[str, ...]
+    tags: tuple[str, ...]
+    obligations: tuple[str, ...]
+    blocking: tuple[Blocking, ...]
+
+
+def _explain(result: _Classified, outcome: Outcome, deciding: list[Rule], problem: str | None,
+             exporter: Mapping[str, Any]) -> _Explained:
+    fired = result.fired + deciding
+    reasons = [r.reason() for r in fired]
+    rules = [r.id for r in fired]
+    if problem:
+        rules = ([UNCLASSIFIED] if problem.startswith(UNCLASSIFIED) else []) + rules
+        reasons = ([UNCLASSIFIED] if problem.startswith(UNCLASSIFIED) else []) + [problem] + reasons
+    leaves = outcome is not Outcome.LOCAL_ONLY
+    blocking = [Blocking(r.id, b.requires, _render(b.text, exporter), r.citation.short())
+                for r in fired for b in r.blocking] if leaves else []
+    obligations = _unique([*(_render(o, exporter) for r in fired for o in r.obligations),
+                           *(b.text for b in blocking)]) if leaves else []
+    return _Explained(outcome, tuple(rules), tuple(reasons), tuple(sorted(result.tags)), tuple(obligations),
+                      tuple(blocking))
 
 
 def exporter_context(exporter: Exporter) -> dict[str, Any]:
@@ -242,7 +271,25 @@ def _approval_terms(packs: list[Pack], outcomes: set[Outcome], request: Decision
     return terms
 
 
-def _item_context(item: Item) -> dict[str, Any]:
+def _for_kind(rules: list[Rule], kind: str, cache: dict[tuple[int, str], list[Rule]]) -> list[Rule]:
+    """The rules (in order) whose `item.kind` conjunct, if any, allows `kind`."""
+    key = (id(rules), kind)
+    if key not in cache:
+        cache[key] = [r for r in rules if r.kinds is None or kind in r.kinds]
+    return cache[key]
+
+
+def _fields_read(rules: list[Rule]) -> frozenset[str]:
+    return frozenset(f for r in rules for f in ITEM_FIELD.findall(r.when.source))
+
+
+def _item_context(item: Item, fields: frozenset[str] | None = None) -> dict[str, Any]:
+    """The `item` variable: every field, or only `fields` (the ones the rules at hand read)."""
+    full = _full_item_context(item)
+    return full if fields is None else {k: v for k, v in full.items() if k in fields}
+
+
+def _full_item_context(item: Item) -> dict[str, Any]:
     basis, legal = item.exemption_basis, item.legal_basis
     return {"kind": item.kind, "features": sorted(set(item.features)), "anonymized": item.anonymized,
             "pseudonymized": item.pseudonymized, "exemption": item.exemption or "",
@@ -255,17 +302,17 @@ def _item_context(item: Item) -> dict[str, Any]:
             "geo_confidentiality_processed": item.geo_confidentiality_processed}
 
 
-def _classify(item: Item, rules: list[Rule], context: EvalContext) -> _Classified:
+def _classify(item: Item, rules: list[Rule], context: EvalContext,
+              fields: frozenset[str] | None = None) -> _Classified:
     unknown_features = sorted(set(item.features) - FEATURES)
     if item.kind not in KINDS:
         return _Classified(frozenset(), [], f"{UNCLASSIFIED}: unknown kind '{item.kind}'")
     if unknown_features:
         return _Classified(frozenset(), [], f"{UNCLASSIFIED}: unknown feature '{unknown_features[0]}'")
-    context.set("item", _item_context(item))
-    context.set("tags", [])
+    context.set("item", _item_context(item, fields))
     # Rules that do not read tags give the same answer every round: evaluate them once.
-    fixed = [r for r in rules if "tags" not in r.when.variables() and r.when.evaluate(context)]
-    dependent = [r for r in rules if "tags" in r.when.variables()]
+    fixed = [r for r in rules if not _reads_tags(r) and r.when.evaluate(context)]
+    dependent = [r for r in rules if _reads_tags(r)]
     fixed_ids = {r.id for r in fixed}
     tags: frozenset[str] = frozenset(t for r in fixed for t in r.tags)
     fired: list[Rule] = fixed
@@ -286,6 +333,10 @@ def _classify(item: Item, rules: list[Rule], context: EvalContext) -> _Classifie
     return _Classified(tags, fired, None)
 
 
+def _reads_tags(rule: Rule) -> bool:
+    return "tags" in rule.when.variables()
+
+
 def _count_category(tags: frozenset[str]) -> str | None:
     if tags & UNCOUNTED_TAGS:
         return None
@@ -297,13 +348,13 @@ def _count_category(tags: frozenset[str]) -> str | None:
 
 
 def _decide(item: Item, result: _Classified, rules: list[Rule], context: EvalContext,
-            category: str | None) -> tuple[Outcome, list[Rule], str | None]:
+            category: str | None, fields: frozenset[str] | None = None) -> tuple[Outcome, list[Rule], str | None]:
     if result.problem:
         return Outcome.LOCAL_ONLY, [], result.problem
     if category is not None and item.subjects is None:
         return Outcome.LOCAL_ONLY, [], ("subjects unknown: the item holds personal information, "
                                         "so it must state how many people it covers")
-    context.set("item", _item_context(item))
+    context.set("item", _item_context(item, fields))
     context.set("tags", sorted(result.tags))
     for rule in rules:
         if rule.when.evaluate(context):

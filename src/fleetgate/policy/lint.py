@@ -172,7 +172,8 @@ def probe_dates(packs: list[Pack]) -> list[dt.date]:
 
 
 def probe_items(count: int = 800, seed: int = 7, packs: list[Pack] | None = None) -> list[Probe]:
-    """Probes covering every kind, feature, exemption, zone and switch on every date interval, plus random mixes."""
+    """The main grid on the default date (every kind, feature, exemption, zone and switch) and random mixes
+    on every probe date; `dated_probes` adds a smaller grid for each other date."""
     rng = random.Random(seed)
     kinds, features, exemptions, zones = sorted(KINDS), sorted(FEATURES), sorted(EXEMPTIONS), sorted(ZONES)
     dates = probe_dates(packs) if packs else [DEFAULT_PROBE_DATE]

@@ -26,7 +26,7 @@ from typing import Any
 import yaml
 
 from fleetgate.errors import UsageError
-from fleetgate.policy.engine import Condition, ConditionError, compile_condition
+from fleetgate.policy.engine import Condition, ConditionError, compile_condition, top_level_conjuncts
 from fleetgate.policy.vocabulary import BLOCKING_REQUIRES, STAGES, Outcome
 
 PACK_ID = re.compile(r"^[a-z][a-z0-9-]{1,63}\Z")
@@ -74,6 +74,11 @@ class Rule:
     note: str
     position: int  # order inside the pack, for ties
     blocking: tuple[BlockingEffect, ...] = ()
+    # The conjuncts of `when` that read only request-level variables: false means the rule cannot
+    # fire for any item of the request, so the engine drops it once per request.
+    guard: Condition | None = None
+    # The kinds a top-level `item.kind == 'x'` / `item.kind in [...]` conjunct allows (None: any kind).
+    kinds: frozenset[str] | None = None
 
     def reason(self) -> str:
         """One line for a decision: what fired and on which article."""
@@ -281,7 +286,33 @@ def _parse_rule(body: Any, pack_id: str, index: int, where: str) -> Rule:
     return Rule(id=rule_id, pack=pack_id, title=_require(body, "title", str, where), stage=stage,
                 priority=priority, citation=citation, when=when, tags=tags, outcome=outcome,
                 obligations=tuple(obligations), note=str(body.get("note") or "").strip(), position=index,
-                blocking=blocking)
+                blocking=blocking, guard=_guard(when), kinds=_kinds(when))
+
+
+REQUEST_VARIABLES = frozenset({"exporter", "destination", "mode", "as_of", "switches"})
+KIND_IS = re.compile(r"^item\.kind\s*==\s*'([a-z_]+)'$")
+KIND_IN = re.compile(r"^item\.kind\s+in\s+\[((?:\s*'[a-z_]+'\s*,?)+)\]$")
+
+
+def _kinds(when: Condition) -> frozenset[str] | None:
+    """The kinds a rule can fire for, when one of its top-level conjuncts names them."""
+    allowed: frozenset[str] | None = None
+    for part in top_level_conjuncts(" ".join(when.source.split())):
+        one, many = KIND_IS.match(part), KIND_IN.match(part)
+        found = frozenset({one.group(1)}) if one else frozenset(re.findall(r"'([a-z_]+)'", many.group(1))) \
+            if many else None
+        if found is not None:
+            allowed = found if allowed is None else allowed & found
+    return allowed
+
+
+def _guard(when: Condition) -> Condition | None:
+    """The request-level part of a condition (`exporter.zone == 'lingang' && ...`), compiled alone."""
+    parts = top_level_conjuncts(" ".join(when.source.split()))
+    if len(parts) < 2:
+        return None
+    guards = [p for p in parts if (v := compile_condition(p).variables()) and v <= REQUEST_VARIABLES]
+    return compile_condition(" && ".join(f"({g})" for g in guards)) if guards else None
 
 
 def _parse_blocking(doc: Any, where: str) -> tuple[BlockingEffect, ...]:
