@@ -21,6 +21,7 @@ from fleetgate.audit.facts import FACT_ENTRY_TYPES, FACT_KEYS, WRITE_ONCE, diffe
 from fleetgate.audit.log import GENESIS, TransparencyLog, VerifyReport, canonical
 from fleetgate.domain import (
     ApprovalStatement,
+    BasisStatement,
     ConfigStatement,
     PlanStatement,
     Principal,
@@ -87,6 +88,7 @@ class LogState:
     exports: dict[str, LoggedExport] = field(default_factory=dict)  # by package id
     published: dict[str, tuple[int, dict[str, Any]]] = field(default_factory=dict)
     config: tuple[int, ConfigStatement] | None = None
+    bases: dict[str, tuple[int, BasisStatement]] = field(default_factory=dict)  # the latest valid one per plan
     problems: list[Problem] = field(default_factory=list)
 
     # -- queries the gate asks --------------------------------------------------------------------
@@ -299,6 +301,20 @@ class LogState:
             return
         self.config = (index, st)
 
+    def _basis(self, index: int, entry: dict[str, Any], _text: str | None) -> None:
+        envelope = entry.get("statement") or {}
+        st = self._statement(index, envelope, BasisStatement, env.BASIS, "legal basis")
+        if st is None:
+            return
+        decision = self.decisions.get(st.plan_id)
+        signer = self._signed_by(envelope, st.by, index, {Role.compliance})
+        if isinstance(signer, str) or decision is None or decision.statement.plan_digest != st.plan_digest \
+                or st.region != self.region:
+            why = signer if isinstance(signer, str) else "it names a plan the log has no signed decision for"
+            self._problem(index, f"legal basis of {st.plan_id} by {st.by}: {why}; ignored")
+            return
+        self.bases[st.plan_id] = (index, st)
+
     def _genesis(self, index: int, entry: dict[str, Any], _text: str | None) -> None:
         if index != 0:
             self._problem(index, "a second log_open entry")
@@ -314,6 +330,7 @@ _HANDLERS: dict[str, Callable[[LogState, int, dict[str, Any], str | None], None]
     "export": LogState._export,
     "publish": LogState._publish,
     "config": LogState._config,
+    "basis": LogState._basis,
 }
 
 _STATEFUL = frozenset(_HANDLERS) | frozenset(FACT_ENTRY_TYPES)

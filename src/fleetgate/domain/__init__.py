@@ -7,8 +7,11 @@ refused instead of half-read.
 from fleetgate.domain.models import (
     ApprovalScope,
     ApprovalStatement,
+    BasisStatement,
+    Blocked,
     ConfigStatement,
     Destination,
+    LegalBasisRecord,
     OutcomeSummary,
     Plan,
     PlanItem,
@@ -21,6 +24,7 @@ from fleetgate.domain.models import (
     Ytd,
 )
 
-__all__ = ["ApprovalScope", "ApprovalStatement", "ConfigStatement", "Destination", "OutcomeSummary", "Plan",
+__all__ = ["ApprovalScope", "ApprovalStatement", "BasisStatement", "Blocked", "ConfigStatement", "Destination",
+           "LegalBasisRecord", "OutcomeSummary", "Plan",
            "PlanItem", "PlanStatement", "Principal", "PrincipalStatement", "Role", "RunStatement", "SignedPlan",
            "Ytd"]

@@ -22,6 +22,7 @@ APPROVAL = "application/vnd.fleetgate.approval.v1+json"
 PRINCIPAL = "application/vnd.fleetgate.principal.v1+json"
 CONFIG = "application/vnd.fleetgate.config.v1+json"
 RUN = "application/vnd.fleetgate.export-run.v1+json"
+BASIS = "application/vnd.fleetgate.basis.v1+json"
 
 
 class EnvelopeError(UsageError):
