@@ -27,6 +27,7 @@ import json
 import os
 import time
 import tomllib
+import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -242,7 +243,9 @@ def app_fab() -> tuple[bytes, str]:
     flower_modules()
     from flwr.cli.build import build_fab_from_files
 
-    fab, _ = build_fab_from_files({"pyproject.toml": app_pyproject().encode()})
+    with warnings.catch_warnings():  # flwr 1.41 still asks pathspec for its deprecated 'gitwildmatch'
+        warnings.filterwarnings("ignore", "GitWildMatchPattern", DeprecationWarning)
+        fab, _ = build_fab_from_files({"pyproject.toml": app_pyproject().encode()})
     return fab, hashlib.sha256(fab).hexdigest()
 
 

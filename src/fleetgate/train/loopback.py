@@ -83,16 +83,21 @@ class LoopbackDeployment:
             time.sleep(0.3)
 
     def kill(self, region: str, sig: int = signal.SIGKILL) -> None:
-        """Stop a region's SuperNode with everything under it (SIGKILL: the data center lost power)."""
+        """Stop a region's SuperNode: SIGKILL takes its whole process group (the data center lost power);
+        SIGTERM goes to the supervisor alone, which lets Flower's SuperNode say goodbye to the SuperLink."""
         proc = self.supernodes.pop(region)
-        _signal_group(proc, sig)
+        if sig == signal.SIGKILL:
+            _signal_group(proc, sig)
+        else:
+            proc.send_signal(sig)
         proc.wait(timeout=60)
 
     def stop(self, timeout_s: float = 30.0) -> None:
         """SIGTERM every process group, then SIGKILL what is left; the SuperLink last."""
         order = [p for p in self.started if p is not self.superlink] + [p for p in (self.superlink,) if p]
         for proc in order:
-            _signal_group(proc, signal.SIGTERM)
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)  # the supervisor stops its Flower process in order
             try:
                 proc.wait(timeout=timeout_s)
             except subprocess.TimeoutExpired:

@@ -151,6 +151,8 @@ class Supervisor:
             signal.signal(sig, self._stop)
 
     def _stop(self, signum, frame) -> None:
+        if self.stopping:  # once: Flower's handler takes a second SIGTERM as "exit now", skipping its goodbye
+            return
         self.stopping = True
         if self.child and self.child.proc.poll() is None:
             self.child.proc.send_signal(signal.SIGTERM)
