@@ -413,3 +413,41 @@ def test_a_process_pinned_to_one_region_cannot_be_repinned(pinned, workspace) ->
 
     with pytest.raises(UsageError, match="pinned to region cn-shanghai"):
         pin_process("eu-frankfurt", workspace.home, pinned)
+
+
+def test_a_node_claiming_a_region_its_key_was_not_registered_for_serves_none(tmp_path: Path, monkeypatch) -> None:
+    from flwr.app import ConfigRecord, Message, RecordDict
+    from flwr.supercore.task_identity import TaskIdentity
+
+    from fleetgate.train.federation import ServerSetup, _ask_regions
+
+    for attribute in ("_task_id", "_run_id", "_node_id"):  # what a ServerApp process has set
+        monkeypatch.setattr(TaskIdentity, attribute, 1)
+
+    claims = {11: "cn-shanghai", 12: "cn-shanghai", 13: "eu-frankfurt"}
+    asked: list[int] = []
+
+    class Grid:
+        def send_and_receive(self, messages, timeout=None):
+            replies = []
+            for n, message in enumerate(messages):
+                message.metadata.__dict__["_message_id"] = f"m{n}"  # what Flower's grids do on send
+                asked.append(message.metadata.dst_node_id)
+                claim = ConfigRecord({"region": claims[message.metadata.dst_node_id]})
+                replies.append(Message(RecordDict({"meta": claim}), reply_to=message))
+            return replies
+
+    setup = ServerSetup(tmp_path, FederationSettings(regions=REGIONS), log_key=lambda r: b"",
+                        registered={11: "cn-shanghai", 12: "eu-frankfurt"})
+    assert _ask_regions(Grid(), [11, 12, 13], setup) == {11: "cn-shanghai", 12: "", 13: ""}
+    assert asked == [11, 12]  # 13's key is not registered for any region: not even asked
+
+
+def test_federate_against_a_superlink_that_is_not_running_says_so_in_one_line(workspace) -> None:
+    from fleetgate.train.nodes import free_port
+
+    dep = init_deployment(workspace, REGIONS, port=free_port())
+    result = run_cli("federate", "--deployment", str(dep.folder), home=workspace.home)
+    assert result.returncode == 1, result.stderr
+    assert f"the SuperLink's Control API at {dep.address}: ConnectError" in result.stderr
+    assert "Traceback" not in result.stderr and len(result.stderr.strip().splitlines()) == 1

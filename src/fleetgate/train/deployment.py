@@ -260,27 +260,41 @@ def write_app(deployment: Deployment) -> Path:
 
 
 @contextmanager
-def control_client(deployment: Deployment) -> Iterator[Any]:
+def control_client(deployment: Deployment, address: str | None = None) -> Iterator[Any]:
     """A Control API client of the SuperLink over TLS, trusting only the deployment's CA."""
     flower_modules()
+    import httpx  # Flower's HTTP client library
     from flwr.supercore.control import ControlHttpClient
     from flwr.supercore.interceptors.http.runtime_version import RuntimeVersionHttpInterceptor
 
+    address = address or deployment.address
     client = ControlHttpClient.from_server_address(
-        server_address=deployment.address, insecure=False, root_certificates=deployment.ca_cert.read_bytes(),
+        server_address=address, insecure=False, root_certificates=deployment.ca_cert.read_bytes(),
         interceptors=[RuntimeVersionHttpInterceptor(component_name="fleetgate")])
     try:
         yield client
+    except httpx.HTTPError as exc:
+        raise FederationError(f"the SuperLink's Control API at {address}: {_http_problem(exc)}") from None
     finally:
         client.close()
 
 
-def register_nodes(deployment: Deployment) -> dict[int, str]:
+def _http_problem(exc: Exception) -> str:
+    """Flower's public error message where the SuperLink sent one, else the transport error."""
+    from flwr.supercore.error import FlowerError
+
+    response = getattr(exc, "response", None)
+    if response is not None and (error := FlowerError.from_json(response.text)):
+        return f"[code {error.code}] {error.message}"
+    return f"{type(exc).__name__}: {exc}"
+
+
+def register_nodes(deployment: Deployment, address: str | None = None) -> dict[int, str]:
     """Register every region's node key with the SuperLink (once) and record node id -> region."""
     from flwr.proto.control_pb2 import ListNodesRequest, RegisterNodeRequest
 
     keys = {pki.public_key_bytes(t.node_key): name for name, t in deployment.regions.items()}
-    with control_client(deployment) as client:
+    with control_client(deployment, address) as client:
         known = {bytes(n.public_key): int(n.node_id) for n in client.ListNodes(ListNodesRequest()).nodes_info}
         nodes = {}
         for key, region in keys.items():

@@ -501,20 +501,26 @@ def _wait_for_regions(grid, strategy, regions: list[str]) -> dict[str, int]:
 
 
 def _ask_regions(grid, nodes: list[int], setup: ServerSetup, timeout_s: float = 120.0) -> dict[int, str]:
-    """Ask nodes which region they serve; a node whose claim differs from its registration is ignored."""
+    """Ask nodes which region they serve; a node whose claim differs from its registration serves none."""
     app, *_ = flower_modules()
+    out = {node: "" for node in nodes}  # "": serves no region of ours; not asked again
+    if setup.registered is not None:  # a node whose key the SuperLink did not register for a region: ignored
+        nodes = [node for node in nodes if node in setup.registered]
     messages = [app.Message(app.RecordDict({"meta": app.ConfigRecord({})}), dst_node_id=node,
                             message_type=app.MessageType.QUERY) for node in nodes]
-    out = {}
-    for reply in grid.send_and_receive(messages, timeout=timeout_s):
-        node = reply.metadata.src_node_id
-        if reply.has_error():
+    replies = list(grid.send_and_receive(messages, timeout=timeout_s)) if messages else []
+    asked = {m.metadata.message_id: m.metadata.dst_node_id for m in messages}  # ids set by the grid on send
+    for node in nodes:
+        out.pop(node)  # no (good) answer: ask again next time
+    for reply in replies:
+        node = asked.get(reply.metadata.reply_to_message_id)
+        if node is None or reply.has_error():
             continue
         claimed = str(reply.content["meta"]["region"])
         if setup.registered is not None and setup.registered.get(node) != claimed:
             logging.getLogger("fleetgate").warning("node %s claims region %s; its key is registered for %s",
                                                    node, claimed, setup.registered.get(node))
-            continue
+            claimed = ""
         out[node] = claimed
     return out
 

@@ -189,13 +189,17 @@ def run_superlink(ws: Workspace, deployment: Deployment, announce=print) -> int:
            "--disable-runtime-dependency-installation"]
     supervisor = Supervisor()
     child = supervisor.child = Child(cmd, _child_env(deployment, "superlink"))
+    local = "127.0.0.1" if deployment.bind in ("0.0.0.0", "::") else deployment.bind  # in the certificate
     try:
-        _wait_listening("127.0.0.1" if deployment.bind in ("0.0.0.0", "::") else deployment.bind,
-                        deployment.port, child)
-        nodes = register_nodes(deployment)
-    except BaseException:
+        _wait_listening(local, deployment.port, child)
+        nodes = register_nodes(deployment, f"[{local}]:{deployment.port}" if ":" in local
+                               else f"{local}:{deployment.port}")
+    except BaseException as exc:
         child.stop()
-        raise
+        if isinstance(exc, FederationError | KeyboardInterrupt | SystemExit):
+            raise
+        raise FederationError(f"the SuperLink started but registering the regions' node keys failed: "
+                              f"{type(exc).__name__}: {exc}") from None
     listed = ", ".join(f"{region} (node {node})" for node, region in sorted(nodes.items(), key=lambda kv: kv[1]))
     announce(f"SuperLink of {deployment.server_region} ready on {deployment.address} (TLS, node authentication); "
              f"registered {listed}")
