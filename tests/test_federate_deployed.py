@@ -32,6 +32,7 @@ from fleetgate.train import pki  # noqa: E402
 from fleetgate.train.deployment import (  # noqa: E402
     DEPLOYMENT_FILE,
     app_fab,
+    control_client,
     init_deployment,
     load_deployment,
     node_key_path,
@@ -229,6 +230,12 @@ def test_a_supernode_with_an_unknown_key_is_refused(loopback: LoopbackDeployment
     assert "refused region cn-shanghai's SuperNode key" in log and "Failed to activate SuperNode" in log
     assert not loopback.joined("cn-shanghai", proc.pid)
     assert json.loads(loopback.deployment.nodes_file.read_text()) == before
+    from flwr.proto.control_pb2 import ListNodesRequest
+
+    with control_client(loopback.deployment) as client:  # the SuperLink knows the two registered keys only
+        known = {bytes(n.public_key) for n in client.ListNodes(ListNodesRequest()).nodes_info}
+    assert known == {pki.public_key_bytes(t.node_key) for t in loopback.deployment.regions.values()}
+    assert pki.public_key_bytes(pki.node_public_key(rogue)) not in known
 
 
 def _reads_since(home: Path, region: str, start: int) -> list[dict]:

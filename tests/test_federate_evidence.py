@@ -126,11 +126,55 @@ def test_any_flipped_bit_in_the_evidence_is_refused(released, part: str, positio
             changed = dataclasses.replace(evidence, checkpoint=body + "\n\n" + " ".join(
                 [line[0], line[1], base64.b64encode(bytes(raw)).decode() + "\n"]))
     else:
-        proof = list(evidence.proof)
+        proof = list(evidence.proof)  # flip a bit of a hash, not of its hex spelling ('a' and 'A' are one digit)
         index = position % len(proof)
-        proof[index] = _flip(proof[index], position // len(proof), bit)
+        node = bytearray(bytes.fromhex(proof[index]))
+        node[(position // len(proof)) % len(node)] ^= 1 << bit
+        proof[index] = node.hex()
         changed = dataclasses.replace(evidence, proof=tuple(proof))
     if changed == evidence:
         return
     with pytest.raises(EvidenceError):
         _verify(changed, key)
+
+
+def test_the_server_takes_only_the_update_its_signed_entry_names(released) -> None:
+    """The strategy's check on each reply: the arrays, the sample weight and the region must match."""
+    np = pytest.importorskip("numpy")
+    pytest.importorskip("flwr", reason="federation needs the [federate] extra (flwr[simulation]==1.41.0)")
+    from flwr.app import ConfigRecord, MetricRecord
+    from flwr.serverapp.strategy import FedAvg
+
+    from fleetgate.train.federation import (
+        FederationSettings,
+        ServerSetup,
+        _regional_strategy,
+        _to_record,
+        update_digest,
+    )
+
+    ws, _, _ = released
+    arrays = {"w": np.arange(6, dtype=np.float32).reshape(2, 3)}
+    release = release_model_update(ws, "cn-shanghai", "global", update_sha256=update_digest(arrays),
+                                   aggregated_samples=2000, dp=DpSettings(), run_id="fed-9", round_number=1)
+    setup = ServerSetup(ws.home, FederationSettings(regions=("cn-shanghai",), run_id="fed-9"),
+                        log_key=lambda region: ws.keys(region).public_key())
+    strategy = _regional_strategy(FedAvg)(ws=ws, setup=setup, grid=None, node_regions={})
+
+    class Reply:
+        def __init__(self, sent: dict, samples: int = 2000, evidence=release.evidence) -> None:
+            self.content = {"arrays": _to_record(sent),
+                            "metrics": MetricRecord({"num-examples": samples, "gate_seconds": 0.01})}
+            if evidence is not None:
+                self.content["evidence"] = ConfigRecord(evidence.to_record())
+
+    record = strategy._verified(Reply(arrays), "cn-shanghai", 1)
+    assert record["log_index"] == release.log_index and record["source_checkpoint"]["size"] > release.log_index
+    with pytest.raises(EvidenceError, match="update_sha256"):
+        strategy._verified(Reply({"w": arrays["w"] + 1}), "cn-shanghai", 1)
+    with pytest.raises(EvidenceError, match="sample count"):
+        strategy._verified(Reply(arrays, samples=20_000), "cn-shanghai", 1)
+    with pytest.raises(EvidenceError, match="the node serves eu-frankfurt"):
+        strategy._verified(Reply(arrays), "eu-frankfurt", 1)
+    with pytest.raises(EvidenceError, match="lacks an update, its evidence"):
+        strategy._verified(Reply(arrays, evidence=None), "cn-shanghai", 1)

@@ -421,21 +421,23 @@ def _regional_strategy(base):
 
         def _verified(self, msg, region: str, server_round: int) -> dict[str, Any]:
             """The update's record, after its evidence verified against the region's log key."""
-            digest = update_digest(_from_record(msg.content["arrays"]))
-            if "evidence" not in msg.content:
-                raise EvidenceError("the reply carries no evidence")
-            evidence = UpdateEvidence.from_record(msg.content["evidence"])
+            try:
+                digest = update_digest(_from_record(msg.content["arrays"]))
+                evidence = UpdateEvidence.from_record(msg.content["evidence"])
+                samples = int(msg.content["metrics"]["num-examples"])
+                gate_seconds = float(msg.content["metrics"]["gate_seconds"])
+            except (KeyError, TypeError, ValueError) as exc:
+                raise EvidenceError(f"the reply lacks an update, its evidence or its metrics ({exc})") from None
             if evidence.region != region:
                 raise EvidenceError(f"the evidence is for region {evidence.region}, the node serves {region}")
             entry, checkpoint = verify_update_evidence(
                 evidence, self.setup.log_key(region), update_sha256=digest, to_region=self.settings.server_region,
                 run_id=self.settings.run_id, round_number=server_round)
-            metrics = msg.content["metrics"]
-            if int(metrics["num-examples"]) != int(entry["aggregated_samples"]):
+            if samples != entry.get("aggregated_samples"):
                 raise EvidenceError("the reply's sample count differs from the signed entry's")
             return {"region": region, "update_sha256": digest, "log_index": entry["index"],
                     "outcome": entry["outcome"], "rules": entry["rules"], "samples": entry["aggregated_samples"],
-                    "gate_seconds": float(metrics["gate_seconds"]),
+                    "gate_seconds": gate_seconds,
                     "source_checkpoint": {"size": checkpoint.size, "root": checkpoint.root.hex()}}
 
         def aggregate_evaluate(self, server_round, replies):
