@@ -68,6 +68,8 @@ def _route(doc: Document, ev: Evidence, plans: list[PlanFacts], under: list[Item
         [f"people exported since 1 January {year}, sensitive PI (fewer than 10,000)", ledger["spi"]],
         ["items of the scope decided STANDARD_CONTRACT_OR_CERT by the rule packs", len(under)],
     ])
+    s.text("The exports and plans in scope, with their recipients:")
+    s.table(common.RECIPIENT_HEADERS, common.recipients_rows(ev, plans), empty="No export in scope.")
     if not under:
         s.text("No item in this scope needs the standard contract: no filing is needed for it. The annex is "
                "generated for reference.")

@@ -30,9 +30,10 @@ margin:.4rem 0;padding-left:.8rem;border-left:3px solid #dde}
 @page{size:A4;margin:18mm 16mm}
 """
 # Characters that mean something to Markdown inline, escaped so that data reads as data: always the
-# backslash, emphasis stars, link brackets, the angle bracket and the table pipe; an underscore only where it
-# could open or close emphasis (not inside after_sales); a line-start marker only at the start.
-_MD_SPECIAL = re.compile(r"([\\*\[\]<|~]|(?<![A-Za-z0-9])_|_(?![A-Za-z0-9]))")
+# backslash, emphasis stars, backticks, link brackets, the angle bracket, entities and the table pipe; an
+# underscore only where it could open or close emphasis (not inside after_sales); a line-start marker only at
+# the start of a paragraph.
+_MD_SPECIAL = re.compile(r"([\\*`\[\]<&|~]|(?<![A-Za-z0-9])_|_(?![A-Za-z0-9]))")
 _MD_LINE_START = re.compile(r"^(\d*)([#>+=.)-])")
 
 
@@ -46,10 +47,10 @@ class Format(StrEnum):
 
 def md_text(value: object, block: bool = False) -> str:
     """A value as Markdown inline text: special characters escaped, newlines folded; `block`: it starts a
-    paragraph, so a leading heading, quote or list marker is escaped too. Backticks stay: a code span only
-    changes how text looks, and its content is escaped in the HTML."""
+    paragraph, so leading blanks go (four would make a code block) and a heading, quote or list marker is
+    escaped."""
     text = _MD_SPECIAL.sub(r"\\\1", str(value)).replace("\n", " ")
-    return _MD_LINE_START.sub(r"\1\\\2", text) if block else text
+    return _MD_LINE_START.sub(r"\1\\\2", text.strip()) if block else text
 
 
 @dataclass
