@@ -24,10 +24,20 @@ from fleetgate.domain.clock import FixedClock
 from fleetgate.errors import IntegrityError
 from fleetgate.filings import REQUIRED_SECTIONS, FilingKind, Format, build_filing, render, to_markdown
 from fleetgate.filings.document import md_text
-from fleetgate.gate import PlanRefused, approve_plan, make_plan, read_plan, record_basis, run_export, write_plan
+from fleetgate.gate import (
+    PlanRefused,
+    approve_plan,
+    make_plan,
+    read_plan,
+    record_basis,
+    run_export,
+    sign_config,
+    write_plan,
+)
 from fleetgate.ingest import ingest_drop
 from fleetgate.workspace import Workspace, init_workspace
-from people import AS_OF, CLOCK, make_team
+from fleetgate.workspace.config import save_config
+from people import AS_OF, CLOCK, load_team, make_team
 
 LATER = FixedClock.at(AS_OF + dt.timedelta(days=3))
 ENTRY_ROW = re.compile(r"^\| (\d+) \| ([a-z_]+) \| ", re.M)
@@ -163,6 +173,25 @@ def test_a_plan_file_scopes_the_document_and_an_edited_plan_is_refused(home: Pat
         _build(home, FilingKind.pipia, edited)
     with pytest.raises(Exception, match="--plan: the annual report covers a calendar year"):
         _build(home, FilingKind.annual, pending)
+
+
+def test_the_assessment_skeleton_names_what_triggers_it(home: Path, filed_master: Path) -> None:
+    """A CIIO's PI needs an assessment (2024 Provisions Art 7(1)): the skeleton of that plan says so, by rule."""
+    team = load_team(filed_master.parent / "people")
+    with Workspace.open(home) as ws:
+        ws.config.regions["cn-shanghai"].ciio = True
+        save_config(ws.config)
+    with Workspace.open(home) as ws:
+        sign_config(ws, "cn-shanghai", team.admin, clock=LATER)
+        plan = make_plan(ws, "overseas", team.engineer, "asset.kind == 'charging_session'", "battery analysis",
+                         as_of=AS_OF, clock=LATER)
+        write_plan(plan, home / "plans" / "ciio.json")
+    md = to_markdown(_build(home, FilingKind.assessment, home / "plans" / "ciio.json").document)
+    why = md.split("Why a security assessment", 1)[1].split("\n## ", 1)[0]
+    assert "| charging_session | XB-7A |" in why
+    assert "| critical information infrastructure operator | yes |" in md
+    assert "(6) other matters that may affect the security of the export | 2 items need the assessment" in md
+    _check_citations(home, md)
 
 
 def test_a_catalog_edited_outside_fleetgate_gets_no_filing(home: Path) -> None:

@@ -158,6 +158,8 @@ CAMERA_HEADERS = ["camera assets de-identified", "anonymized (clean on re-check)
 def log_section(doc: Document, ev: Evidence) -> Section:
     """The entries the document cites, and the signed checkpoint that includes them all."""
     s = doc.section("Log entries this document rests on / 所依据的日志条目")
+    if not ev.cited:
+        return s.text(f"No log entry: the log of region {ev.cfg.name} holds nothing this document covers.")
     cp = ev.checkpoint()
     cosigners = [name for name, _ in cp.signatures if name != ev.log.key_name]
     s.text(f"Every entry below is included in the checkpoint of size {cp.size} of log {cp.origin} (root "

@@ -61,12 +61,17 @@ def build(ev: Evidence, year: int, signed: SignedPlan | None, generated: dt.date
 def _route(doc: Document, ev: Evidence, plans: list[PlanFacts], under: list[ItemFacts], year: int) -> None:
     s = doc.section(SECTIONS[1] + " / 适用条件与备案")
     ledger = ev.ledger.counts(ev.cfg.exporter_id, year)
-    s.table(["condition (2024 Provisions Art 8; filing guide, 2nd ed.)", "on record"], [
-        ["not a critical information infrastructure operator", "yes" if not ev.cfg.ciio else "NO: a CIIO needs an "
-                                                                                       "assessment"],
-        [f"people exported since 1 January {year}, non-sensitive PI (100,000 to 999,999)", ledger["pi"]],
-        [f"people exported since 1 January {year}, sensitive PI (fewer than 10,000)", ledger["spi"]],
-        ["items of the scope decided STANDARD_CONTRACT_OR_CERT by the rule packs", len(under)],
+    pi, spi = ledger["pi"], ledger["spi"]
+    s.table(["condition (2024 Provisions Art 8; filing guide, 2nd ed.)", "on record", "reading"], [
+        ["not a critical information infrastructure operator", "not a CIIO" if not ev.cfg.ciio else "a CIIO",
+         "met" if not ev.cfg.ciio else "NOT MET: a CIIO's PI needs an assessment (Art 7(1))"],
+        [f"people exported since 1 January {year}, non-sensitive PI: 100,000 to 999,999", pi,
+         "below the band: free under Art 5(4)" if pi < 100_000 else "in the band" if pi < 1_000_000
+         else "NOT MET: 1,000,000 or more needs an assessment (Art 7(2))"],
+        [f"people exported since 1 January {year}, sensitive PI: fewer than 10,000", spi,
+         "none exported" if spi == 0 else "met" if spi < 10_000
+         else "NOT MET: 10,000 or more needs an assessment (Art 7(2))"],
+        ["items of the scope decided STANDARD_CONTRACT_OR_CERT by the rule packs", len(under), ""],
     ])
     s.text("The exports and plans in scope, with their recipients:")
     s.table(common.RECIPIENT_HEADERS, common.recipients_rows(ev, plans), empty="No export in scope.")
@@ -86,13 +91,14 @@ def _appendix(doc: Document, ev: Evidence, plans: list[PlanFacts], under: list[I
     spi_kinds = sorted({f"{i.kind}: {', '.join(i.features) or '—'}" for i in under if i.category == "spi"})
     recipients = sorted({f"{p.decision.statement.destination.name} ({p.decision.statement.destination.country})"
                          for p in plans})
+    countries = sorted({p.decision.statement.destination.country for p in plans})
     bases = sorted({f"{p.basis[1].legal_basis.type} ({p.basis[1].legal_basis.ref})" for p in plans if p.basis})
     s.table(["item (Appendix 1)", "value"], [
         ["1. purpose of processing / 处理目的", "; ".join(sorted({p.decision.statement.purpose or "—"
                                                                 for p in plans})) or "—"],
         ["2. method of processing / 处理方式", "TO COMPLETE: what the recipient does with the data"],
         ["3. scale / 出境个人信息的规模", f"{people['all']:,} people ({people['pi']:,} non-sensitive PI, "
-                                        f"{people['spi']:,} sensitive PI) in {len(under)} assets"],
+                                        f"{people['spi']:,} sensitive PI) in {len(under)} asset(s)"],
         ["4. kinds of personal information / 出境个人信息种类", "; ".join(pi_kinds) or "none"],
         ["5. kinds of sensitive personal information / 出境敏感个人信息种类", "; ".join(spi_kinds) or "none"],
         ["6. recipients, and onward recipients abroad / 境外接收方及再提供", (", ".join(recipients) or "—")
@@ -100,7 +106,7 @@ def _appendix(doc: Document, ev: Evidence, plans: list[PlanFacts], under: list[I
         ["7. transmission / 传输方式", "a package signed with the region key, copied to the destination by "
                                       "`fleetgate export run`, verifiable with `fleetgate verify-package`"],
         ["8. retention period abroad / 出境后保存期限", "TO COMPLETE"],
-        ["9. place of storage abroad / 出境后保存地点", ", ".join(recipients) + " (country of the destination); "
-                                                          "TO COMPLETE: the site"],
+        ["9. place of storage abroad / 出境后保存地点", "the destinations' countries: " + (", ".join(countries) or "—")
+         + "; TO COMPLETE: the site"],
         ["10. other / 其他事项", f"legal basis: {'; '.join(bases) or 'none recorded'}"],
     ])

@@ -24,9 +24,10 @@ _STYLE = """
 body{font-family:'Noto Sans CJK SC','WenQuanYi Zen Hei','Noto Sans',system-ui,sans-serif;margin:2rem auto;
 max-width:1000px;color:#1d2330;font-size:11pt;line-height:1.45}
 h1{font-size:1.5rem}h2{font-size:1.15rem;border-bottom:1px solid #dde;padding-bottom:.2rem;margin-top:1.6rem}
-table{border-collapse:collapse;font-size:.85rem;margin:.5rem 0}td,th{border:1px solid #dde;padding:.2rem .45rem;
-text-align:left;vertical-align:top}th{background:#f3f5f9}code{font-size:.85em}blockquote{color:#6b7385;
-margin:.4rem 0;padding-left:.8rem;border-left:3px solid #dde}
+table{border-collapse:collapse;font-size:.85rem;margin:.5rem 0}
+td,th{border:1px solid #dde;padding:.2rem .45rem;overflow-wrap:anywhere;text-align:left;vertical-align:top}
+th{background:#f3f5f9}code{font-size:.85em}
+blockquote{color:#6b7385;margin:.4rem 0;padding-left:.8rem;border-left:3px solid #dde}
 @page{size:A4;margin:18mm 16mm}
 """
 # Characters that mean something to Markdown inline, escaped so that data reads as data: always the
