@@ -53,7 +53,7 @@ def build_filing(ws: Workspace, kind: FilingKind, region: str | None = None, yea
         raise UsageError("--plan: the annual report covers a calendar year (--year); a plan is for pipia, "
                          "assessment and contract")
     now = (clock or Clock()).now()
-    year = year or now.year
+    year = year or (plan.plan.as_of.year if plan is not None else now.year)  # a plan's counts are of its year
     if not 2021 <= year <= now.year:
         raise UsageError(f"--year: {year} is not a year the log can hold (2021 to {now.year})")
     ev = Evidence(ws, region)

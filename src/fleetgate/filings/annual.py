@@ -93,7 +93,8 @@ def build(ev: Evidence, year: int, generated: dt.datetime) -> Document:
 def _processed(doc: Document, ev: Evidence, important: dict[str, int]) -> None:
     s = doc.section(SECTIONS[2] + " / 处理汽车数据的种类、规模、目的和必要性")
     stats = ev.catalog.stats(ev.cfg.name)
-    s.text("The region's catalog by kind (assets, bytes, vehicles counted, never named):")
+    s.text("The region's catalog by kind as it stands when this report is generated (assets, bytes, vehicles "
+           "counted, never named):")
     s.table(["kind", "assets", "bytes", "vehicles"], [[r["kind"], r["assets"], int(r["bytes"] or 0), r["vehicles"]]
                                                       for r in stats])
     people = ev.people(ev.classes)

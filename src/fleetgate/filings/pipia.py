@@ -44,7 +44,8 @@ def build(ev: Evidence, year: int, signed: SignedPlan | None, generated: dt.date
     _purpose(doc, ev, plans)
     _risks(doc, plans)
     _measures(doc, ev, plans)
-    retain = generated.date().replace(year=generated.year + 3)
+    day = generated.date()
+    retain = day.replace(year=day.year + 3, day=28 if (day.month, day.day) == (2, 29) else day.day)
     doc.section(SECTIONS[6] + " / 结论与留存").todo(
         "the conclusion: whether the export may go ahead, under which conditions, and the risks that remain; "
         "the name, role and signature of the person responsible, and the date").text(
