@@ -277,7 +277,8 @@ def test_residual_faces_mean_not_anonymized(tmp_path: Path, detectors: list) -> 
     src = write_clip(tmp_path / "in.mp4", frames)
     # an obscuring pass that finds nothing: the independent verifier still sees the face (re-running the
     # obscuring detector, as before, would have confirmed its own miss)
-    report = anonymize_video(src, tmp_path / "out.mp4", [_NoDetector()], VideoSettings(stride=1, hold=0, verify_stride=1))
+    report = anonymize_video(src, tmp_path / "out.mp4", [_NoDetector()],
+                             VideoSettings(stride=1, hold=0, verify_stride=1))
     assert report.anonymized is False and {r.reason for r in report.residuals} == {"face"}
     assert report.verifier["faces"]["model"].startswith("centerface@") and report.verify_frames == 3
     checked = anonymize_video(tmp_path / "out.mp4", tmp_path / "out3.mp4", detectors,
@@ -392,3 +393,31 @@ def test_cli_deid_video_writes_report_and_sidecar(tmp_path: Path) -> None:
     assert bad.returncode == 2 and "missing.mp4" in bad.stderr
     odd = run_cli("deid", "video", str(src), str(tmp_path / "o.mp4"), "--stride", "4", "--hold", "1")
     assert odd.returncode == 2 and "--hold" in odd.stderr
+
+
+def test_cuda_provider_is_chosen_when_present_and_refused_with_a_fix_when_not(monkeypatch: pytest.MonkeyPatch,
+                                                                             tmp_path: Path) -> None:
+    import onnxruntime as ort
+
+    from fleetgate.deid.detectors import providers
+
+    preloaded = []
+    monkeypatch.setattr(ort, "get_available_providers", lambda: ["CUDAExecutionProvider", "CPUExecutionProvider"])
+    monkeypatch.setattr(ort, "preload_dlls", lambda *a, **k: preloaded.append(True), raising=False)
+    assert providers("cuda") == ["CUDAExecutionProvider", "CPUExecutionProvider"] and preloaded
+    assert providers("cpu") == ["CPUExecutionProvider"]
+    monkeypatch.undo()
+    if "CUDAExecutionProvider" not in ort.get_available_providers():  # this machine: the CPU build
+        image = tmp_path / "in.png"
+        Image.fromarray(scene(160, 120, None)).save(image)
+        result = run_cli("deid", "image", str(image), str(tmp_path / "out.png"), "--provider", "cuda")
+        assert result.returncode == 2 and "gpu extra" in result.stderr, result.stderr
+
+
+def test_plate_boxes_cut_by_a_tile_are_joined_not_dropped() -> None:
+    from fleetgate.deid.detectors import _merge_overlapping
+
+    boxes = np.array([[100, 50, 160, 70], [100, 50, 220, 72], [400, 50, 450, 70]], float)
+    merged = _merge_overlapping(boxes, np.array([0.9, 0.6, 0.8]))
+    assert merged[0].tolist() == [100, 50, 220, 72]  # the confident piece grows to the whole plate
+    assert merged[2].tolist() == [400, 50, 450, 70]

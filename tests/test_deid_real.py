@@ -81,7 +81,7 @@ def test_found_boxes_are_illegible_and_the_rest_is_left(image: evaluate.MarkedIm
     after = obscure(before.copy(), found, ObscureSettings())
     for mark in image.boxes:
         if mark.label != "painted" and evaluate.found(mark, found):
-            ok, detail, change = evaluate.obscured_enough(before, after, mark.box)
+            ok, detail, change = evaluate.obscured_enough(before, after, mark.box, 3 if mark.label == "plate" else 1)
             assert ok, f"{image.name} {mark.label} {mark.box}: detail {detail:.0%}, change {change:.0f}"
     assert evaluate.changed_outside(before, after, [box for _, box in found]) <= 0.05
 

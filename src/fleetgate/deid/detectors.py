@@ -358,6 +358,21 @@ def _clp_priors(height: int, width: int) -> np.ndarray:
     return np.concatenate(out).astype(np.float32)
 
 
+def _merge_overlapping(boxes: np.ndarray, scores: np.ndarray, overlap: float = 0.3) -> np.ndarray:
+    """Each box grown to the union of the boxes that overlap it: a tile that cuts a plate gives a
+    confident box for a piece of it, and keeping that piece alone (as NMS would) leaves the rest legible."""
+    out = boxes.copy()
+    areas = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
+    for i in np.argsort(-scores):
+        ix = np.clip(np.minimum(boxes[i, 2], boxes[:, 2]) - np.maximum(boxes[i, 0], boxes[:, 0]), 0, None)
+        iy = np.clip(np.minimum(boxes[i, 3], boxes[:, 3]) - np.maximum(boxes[i, 1], boxes[:, 1]), 0, None)
+        inter = ix * iy
+        joined = (inter / np.maximum(np.minimum(areas[i], areas), 1e-9)) >= overlap
+        out[i, :2] = boxes[joined, :2].min(axis=0)
+        out[i, 2:] = boxes[joined, 2:].max(axis=0)
+    return out
+
+
 def _suppress_contained(boxes: np.ndarray, scores: np.ndarray, keep: list[int], share: float = 0.7) -> list[int]:
     """Drop a kept box mostly inside a better one: a tile that cuts a plate sees a piece of it."""
     out: list[int] = []
@@ -509,8 +524,9 @@ class ClpPlateDetector:
         all_boxes, all_scores = all_boxes[plate_like], all_scores[plate_like]
         if not len(all_boxes):
             return []
-        keep = _suppress_contained(all_boxes, all_scores, nms(all_boxes, all_scores, 0.4))
-        return [Detection("plate", *map(float, all_boxes[i]), float(all_scores[i]), self.model_id) for i in keep]
+        merged = _merge_overlapping(all_boxes, all_scores)
+        keep = _suppress_contained(merged, all_scores, nms(merged, all_scores, 0.4))
+        return [Detection("plate", *map(float, merged[i]), float(all_scores[i]), self.model_id) for i in keep]
 
 
 def _grid_tiles(width: int, height: int, grid_x: int, grid_y: int, overlap: float = 0.15

@@ -7,7 +7,8 @@ bench (bench/deid_bench.py) reports from them, with the same rules:
   no character of which can be read; `foreign`: true a non-Chinese plate); the bench reports all;
 - an obscured box is illegible when the detail left in it (the spread of its Laplacian, with the box
   scaled to 48 px high) is at most 30 %
-  of the original or its mean grey level changed by 25 or more; outside the grown boxes at most 5 % of
+  of the original or its mean grey level changed by 25 or more, for a plate in each third of its width;
+  outside the grown boxes at most 5 % of
   the pixels may change (by more than 8 grey levels, above JPEG/PNG rounding).
 """
 
@@ -118,8 +119,22 @@ def grey(image_bgr: np.ndarray) -> np.ndarray:
     return image_bgr.astype(np.float32) @ np.array([0.114, 0.587, 0.299], np.float32)
 
 
-def obscured_enough(before_bgr: np.ndarray, after_bgr: np.ndarray, box: Box) -> tuple[bool, float, float]:
-    """(illegible, detail left as a share of the original, mean grey change) inside `box`."""
+def obscured_enough(before_bgr: np.ndarray, after_bgr: np.ndarray, box: Box, parts: int = 1
+                    ) -> tuple[bool, float, float]:
+    """(illegible, detail left as a share of the original, mean grey change) inside `box`; with `parts`,
+    each of that many vertical strips must pass on its own (a plate half covered is still half legible),
+    and the worst strip is reported."""
+    if parts > 1:
+        x0, y0, x1, y1 = box
+        step = (x1 - x0) / parts
+        strips = [_obscured_box(before_bgr, after_bgr, (x0 + k * step, y0, x0 + (k + 1) * step, y1))
+                  for k in range(parts)]
+        worst = max(strips, key=lambda s: (not s[0], s[1]))
+        return all(s[0] for s in strips), worst[1], worst[2]
+    return _obscured_box(before_bgr, after_bgr, box)
+
+
+def _obscured_box(before_bgr: np.ndarray, after_bgr: np.ndarray, box: Box) -> tuple[bool, float, float]:
     import cv2
 
     x0, y0, x1, y1 = (int(round(v)) for v in box)
