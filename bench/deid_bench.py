@@ -172,7 +172,7 @@ def _sample_quality(work: Path) -> list[str]:
                                 cell[1] += 1
     source = "sample (1080p, 8 clips, every other frame)"
     rows = [_rows(source, name, tallies[name], "plate") for name in variants]
-    rows.append(_rows(source, "faces (CenterFace at 0.75)", tallies["faces"], "face"))
+    rows.append(_rows(source, "faces (CenterFace, long side 1440 px)", tallies["faces"], "face"))
     colour = ", ".join(f"{c}: {_cell(tuple(v))}" for c, v in sorted(colours.items()))
     return rows + ["", f"Default plate recall on the sample by colour: {colour}."]
 
@@ -186,7 +186,7 @@ def bench_quality(work: Path) -> list[str]:
             "and on tiles at 2× plus the colour/shape detector). The recall targets count legible Chinese "
             "plates (3 marked plates show no readable character; the EgoBlur still's US plate is not Chinese); "
             "the 'every plate' rows count them all. Sample: the generated 1080p fleet, run as `deid video` runs "
-            "(CenterFace at 0.75 of the frame, clp-det at 1.0 and 0.6 plus colour/shape); labels less than half "
+            "(CenterFace at full size up to a long side of 1440 px, clp-det at 1.0 and 0.6 plus colour/shape); labels less than half "
             "visible are left out and finding them is no false positive. The sample's plates are rendered, "
             "not photographed: the learned detector, trained on photos, finds fewer of them.", "",
             "| data | detector | recall | precision | recall by box height |", "|---|---|---|---|---|"]

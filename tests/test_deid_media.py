@@ -421,3 +421,11 @@ def test_plate_boxes_cut_by_a_tile_are_joined_not_dropped() -> None:
     merged = _merge_overlapping(boxes, np.array([0.9, 0.6, 0.8]))
     assert merged[0].tolist() == [100, 50, 220, 72]  # the confident piece grows to the whole plate
     assert merged[2].tolist() == [400, 50, 450, 70]
+
+
+def test_the_demo_shows_no_real_photo_where_none_is_at_hand(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from fleetgate.deid import showcase
+
+    monkeypatch.setattr(showcase, "real_fixtures", lambda: None)
+    assert showcase.real_photo_before_after() is None
+    assert showcase.real_photo_before_after(tmp_path) is None  # a folder without the photo

@@ -146,3 +146,10 @@ def test_real_clips_come_out_with_every_marked_face_obscured(clip: str, tmp_path
         for mark in image.boxes:
             ok, detail, change = evaluate.obscured_enough(before[index], after[index], mark.box)
             assert ok, f"{clip} frame {index}: face {mark.box} detail {detail:.0%}, change {change:.0f}"
+
+
+def test_the_demo_shows_a_real_photo_before_and_after() -> None:
+    from fleetgate.deid.showcase import real_photo_before_after
+
+    shown = real_photo_before_after(REAL)
+    assert shown is not None and shown.png.startswith(b"\x89PNG") and "verified" in shown.caption

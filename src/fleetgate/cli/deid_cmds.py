@@ -31,7 +31,7 @@ VerifyStride = Annotated[int, typer.Option("--verify-stride", help="Verify every
                                                                    "(0: twice the detection stride).")]
 Hold = Annotated[int, typer.Option("--hold", help="Carry a lost box for this many frames.")]
 FaceScale = Annotated[float, typer.Option("--face-scale", help="Face detection at this share of the frame size "
-                                                               "(0.75: faces down to about 24 px).")]
+                                                               "(long side at most 1440 px).")]
 PlateScale = Annotated[float, typer.Option("--plate-scale", help="Plate detection at this share of the frame "
                                                                  "size (small plates are scaled up on top).")]
 Tiles = Annotated[int, typer.Option("--tiles", help="Also detect faces on an NxN grid of tiles (small faces).")]
@@ -98,7 +98,7 @@ def video(src: Annotated[Path, typer.Argument(help="Input video.")],
           report: Annotated[Path | None, typer.Option("--report", help="Write the report as JSON here.")] = None,
           sidecar: Annotated[Path | None, typer.Option("--sidecar", help="Detections Parquet (default: "
                                                                          "OUT.detections.parquet).")] = None,
-          method: Method = "blur", stride: Stride = 0, hold: Hold = 6, face_scale: FaceScale = 0.75,
+          method: Method = "blur", stride: Stride = 0, hold: Hold = 6, face_scale: FaceScale = 1.0,
           plate_scale: PlateScale = 1.0, tiles: Tiles = 1, provider: Provider = "auto", verify: Verify = True,
           verify_stride: VerifyStride = 0,
           crf: Annotated[int, typer.Option("--crf", help="x264 quality (lower is better).")] = 23,
@@ -151,7 +151,7 @@ def run(ctx: typer.Context,
         time_step_s: Annotated[int, typer.Option("--time-step-s", help="Coarsen timestamps to this step.")] = 60,
         camera: Annotated[bool, typer.Option("--camera/--no-camera", help="Also anonymize camera videos and "
                                                                           "images.")] = True,
-        method: Method = "blur", stride: Stride = 0, hold: Hold = 6, face_scale: FaceScale = 0.75,
+        method: Method = "blur", stride: Stride = 0, hold: Hold = 6, face_scale: FaceScale = 1.0,
         plate_scale: PlateScale = 1.0, tiles: Tiles = 1, provider: Provider = "auto",
         fmt: Annotated[OutputFormat, typer.Option("--format", help="table or json.")] = OutputFormat.table) -> None:
     policy = TrajectoryPolicy(precision_m=None if h3 is not None else (precision_m or 100.0), h3_resolution=h3,
@@ -180,8 +180,8 @@ def run(ctx: typer.Context,
                           "export candidates")
         for asset_id, problem in report.failed:
             console.print(f"[red]✗[/] {asset_id}: {problem}", highlight=False)
-    if report.failed:
-        raise typer.Exit(int(ExitCode.PARTIAL))
+    if report.failed or any(not clip["anonymized"] for clip in report.camera):
+        raise typer.Exit(int(ExitCode.PARTIAL))  # a failed asset, or a clip the verifier did not pass
 
 
 @models_app.command("ls", help="List the registered detector models and the state of their cached files.")

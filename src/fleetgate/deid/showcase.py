@@ -43,7 +43,7 @@ def real_photo_before_after(folder: Path | None = None, work: Path | None = None
     from fleetgate.deid.video import anonymize_image
 
     folder = folder or real_fixtures()
-    if folder is None:
+    if folder is None or not (folder / "cn_plates" / PHOTO).is_file():
         return None
     src = folder / "cn_plates" / PHOTO
     with tempfile.TemporaryDirectory(prefix="fleetgate-showcase-", dir=work) as tmp:

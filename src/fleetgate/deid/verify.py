@@ -83,14 +83,15 @@ class Verifier:
 
 
 def verifier_profile(profile: Profile) -> Profile:
-    """Other scales than `profile`. Video: faces at 4/3 of its size with the long side up to 1280 (so 1.0
-    on a 608x1080 portrait, 0.67 on 1080p, 0.5 on 2560x1920, against 0.75/0.75/0.56), plates at 0.8
+    """Other scales than `profile`. Video: faces at 2/3 of its size with the long side up to 960 (0.67 on
+    720p and on a 608x1080 portrait, 0.5 on 1080p, 0.375 on 2560x1920, against 1.0/1.0/0.75/0.56: the
+    obscuring pass is the one that looks hardest), plates at 0.8
     (between its 1.0 and 0.6). Stills: faces on a 3x3 grid at 960 px instead of 2x2 at 1280, plates at
     0.7 with tiles at 1.5 instead of 2. The colour/shape stage is off, so it cannot agree with itself."""
     plate = profile.plate
     if profile.face_scale:
-        face = {"face_scale": min(1.0, profile.face_scale * 4 / 3), "face_width": profile.face_width,
-                "face_tiles": 1, "face_max_side": 1280}
+        face = {"face_scale": profile.face_scale * 2 / 3, "face_width": profile.face_width,
+                "face_tiles": 1, "face_max_side": int(profile.face_max_side * 2 / 3)}
     else:
         face = {"face_scale": None, "face_width": 960, "face_tiles": 3}
     share = 0.8 if plate.scales else 0.7
