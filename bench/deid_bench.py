@@ -185,10 +185,11 @@ def bench_quality(work: Path) -> list[str]:
             "runs (CenterFace on the whole image and 2×2 tiles; plates: clp-det with the long side at 1280 px "
             "and on tiles at 2× plus the colour/shape detector). The recall targets count legible Chinese "
             "plates (3 marked plates show no readable character; the EgoBlur still's US plate is not Chinese); "
-            "the 'every plate' rows count them all. Sample: the generated 1080p fleet, run as `deid video` runs "
-            "(CenterFace at full size up to a long side of 1440 px, clp-det at 1.0 and 0.6 plus colour/shape); "
-            "labels less than half visible are left out and finding them is no false positive. The sample's plates are rendered, "
-            "not photographed: the learned detector, trained on photos, finds fewer of them.", "",
+            "the 'every plate' rows count them all. Sample: the generated 1080p fleet, run as `deid video` "
+            "runs (CenterFace at full size up to a long side of 1440 px, clp-det at 1.0 and 0.6 plus "
+            "colour/shape); labels less than half visible are left out and finding them is no false positive. "
+            "The sample's plates are rendered, not photographed: the learned detector, trained on photos, "
+            "finds fewer of them.", "",
             "| data | detector | recall | precision | recall by box height |", "|---|---|---|---|---|"]
     notes: list[str] = []
     rows: list[str] = []
