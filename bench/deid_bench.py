@@ -220,7 +220,9 @@ def first_frames(src: Path, dst: Path, count: int) -> None:
         for index, frame in enumerate(inp.decode(ins)):
             if index >= count:
                 break
-            frame.pts = None
+            # fresh, regular timestamps: deface (imageio) reads only 3 frames of a clip without them
+            frame = av.VideoFrame.from_ndarray(frame.to_ndarray(format="yuv420p"), format="yuv420p")
+            frame.pts, frame.time_base = index, 1 / ins.average_rate
             for packet in stream.encode(frame):
                 out.mux(packet)
         for packet in stream.encode():

@@ -26,7 +26,7 @@ models_app = typer.Typer(no_args_is_help=True)
 
 Method = Annotated[str, typer.Option("--method", help="blur, mosaic or fill.")]
 Stride = Annotated[int, typer.Option("--stride", help="Detect on every Nth frame; tracking covers the rest "
-                                                    "(0: about 6 times a second of video).")]
+                                                    "(0: about 5 times a second of video).")]
 VerifyStride = Annotated[int, typer.Option("--verify-stride", help="Verify every Nth frame of the output "
                                                                    "(0: twice the detection stride).")]
 Hold = Annotated[int, typer.Option("--hold", help="Carry a lost box for this many frames.")]
