@@ -20,6 +20,7 @@ from fleetgate.compute import MODEL_PRESETS, ModelSpec, PlanRow, load_chips, pla
 from fleetgate.compute.chips import find_chip
 from fleetgate.compute.plot import plot_time_vs_chips
 from fleetgate.deid import DeidReport, deid_region
+from fleetgate.deid.showcase import real_photo_before_after
 from fleetgate.domain import Role
 from fleetgate.gate import (
     approve_plan,
@@ -353,7 +354,7 @@ def _build_report(region: Region, ingest: IngestReport, inventory: list[dict], q
     report.heading("De-identification")
     videos = [a for a in region.catalog.list_assets(region=region.name)
               if a["kind"] == "exterior_video" and (a["tags"] or {}).get("derived") == "deid"]
-    report.text(f"Front-camera clips: faces (CenterFace) and Chinese plates found on every 2nd frame, carried and "
+    report.text(f"Front-camera clips: faces (CenterFace) and Chinese plates (clp-det) found on key frames, carried and "
                 f"interpolated by tracking, blurred, re-encoded as H.264 without audio or metadata, then checked "
                 f"again on the output. {len(deid.derived)} assets derived in this run, {deid.already} done before; "
                 f"{deid.cabin_kept_local} cabin audio/video assets stay in the region.")
@@ -366,6 +367,10 @@ def _build_report(region: Region, ingest: IngestReport, inventory: list[dict], q
     still = _before_after(region, videos)
     if still:
         report.image(still, "a front-camera frame before (left) and after (right) de-identification")
+    real = real_photo_before_after()  # only where ../shared/fixtures/real is at hand
+    if real:
+        report.image(real.png, real.caption)
+        report.text(real.caption, muted=True)
     report.heading("Classification and export decisions")
     report.text("Every asset is classified from its format and content (identifiers in tables, GNSS precision and "
                 "sensitive areas, media assumed to show faces and plates until de-identification), then decided "
