@@ -244,3 +244,30 @@ def test_markdown_escaping_keeps_data_as_data(value: str) -> None:
     inner = rendered.removeprefix("<p>").removesuffix("</p>\n")
     assert "<" not in inner.replace("<br />", "")  # no element made from the data
     assert html.unescape(inner).strip() == value.strip()
+
+
+def test_deid_figures_sum_the_camera_runs_of_the_year() -> None:
+    """The camera figures of the annual report and the PIPIA: every `deid_run` of the year, boxes summed."""
+    from fleetgate.filings.common import deid_figures
+
+    class Log:
+        cited: list[int] = []
+
+        def logged(self, type_: str) -> list[dict]:
+            return {"derive": [{"at": "2026-03-01T00:00:00", "facts": {"assets": [{"kind": "exterior_video"}]},
+                                "removed": ["faces", "plates"]},
+                               {"at": "2025-03-01T00:00:00", "facts": {"assets": [{"kind": "gnss_trajectory"}]}}],
+                    "deid_run": [{"index": 7, "at": "2026-03-01T00:00:00", "derived": [{}], "media": [
+                        {"anonymized": True, "residuals": 0, "boxes": {"detected": 10, "interpolated": 4}},
+                        {"anonymized": False, "residuals": 2, "boxes": {"detected": 5, "held": 1}}]},
+                                 {"index": 3, "at": "2025-01-01T00:00:00", "media": [{"boxes": {"detected": 99}}]}]
+                    }[type_]
+
+        def cite(self, index: int, *_: object) -> str:
+            self.cited.append(index)
+            return ""
+
+    log = Log()
+    by_kind, camera = deid_figures(log, 2026)  # type: ignore[arg-type]
+    assert by_kind == [["exterior_video", 1, "faces (1), plates (1)"]]
+    assert camera == [[2, 1, 2, 15, 4, 1, 0]] and log.cited == [7]
