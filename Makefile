@@ -15,15 +15,16 @@ $(BIN)/python:
 
 # A CJK font renders the Chinese plates of the sample fleet; install it from the system packages
 # when none is present and we are allowed to (root with apt). scripts/ensure-cjk-font says what to do otherwise.
-system-deps: ## install the system packages the sample fleet needs (a CJK font)
+system-deps: ## install the system packages the sample fleet and the PDF filings need (a CJK font, Pango)
 	@sh scripts/ensure-cjk-font.sh
+	@sh scripts/ensure-pango.sh
 
-setup: $(BIN)/python system-deps ## create .venv, install fleetgate with training and federation, fetch the detector models
-	$(BIN)/pip install --quiet -e '.[train,federate]'
+setup: $(BIN)/python system-deps ## create .venv, install fleetgate with training, federation and PDF, fetch the detector models
+	$(BIN)/pip install --quiet -e '.[train,federate,pdf]'
 	$(BIN)/fleetgate models pull
 
 setup-dev: setup ## also install the dev dependencies
-	$(BIN)/pip install --quiet -e '.[dev,train,federate]'
+	$(BIN)/pip install --quiet -e '.[dev,train,federate,pdf]'
 
 demo: setup ## set up and run the demo on embedded defaults (SQLite + local folder)
 	$(BIN)/fleetgate --home $(HOME_DIR) demo

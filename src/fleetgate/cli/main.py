@@ -19,6 +19,7 @@ from fleetgate.cli import (
     ingest_cmds,
     people_cmds,
     policy_cmds,
+    report_cmds,
     train_cmds,
 )
 from fleetgate.errors import ExitCode, FleetgateError
@@ -68,6 +69,8 @@ app.add_typer(people_cmds.principals_app, name="principals", help="Add, list and
 app.add_typer(people_cmds.config_app, name="config", help="Sign and show the settings that decide exports.")
 app.add_typer(catalog_cmds.app, name="catalog", help="Inspect a region's catalog, runs and quarantine.")
 app.add_typer(compute_cmds.app, name="compute", help="Plan a training cluster under US export controls.")
+app.add_typer(report_cmds.report_app, name="report", help="Write the PIPIA, assessment, contract and annual filings.")
+app.command("status", help="The region's log and how close it is to each legal threshold.")(report_cmds.status)
 
 
 def run() -> None:

@@ -38,6 +38,7 @@ from fleetgate.keys.personal import Actor, new_key_pair
 from fleetgate.people import add_principal, current_state
 from fleetgate.policy.vocabulary import Outcome
 from fleetgate.report import HtmlReport, figure_png
+from fleetgate.report.watch import watch_section
 from fleetgate.sample import SampleSpec, generate_sample
 from fleetgate.store import Ledger, Region
 from fleetgate.workspace import Workspace, init_workspace
@@ -147,6 +148,7 @@ def run_demo(home: Path, on_step: Step | None = None,
         quarantine = region.catalog.list_quarantine(region.name)
         report = _build_report(region, ingest, inventory, quarantine, decisions, export, model, plans, sized,
                                plot_path, deid, federation)
+        watch_section(report, ws, DEMO_REGION)
         path = report.write(home / "report.html")
     return DemoResult(path, ingest, inventory, quarantine, plans, decisions, export, federation)
 
