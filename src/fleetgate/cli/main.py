@@ -19,6 +19,7 @@ from fleetgate.cli import (
     ingest_cmds,
     people_cmds,
     policy_cmds,
+    serve_cmds,
     train_cmds,
 )
 from fleetgate.errors import ExitCode, FleetgateError
@@ -67,6 +68,9 @@ app.add_typer(people_cmds.principals_app, name="principals", help="Add, list and
 app.add_typer(people_cmds.config_app, name="config", help="Sign and show the settings that decide exports.")
 app.add_typer(catalog_cmds.app, name="catalog", help="Inspect a region's catalog, runs and quarantine.")
 app.add_typer(compute_cmds.app, name="compute", help="Plan a training cluster under US export controls.")
+app.command("sign", help="Sign a statement the server showed (plan, approval, run) with your own key, offline.")(
+    gate_cmds.sign_cmd)
+app.command("serve", help="Serve the JSON API (/api/v1) and the dashboard; loopback by default.")(serve_cmds.serve)
 
 
 def run() -> None:

@@ -8,6 +8,7 @@ from fleetgate.domain.models import (
     ApprovalScope,
     ApprovalStatement,
     ConfigStatement,
+    CredentialStatement,
     Destination,
     OutcomeSummary,
     Plan,
@@ -21,6 +22,6 @@ from fleetgate.domain.models import (
     Ytd,
 )
 
-__all__ = ["ApprovalScope", "ApprovalStatement", "ConfigStatement", "Destination", "OutcomeSummary", "Plan",
-           "PlanItem", "PlanStatement", "Principal", "PrincipalStatement", "Role", "RunStatement", "SignedPlan",
-           "Ytd"]
+__all__ = ["ApprovalScope", "ApprovalStatement", "ConfigStatement", "CredentialStatement", "Destination",
+           "OutcomeSummary", "Plan", "PlanItem", "PlanStatement", "Principal", "PrincipalStatement", "Role",
+           "RunStatement", "SignedPlan", "Ytd"]

@@ -1,0 +1,136 @@
+"""`Inventory`: what a region holds, for people to browse: assets with their decision, quarantine, ledger."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fleetgate.classify import explain_asset
+from fleetgate.errors import UsageError
+from fleetgate.policy.service import packs_for
+from fleetgate.services.base import Service
+from fleetgate.services.models import (
+    AssetDetail,
+    AssetSummary,
+    LedgerLine,
+    Page,
+    QuarantineItem,
+    RegionOverview,
+    RuleCitation,
+)
+from fleetgate.store import Browse, GateRecords
+
+MAX_PAGE = 10_000  # the API pages by at most 500
+MEDIA_KINDS = {"exterior_video", "exterior_image", "cabin_video"}
+# The yearly thresholds of the Cross-Border Data Flow Provisions 2024 (the packs decide with them:
+# cn-xborder-2024 XB-8.PI, XB-7B.PI, XB-7B.SPI); the overview draws the ledger against them.
+THRESHOLDS = {"pi": [(100_000, "STANDARD_CONTRACT_OR_CERT", "Art 8"), (1_000_000, "SECURITY_ASSESSMENT", "Art 7(2)")],
+              "spi": [(10_000, "SECURITY_ASSESSMENT", "Art 7(2)")]}
+
+
+def _page_args(limit: int, offset: int) -> tuple[int, int]:
+    if not 1 <= limit <= MAX_PAGE:
+        raise UsageError(f"limit: between 1 and {MAX_PAGE}")
+    if offset < 0:
+        raise UsageError("offset: 0 or more")
+    return limit, offset
+
+
+class Inventory(Service):
+    """Read-only views of a region's catalog."""
+
+    def assets(self, *, region: str | None = None, kind: str | None = None, vehicle: str | None = None,
+               outcome: str | None = None, drop: str | None = None, limit: int = 50,
+               offset: int = 0) -> Page[AssetSummary]:
+        limit, offset = _page_args(limit, offset)
+        name = self.region_name(region)
+        total, rows = Browse(self.region(name).catalog).assets(region=name, kind=kind, vehicle=vehicle,
+                                                                outcome=outcome, drop=drop, limit=limit, offset=offset)
+        return Page[AssetSummary](total=total, offset=offset, limit=limit,
+                                  items=[AssetSummary.model_validate(r) for r in rows])
+
+    def asset(self, asset_id: str, region: str | None = None) -> AssetDetail:
+        """One asset: its decision and why (rules with their citations), lineage and derived children."""
+        name = self.region_name(region)
+        catalog = self.region(name).catalog
+        row = catalog.get_asset(asset_id)
+        if row is None:
+            raise UsageError(f"no asset with id {asset_id!r}")
+        summary = self._summary(row)
+        try:
+            info = explain_asset(self.ws, row["id"], name)
+        except UsageError:  # not classified yet
+            info = {"classification": None, "decision": None}
+        decision = info["decision"]
+        lineage, parent = [], row["parent_id"]
+        while parent and len(lineage) < 16:
+            up = catalog.get_asset(parent)
+            if up is None:
+                break
+            lineage.append(self._summary(up))
+            parent = up["parent_id"]
+        children = [AssetSummary.model_validate(c) for c in Browse(catalog).children(row["id"])]
+        return AssetDetail(asset=summary, tags=row["tags"] or {}, classification=info["classification"],
+                           decision=decision, rules=self._rules(name, (decision or {}).get("rules", [])),
+                           lineage=lineage, children=children, media=row["kind"] in MEDIA_KINDS)
+
+    @staticmethod
+    def _summary(row: dict[str, Any]) -> AssetSummary:
+        fields = {k: row[k] for k in AssetSummary.model_fields if k in row}
+        return AssetSummary.model_validate(fields)
+
+    def _rules(self, region: str, rule_ids: list[str]) -> list[RuleCitation]:
+        by_id = {r.id: r for p in packs_for(self.ws, region) for r in p.rules}
+        out = []
+        for rule_id in rule_ids:
+            rule = by_id.get(rule_id)
+            if rule is None:  # a rule of the gate itself (GATE-RAW-MEDIA, ...)
+                out.append(RuleCitation(rule=rule_id))
+            else:
+                out.append(RuleCitation(rule=rule_id, pack=rule.pack, title=rule.title,
+                                        citation=rule.citation.short(), url=rule.citation.url))
+        return out
+
+    def blob(self, asset_id: str, region: str | None = None) -> tuple[dict[str, Any], bytes]:
+        """An asset's row and bytes (for the dashboard's stills; callers check the role first)."""
+        name = self.region_name(region)
+        row = self.region(name).catalog.get_asset(asset_id)
+        if row is None:
+            raise UsageError(f"no asset with id {asset_id!r}")
+        return row, self.region(name).blobs.read_bytes(row["sha256"])
+
+    def quarantine(self, *, region: str | None = None, limit: int = 50, offset: int = 0) -> Page[QuarantineItem]:
+        limit, offset = _page_args(limit, offset)
+        name = self.region_name(region)
+        total, rows = Browse(self.region(name).catalog).quarantine(region=name, limit=limit, offset=offset)
+        return Page[QuarantineItem](total=total, offset=offset, limit=limit,
+                                    items=[QuarantineItem.model_validate(r) for r in rows])
+
+    def overview(self, region: str | None = None) -> RegionOverview:
+        """A region at a glance: inventory, outcomes, quarantine, the ledger against the thresholds."""
+        name = self.region_name(region)
+        reg = self.region(name)
+        browse = Browse(reg.catalog)
+        inventory = reg.catalog.stats(name)
+        quarantined, _ = browse.quarantine(region=name, limit=1, offset=0)
+        return RegionOverview(
+            name=name, country=reg.country, assets=sum(r["assets"] for r in inventory),
+            bytes=sum(int(r["bytes"] or 0) for r in inventory), quarantined=quarantined, inventory=inventory,
+            outcomes=browse.outcomes(name), ledger=self.ledger(name), log_size=browse.log_size(),
+            exports=len(GateRecords(reg.catalog).exports()))
+
+    def ledger(self, region: str | None = None) -> list[LedgerLine]:
+        out = []
+        for row in Browse(self.region(region).catalog).ledger_years():
+            steps = THRESHOLDS.get(row["category"], [])
+            above = [s for s in steps if row["subjects"] < s[0]] or steps[-1:]
+            if above:
+                limit, outcome, _ = above[0]
+                out.append(LedgerLine(**row, threshold=limit, threshold_outcome=outcome))
+        return out
+
+    def runs(self, region: str | None = None) -> list[dict[str, Any]]:
+        """Ingest runs, newest first."""
+        return self.region(region).catalog.list_runs()
+
+    def regions(self) -> list[dict[str, str]]:
+        return [{"name": r.name, "country": r.country} for r in self.ws.config.regions.values()]
