@@ -9,6 +9,7 @@ and the same log replay, as `fleetgate export approve`.
 
 from fleetgate.services.audit import Audit
 from fleetgate.services.classifier import Classifier
+from fleetgate.services.compute import Compute
 from fleetgate.services.context import Services
 from fleetgate.services.deid import Deid
 from fleetgate.services.export_gate import ExportGate
@@ -16,5 +17,5 @@ from fleetgate.services.ingest import Ingest
 from fleetgate.services.inventory import Inventory
 from fleetgate.services.principals import Authenticated, Principals
 
-__all__ = ["Audit", "Authenticated", "Classifier", "Deid", "ExportGate", "Ingest", "Inventory", "Principals",
+__all__ = ["Audit", "Authenticated", "Classifier", "Compute", "Deid", "ExportGate", "Ingest", "Inventory", "Principals",
            "Services"]

@@ -11,6 +11,7 @@ from fleetgate.workspace import Workspace
 if TYPE_CHECKING:
     from fleetgate.services.audit import Audit
     from fleetgate.services.classifier import Classifier
+    from fleetgate.services.compute import Compute
     from fleetgate.services.deid import Deid
     from fleetgate.services.export_gate import ExportGate
     from fleetgate.services.ingest import Ingest
@@ -67,6 +68,12 @@ class Services:
         from fleetgate.services.principals import Principals
 
         return Principals(self.ws, self.clock)
+
+    @cached_property
+    def compute(self) -> Compute:
+        from fleetgate.services.compute import Compute
+
+        return Compute(self.ws, self.clock)
 
     def close(self) -> None:
         self.ws.close()

@@ -23,7 +23,7 @@ from pydantic import ValidationError
 
 from fleetgate.domain import ApprovalStatement, Plan, PlanStatement, RunStatement, SignedPlan
 from fleetgate.domain.clock import FixedClock
-from fleetgate.errors import UsageError
+from fleetgate.errors import NotFoundError, UsageError
 from fleetgate.gate import approve_plan, list_exports, make_plan, run_export
 from fleetgate.gate.approvals import approval_statement
 from fleetgate.gate.plan import draft_plan
@@ -167,7 +167,7 @@ class ExportGate(Service):
     def _row(self, plan_id: str, region: str) -> dict[str, Any]:
         row = PlanRepository(self.region(region).catalog).get(plan_id)
         if row is None:
-            raise UsageError(f"no plan {plan_id} in region {region}")
+            raise NotFoundError(f"no plan {plan_id} in region {region}")
         return row
 
     def _key(self, name: str, region: str) -> Any:

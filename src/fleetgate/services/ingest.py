@@ -35,6 +35,10 @@ class Ingest(Service):
         spool_root.mkdir(parents=True, exist_ok=True)
         return Path(tempfile.mkdtemp(prefix="drop-", dir=spool_root)) / name
 
+    def discard(self, path: Path) -> None:
+        """Remove a spooled upload that will not be ingested (too large, the client went away)."""
+        shutil.rmtree(path.parent, ignore_errors=True)
+
     def ingest_spooled(self, path: Path, region: str | None = None) -> IngestReport:
         """Ingest a spooled upload exactly as `fleetgate ingest drop.tar` would; the spool is removed after."""
         try:

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from fleetgate.classify import explain_asset
-from fleetgate.errors import UsageError
+from fleetgate.errors import NotFoundError, UsageError
 from fleetgate.policy.service import packs_for
 from fleetgate.services.base import Service
 from fleetgate.services.models import (
@@ -17,9 +16,12 @@ from fleetgate.services.models import (
     RegionOverview,
     RuleCitation,
 )
-from fleetgate.store import Browse, GateRecords
+from fleetgate.store import Browse
 
 MAX_PAGE = 10_000  # the API pages by at most 500
+# the classification as `fleetgate explain` shows it
+CLASSIFICATION_FIELDS = ("policy_kind", "features", "subjects", "anonymized", "pseudonymized", "evidence", "packs",
+                         "classified_at")
 MEDIA_KINDS = {"exterior_video", "exterior_image", "cabin_video"}
 # The yearly thresholds of the Cross-Border Data Flow Provisions 2024 (the packs decide with them:
 # cn-xborder-2024 XB-8.PI, XB-7B.PI, XB-7B.SPI); the overview draws the ledger against them.
@@ -51,31 +53,31 @@ class Inventory(Service):
     def asset(self, asset_id: str, region: str | None = None) -> AssetDetail:
         """One asset: its decision and why (rules with their citations), lineage and derived children."""
         name = self.region_name(region)
-        catalog = self.region(name).catalog
-        row = catalog.get_asset(asset_id)
+        browse = Browse(self.region(name).catalog)
+        row = browse.asset(asset_id)
         if row is None:
-            raise UsageError(f"no asset with id {asset_id!r}")
-        summary = self._summary(row)
-        try:
-            info = explain_asset(self.ws, row["id"], name)
-        except UsageError:  # not classified yet
-            info = {"classification": None, "decision": None}
-        decision = info["decision"]
+            raise NotFoundError(f"no asset with id {asset_id!r}")
+        stored = row["classification"]
+        classification = {k: stored[k] for k in CLASSIFICATION_FIELDS} if stored else None
+        decision = stored["decision"] if stored else None
         lineage, parent = [], row["parent_id"]
         while parent and len(lineage) < 16:
-            up = catalog.get_asset(parent)
+            up = browse.asset(parent)
             if up is None:
                 break
             lineage.append(self._summary(up))
             parent = up["parent_id"]
-        children = [AssetSummary.model_validate(c) for c in Browse(catalog).children(row["id"])]
-        return AssetDetail(asset=summary, tags=row["tags"] or {}, classification=info["classification"],
+        children = [AssetSummary.model_validate(c) for c in browse.children(row["id"])]
+        return AssetDetail(asset=self._summary(row), tags=row["tags"] or {}, classification=classification,
                            decision=decision, rules=self._rules(name, (decision or {}).get("rules", [])),
                            lineage=lineage, children=children, media=row["kind"] in MEDIA_KINDS)
 
     @staticmethod
     def _summary(row: dict[str, Any]) -> AssetSummary:
         fields = {k: row[k] for k in AssetSummary.model_fields if k in row}
+        cls = row.get("classification")
+        if cls:
+            fields |= {"outcome": cls["outcome"], "policy_kind": cls["policy_kind"], "anonymized": cls["anonymized"]}
         return AssetSummary.model_validate(fields)
 
     def _rules(self, region: str, rule_ids: list[str]) -> list[RuleCitation]:
@@ -93,9 +95,9 @@ class Inventory(Service):
     def blob(self, asset_id: str, region: str | None = None) -> tuple[dict[str, Any], bytes]:
         """An asset's row and bytes (for the dashboard's stills; callers check the role first)."""
         name = self.region_name(region)
-        row = self.region(name).catalog.get_asset(asset_id)
+        row = Browse(self.region(name).catalog).asset(asset_id)
         if row is None:
-            raise UsageError(f"no asset with id {asset_id!r}")
+            raise NotFoundError(f"no asset with id {asset_id!r}")
         return row, self.region(name).blobs.read_bytes(row["sha256"])
 
     def quarantine(self, *, region: str | None = None, limit: int = 50, offset: int = 0) -> Page[QuarantineItem]:
@@ -116,7 +118,7 @@ class Inventory(Service):
             name=name, country=reg.country, assets=sum(r["assets"] for r in inventory),
             bytes=sum(int(r["bytes"] or 0) for r in inventory), quarantined=quarantined, inventory=inventory,
             outcomes=browse.outcomes(name), ledger=self.ledger(name), log_size=browse.log_size(),
-            exports=len(GateRecords(reg.catalog).exports()))
+            exports=browse.export_count())
 
     def ledger(self, region: str | None = None) -> list[LedgerLine]:
         out = []

@@ -25,7 +25,7 @@ from securesystemslib.signer import SSlibKey
 
 from fleetgate.audit.log import digest, region_log
 from fleetgate.domain import CredentialStatement, Principal, Role
-from fleetgate.errors import UsageError
+from fleetgate.errors import NotFoundError, UsageError
 from fleetgate.gate import sign_config
 from fleetgate.gate.trust import decision_settings
 from fleetgate.keys import envelope as env
@@ -125,7 +125,7 @@ class Principals(Service):
         reg = self.region(region_name)
         row = CredentialRepository(reg.catalog).get(credential_id)
         if row is None:
-            raise UsageError(f"no credential {credential_id}")
+            raise NotFoundError(f"no credential {credential_id}")
         statement = CredentialStatement(action="revoke", region=region_name, credential_id=credential_id,
                                         kind=row["kind"], name=row["name"], keyid=row["keyid"], by=issuer.name,
                                         at=self.clock.now())

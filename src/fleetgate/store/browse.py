@@ -1,7 +1,8 @@
 """The SQL of what people browse: assets with their outcome, paged and filtered; quarantine; log pages.
 
 Read-only queries for the service layer's `Inventory` and `Audit` (the API and the dashboard), kept
-to one query per page so that many readers stay cheap.
+to one query per page so that many readers stay cheap. Each read runs in a deferred (snapshot)
+transaction, so readers never queue behind a writer's `BEGIN IMMEDIATE`.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from fleetgate.store.catalog import Catalog, _row_dict
-from fleetgate.store.schema import assets, classifications, ledger_subjects, log_entries, quarantine
+from fleetgate.store.schema import assets, classifications, exports, ledger_subjects, log_entries, quarantine
 
 ASSET_COLUMNS = (assets.c.id, assets.c.kind, assets.c.region, assets.c.sha256, assets.c.bytes, assets.c.file_format,
                  assets.c.vehicle, assets.c.clip_id, assets.c.t_start, assets.c.t_end, assets.c.source_drop,
@@ -51,14 +52,30 @@ class Browse:
         rows = rows.order_by(assets.c.created_at, assets.c.id).limit(limit).offset(offset)
         count = self._asset_filter(sa.select(sa.func.count()).select_from(joined), region, kind, vehicle, outcome,
                                    drop)
-        with self.catalog.engine.connect() as conn:
+        with self.catalog.snapshot() as conn:
             total = conn.execute(count).scalar_one()
             return total, [_row_dict(r) for r in conn.execute(rows)]
+
+    def asset(self, asset_id: str) -> dict[str, Any] | None:
+        """One asset (all columns) by id or unique id prefix, with its classification row under "classification"."""
+        with self.catalog.snapshot() as conn:
+            row = conn.execute(sa.select(assets).where(assets.c.id == asset_id)).first()
+            if row is None and len(asset_id) >= 6:
+                rows = conn.execute(sa.select(assets).where(assets.c.id.like(f"{asset_id}%")).limit(2)).all()
+                row = rows[0] if len(rows) == 1 else None
+            if row is None:
+                return None
+            cls = conn.execute(sa.select(classifications).where(classifications.c.asset_id == row.id)).first()
+        return _row_dict(row) | {"classification": _row_dict(cls) if cls else None}
+
+    def export_count(self) -> int:
+        with self.catalog.snapshot() as conn:
+            return conn.execute(sa.select(sa.func.count()).select_from(exports)).scalar_one()
 
     def children(self, asset_id: str) -> list[dict[str, Any]]:
         """Assets derived from `asset_id` (de-identified copies, checkpoints)."""
         query = sa.select(*ASSET_COLUMNS).where(assets.c.parent_id == asset_id).order_by(assets.c.created_at)
-        with self.catalog.engine.connect() as conn:
+        with self.catalog.snapshot() as conn:
             return [_row_dict(r) for r in conn.execute(query)]
 
     def outcomes(self, region: str | None = None) -> dict[str, int]:
@@ -67,7 +84,7 @@ class Browse:
         query = sa.select(classifications.c.outcome, sa.func.count()).select_from(joined)
         if region:
             query = query.where(assets.c.region == region)
-        with self.catalog.engine.connect() as conn:
+        with self.catalog.snapshot() as conn:
             return {(o or "unclassified"): n for o, n in conn.execute(query.group_by(classifications.c.outcome))}
 
     def quarantine(self, *, region: str | None = None, limit: int = 50,
@@ -77,7 +94,7 @@ class Browse:
         if region:
             query, count = query.where(quarantine.c.region == region), count.where(quarantine.c.region == region)
         query = query.order_by(quarantine.c.created_at.desc(), quarantine.c.id).limit(limit).offset(offset)
-        with self.catalog.engine.connect() as conn:
+        with self.catalog.snapshot() as conn:
             return conn.execute(count).scalar_one(), [_row_dict(r) for r in conn.execute(query)]
 
     def ledger_years(self) -> list[dict[str, Any]]:
@@ -86,18 +103,18 @@ class Browse:
                            sa.func.count().label("subjects"))
                  .group_by(ledger_subjects.c.exporter, ledger_subjects.c.year, ledger_subjects.c.category)
                  .order_by(ledger_subjects.c.year, ledger_subjects.c.exporter))
-        with self.catalog.engine.connect() as conn:
+        with self.catalog.snapshot() as conn:
             return [dict(r._mapping) for r in conn.execute(query)]
 
     def log_size(self) -> int:
-        with self.catalog.engine.connect() as conn:
+        with self.catalog.snapshot() as conn:
             return conn.execute(sa.select(sa.func.count()).select_from(log_entries)).scalar_one()
 
     def log_page(self, *, start: int, limit: int) -> list[tuple[int, str]]:
         """Entries start .. start+limit-1 as (index, canonical text)."""
         query = (sa.select(log_entries.c.idx, log_entries.c.entry)
                  .where(log_entries.c.idx >= start, log_entries.c.idx < start + limit).order_by(log_entries.c.idx))
-        with self.catalog.engine.connect() as conn:
+        with self.catalog.snapshot() as conn:
             return [(int(i), t) for i, t in conn.execute(query)]
 
     def log_of_type(self, kind: str, *, limit: int) -> list[tuple[int, str]]:
@@ -105,5 +122,5 @@ class Browse:
         pattern = f'%"type":"{kind}"%'
         query = (sa.select(log_entries.c.idx, log_entries.c.entry).where(log_entries.c.entry.like(pattern))
                  .order_by(log_entries.c.idx.desc()).limit(limit))
-        with self.catalog.engine.connect() as conn:
+        with self.catalog.snapshot() as conn:
             return [(int(i), t) for i, t in conn.execute(query)]

@@ -23,7 +23,7 @@ class CredentialRepository:
                      .values(revoked_index=index, revoked_by=by))
 
     def get(self, credential_id: str) -> dict[str, Any] | None:
-        with self.catalog.engine.connect() as conn:
+        with self.catalog.snapshot() as conn:
             row = conn.execute(sa.select(credentials).where(credentials.c.id == credential_id)).first()
         return _row_dict(row) if row else None
 
@@ -34,7 +34,7 @@ class CredentialRepository:
                            principals.c.removed_index.label("principal_removed"))
                  .join(principals, principals.c.keyid == credentials.c.keyid)
                  .where(credentials.c.id == credential_id))
-        with self.catalog.engine.connect() as conn:
+        with self.catalog.snapshot() as conn:
             row = conn.execute(query).first()
         return dict(row._mapping) if row else None
 
@@ -43,9 +43,9 @@ class CredentialRepository:
         query = (sa.select(credentials).where(credentials.c.name == name, credentials.c.kind == "password",
                                               credentials.c.revoked_index.is_(None))
                  .order_by(credentials.c.issued_index.desc()))
-        with self.catalog.engine.connect() as conn:
+        with self.catalog.snapshot() as conn:
             return [_row_dict(r) for r in conn.execute(query)]
 
     def all(self) -> list[dict[str, Any]]:
-        with self.catalog.engine.connect() as conn:
+        with self.catalog.snapshot() as conn:
             return [_row_dict(r) for r in conn.execute(sa.select(credentials).order_by(credentials.c.issued_index))]

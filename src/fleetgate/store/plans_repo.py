@@ -27,12 +27,12 @@ class PlanRepository:
                      .values(status="signed", body=body, statement=statement, log_index=index))
 
     def get(self, plan_id: str) -> dict[str, Any] | None:
-        with self.catalog.engine.connect() as conn:
+        with self.catalog.snapshot() as conn:
             row = conn.execute(sa.select(plans).where(plans.c.plan_id == plan_id)).first()
         return _row_dict(row) if row else None
 
     def page(self, limit: int = 50, offset: int = 0) -> list[dict[str, Any]]:
         query = (sa.select(plans.c.plan_id, plans.c.status, plans.c.author, plans.c.destination, plans.c.log_index,
                            plans.c.created_at).order_by(plans.c.created_at.desc()).limit(limit).offset(offset))
-        with self.catalog.engine.connect() as conn:
+        with self.catalog.snapshot() as conn:
             return [_row_dict(r) for r in conn.execute(query)]

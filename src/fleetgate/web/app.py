@@ -1,0 +1,95 @@
+"""The FastAPI application: the API under /api/v1, the dashboard at /, static files, error handlers."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import HTMLResponse, RedirectResponse
+from fastapi.staticfiles import StaticFiles
+
+from fleetgate.errors import FleetgateError
+from fleetgate.services import Services
+from fleetgate.web import api, dashboard
+from fleetgate.web.auth import LoginLimiter, SessionStore
+from fleetgate.web.errors import ApiError, api_error, error_json, fleetgate_error, internal_error, status_of
+
+STATIC = Path(__file__).parent / "static"
+log = logging.getLogger("fleetgate.web")
+
+
+def create_app(services: Services) -> FastAPI:
+    """The app over one workspace's services; regions are opened up front (the handlers share them)."""
+    for name in services.ws.config.regions:
+        services.ws.region(name)
+    services.principals  # noqa: B018 - built once here, not concurrently by the first requests
+    web = services.ws.config.web
+    app = FastAPI(title="fleetgate", version="1", openapi_url=None, docs_url=None, redoc_url=None)
+    v1 = FastAPI(title="fleetgate API", version="1", description=API_DESCRIPTION, openapi_url="/openapi.json",
+                 docs_url=None, redoc_url=None)
+    v1.include_router(api.router)
+    for target in (app, v1):
+        target.state.services = services
+        target.add_exception_handler(FleetgateError, fleetgate_error)
+        target.add_exception_handler(ApiError, api_error)
+        target.add_exception_handler(Exception, internal_error)
+    v1.add_exception_handler(RequestValidationError, _validation_error)
+    app.state.sessions = SessionStore(web.session_minutes)
+    app.state.login_limiter = LoginLimiter(web.login_attempts_per_minute)
+    app.add_exception_handler(dashboard.LoginRequired, lambda r, e: RedirectResponse("/login", status_code=303))
+    app.add_exception_handler(dashboard.FleetgateCsrf, _csrf_refused)
+    app.add_exception_handler(FleetgateError, _page_error)
+    app.mount("/api/v1", v1)
+    app.mount("/static", StaticFiles(directory=STATIC), name="static")
+    app.include_router(dashboard.router)
+    app.middleware("http")(_security_headers)
+    return app
+
+
+async def _validation_error(_request: Request, exc: Exception) -> object:
+    assert isinstance(exc, RequestValidationError)
+    first = exc.errors()[0] if exc.errors() else {"loc": (), "msg": "invalid"}
+    where = ".".join(str(p) for p in first.get("loc", ()) if p != "body") or "body"
+    return error_json(422, "invalid_request", f"{where}: {first.get('msg', 'invalid')}")
+
+
+def _csrf_refused(request: Request, _exc: Exception) -> HTMLResponse:
+    return HTMLResponse("<p>This form has expired or did not come from this dashboard. Reload the page.</p>",
+                        status_code=403)
+
+
+def _page_error(request: Request, exc: Exception) -> HTMLResponse:
+    assert isinstance(exc, FleetgateError)
+    status, code = status_of(exc)
+    return HTMLResponse(f"<p>{code}: {_escape(exc.message)}</p>", status_code=status)
+
+
+def _escape(text: str) -> str:
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+async def _security_headers(request: Request, call_next):  # noqa: ANN001, ANN202 - starlette middleware
+    response = await call_next(request)
+    # no third-party origins at all: htmx and the styles are served from here, so the dashboard works offline
+    response.headers.setdefault("Content-Security-Policy", "default-src 'self'; img-src 'self' data:; "
+                                "style-src 'self' 'unsafe-inline'; frame-ancestors 'none'; form-action 'self'")
+    response.headers.setdefault("X-Content-Type-Options", "nosniff")
+    response.headers.setdefault("Referrer-Policy", "same-origin")
+    if request.url.path.startswith("/api/"):
+        response.headers.setdefault("Cache-Control", "no-store")
+    return response
+
+
+API_DESCRIPTION = """The JSON API of a fleetgate workspace.
+
+Authenticate with `Authorization: Bearer <token>` (`fleetgate principals token NAME`). Each route
+names the roles it admits (`x-roles`); a missing or bad token is 401 and a wrong role 403, before the
+body is read. Errors are `{"error": {"code", "message"}}`.
+
+Signed steps (a plan, an approval, a run) come in two halves: a GET (or the POST that drafts a plan)
+returns the statement with the exact bytes to sign (`payload`, and `pae_base64`, the DSSE
+pre-authentication encoding); sign it on your machine with `fleetgate sign FILE --key KEY` and POST the
+envelope. The server never holds a person's private key, and runs the same gate functions as the CLI.
+"""
