@@ -79,9 +79,10 @@ def start_server(served: Served, env_extra: dict[str, str] | None = None, timeou
     served.log = served.home.parent / "server.log"
     environ = {k: v for k, v in os.environ.items() if not k.startswith("FLEETGATE_")} | (env_extra or {})
     # the test browser talks plain http to 127.0.0.1, which counts as a secure context for cookies
-    served.proc = subprocess.Popen(
-        [sys.executable, "-m", "fleetgate", "--home", str(served.home), "serve", "--port", str(port)],
-        stdout=open(served.log, "wb"), stderr=subprocess.STDOUT, env=environ)
+    with open(served.log, "wb") as log:  # the child keeps its own copy of the descriptor
+        served.proc = subprocess.Popen(
+            [sys.executable, "-m", "fleetgate", "--home", str(served.home), "serve", "--port", str(port)],
+            stdout=log, stderr=subprocess.STDOUT, env=environ)
     served.url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

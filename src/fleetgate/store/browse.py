@@ -74,7 +74,10 @@ class Browse:
 
     def children(self, asset_id: str) -> list[dict[str, Any]]:
         """Assets derived from `asset_id` (de-identified copies, checkpoints)."""
-        query = sa.select(*ASSET_COLUMNS).where(assets.c.parent_id == asset_id).order_by(assets.c.created_at)
+        joined = assets.outerjoin(classifications, classifications.c.asset_id == assets.c.id)
+        query = (sa.select(*ASSET_COLUMNS, classifications.c.outcome, classifications.c.policy_kind,
+                           classifications.c.anonymized).select_from(joined)
+                 .where(assets.c.parent_id == asset_id).order_by(assets.c.created_at))
         with self.catalog.snapshot() as conn:
             return [_row_dict(r) for r in conn.execute(query)]
 
