@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from fleetgate.errors import NotFoundError, UsageError
@@ -18,6 +19,7 @@ from fleetgate.services.models import (
 )
 from fleetgate.store import Browse
 
+RULES_TTL_S = 60.0
 MAX_PAGE = 10_000  # the API pages by at most 500
 # the classification as `fleetgate explain` shows it
 CLASSIFICATION_FIELDS = ("policy_kind", "features", "subjects", "anonymized", "pseudonymized", "evidence", "packs",
@@ -39,6 +41,10 @@ def _page_args(limit: int, offset: int) -> tuple[int, int]:
 
 class Inventory(Service):
     """Read-only views of a region's catalog."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._rules_cache: dict[str, tuple[float, dict[str, Any]]] = {}
 
     def assets(self, *, region: str | None = None, kind: str | None = None, vehicle: str | None = None,
                outcome: str | None = None, drop: str | None = None, limit: int = 50,
@@ -81,7 +87,7 @@ class Inventory(Service):
         return AssetSummary.model_validate(fields)
 
     def _rules(self, region: str, rule_ids: list[str]) -> list[RuleCitation]:
-        by_id = {r.id: r for p in packs_for(self.ws, region) for r in p.rules}
+        by_id = self._rule_index(region)
         out = []
         for rule_id in rule_ids:
             rule = by_id.get(rule_id)
@@ -91,6 +97,16 @@ class Inventory(Service):
                 out.append(RuleCitation(rule=rule_id, pack=rule.pack, title=rule.title,
                                         citation=rule.citation.short(), url=rule.citation.url))
         return out
+
+    def _rule_index(self, region: str) -> dict[str, Any]:
+        """The region's rules by id, for titles and citations; loaded at most once a minute (display only:
+        decisions always load the packs themselves)."""
+        now = time.monotonic()
+        cached = self._rules_cache.get(region)
+        if cached is None or cached[0] < now:
+            cached = (now + RULES_TTL_S, {r.id: r for p in packs_for(self.ws, region) for r in p.rules})
+            self._rules_cache[region] = cached
+        return cached[1]
 
     def blob(self, asset_id: str, region: str | None = None) -> tuple[dict[str, Any], bytes]:
         """An asset's row and bytes (for the dashboard's stills; callers check the role first)."""

@@ -6,7 +6,7 @@ import datetime as dt
 import os
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Query, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
 
@@ -30,6 +30,12 @@ from fleetgate.services.models import (
 from fleetgate.web.auth import AUDITORS, READERS, GuardedRoute, principal_of, services_of
 
 router = APIRouter(route_class=GuardedRoute)
+
+
+def fast(model: BaseModel, status_code: int = 200) -> Response:
+    """The model as JSON, serialized once by pydantic's core (FastAPI would validate it again against
+    `response_model`, which still documents the shape in OpenAPI)."""
+    return Response(model.model_dump_json(), status_code=status_code, media_type="application/json")
 
 
 def roles(*names: str) -> dict[str, Any]:
@@ -86,27 +92,27 @@ def me(request: Request) -> Me:
 
 # -- the catalog -----------------------------------------------------------------------------------
 @router.get("/overview", response_model=RegionOverview, openapi_extra=roles(*READERS))
-def overview(request: Request) -> RegionOverview:
-    return services_of(request).inventory.overview(principal_of(request).region)
+def overview(request: Request) -> Response:
+    return fast(services_of(request).inventory.overview(principal_of(request).region))
 
 
 @router.get("/assets", response_model=Page[AssetSummary], openapi_extra=roles(*READERS))
 def assets(request: Request, kind: str | None = None, outcome: str | None = None, vehicle: str | None = None,
            drop: str | None = None, region: str | None = None, limit: Limit = 50,
-           offset: Offset = 0) -> Page[AssetSummary]:
-    return services_of(request).inventory.assets(region=principal_of(request).region, kind=kind, outcome=outcome,
-                                                 vehicle=vehicle, drop=drop, limit=limit, offset=offset)
+           offset: Offset = 0) -> Response:
+    return fast(services_of(request).inventory.assets(region=principal_of(request).region, kind=kind, outcome=outcome,
+                                                      vehicle=vehicle, drop=drop, limit=limit, offset=offset))
 
 
 @router.get("/assets/{asset_id}", response_model=AssetDetail, openapi_extra=roles(*READERS))
-def asset(request: Request, asset_id: str) -> AssetDetail:
-    return services_of(request).inventory.asset(asset_id, principal_of(request).region)
+def asset(request: Request, asset_id: str) -> Response:
+    return fast(services_of(request).inventory.asset(asset_id, principal_of(request).region))
 
 
 @router.get("/quarantine", response_model=Page[QuarantineItem], openapi_extra=roles(*READERS))
-def quarantine(request: Request, limit: Limit = 50, offset: Offset = 0) -> Page[QuarantineItem]:
-    return services_of(request).inventory.quarantine(region=principal_of(request).region, limit=limit,
-                                                     offset=offset)
+def quarantine(request: Request, limit: Limit = 50, offset: Offset = 0) -> Response:
+    return fast(services_of(request).inventory.quarantine(region=principal_of(request).region, limit=limit,
+                                                          offset=offset))
 
 
 # -- ingest ----------------------------------------------------------------------------------------
@@ -206,17 +212,17 @@ def exports(request: Request) -> list[dict[str, Any]]:
 
 # -- the transparency log --------------------------------------------------------------------------
 @router.get("/log/checkpoint", response_model=CheckpointView, openapi_extra=roles(*AUDITORS))
-def checkpoint(request: Request) -> CheckpointView:
-    return checkpoint_view(services_of(request).audit.latest_checkpoint(principal_of(request).region))
+def checkpoint(request: Request) -> Response:
+    return fast(checkpoint_view(services_of(request).audit.latest_checkpoint(principal_of(request).region)))
 
 
 @router.get("/log/entries", response_model=LogPage, openapi_extra=roles(*AUDITORS))
 def entries(request: Request, start: Annotated[int | None, Query(ge=0)] = None,
             limit: Annotated[int, Query(ge=1, le=200)] = 50,
-            type: Annotated[str | None, Query(pattern=r"^[a-z_]{1,32}$")] = None) -> LogPage:
+            type: Annotated[str | None, Query(pattern=r"^[a-z_]{1,32}$")] = None) -> Response:
     size, page = services_of(request).audit.entries(principal_of(request).region, start=start, limit=limit,
                                                     kind=type)
-    return LogPage(size=size, entries=page)
+    return fast(LogPage(size=size, entries=page))
 
 
 @router.get("/log/proof/{index}", response_model=ProofView, openapi_extra=roles(*AUDITORS))

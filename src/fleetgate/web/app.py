@@ -20,7 +20,7 @@ STATIC = Path(__file__).parent / "static"
 log = logging.getLogger("fleetgate.web")
 
 
-def create_app(services: Services) -> FastAPI:
+def create_app(services: Services) -> SecurityHeaders:
     """The app over one workspace's services; regions are opened up front (the handlers share them)."""
     for name in services.ws.config.regions:
         services.ws.region(name)
@@ -44,8 +44,7 @@ def create_app(services: Services) -> FastAPI:
     app.mount("/api/v1", v1)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     app.include_router(dashboard.router)
-    app.middleware("http")(_security_headers)
-    return app
+    return SecurityHeaders(app)
 
 
 async def _validation_error(_request: Request, exc: Exception) -> object:
@@ -70,16 +69,34 @@ def _escape(text: str) -> str:
     return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
-async def _security_headers(request: Request, call_next):  # noqa: ANN001, ANN202 - starlette middleware
-    response = await call_next(request)
-    # no third-party origins at all: htmx and the styles are served from here, so the dashboard works offline
-    response.headers.setdefault("Content-Security-Policy", "default-src 'self'; img-src 'self' data:; "
-                                "style-src 'self' 'unsafe-inline'; frame-ancestors 'none'; form-action 'self'")
-    response.headers.setdefault("X-Content-Type-Options", "nosniff")
-    response.headers.setdefault("Referrer-Policy", "same-origin")
-    if request.url.path.startswith("/api/"):
-        response.headers.setdefault("Cache-Control", "no-store")
-    return response
+# no third-party origins at all: htmx and the styles are served from here, so the dashboard works offline
+HEADERS = [(b"content-security-policy", b"default-src 'self'; img-src 'self' data:; style-src 'self' 'unsafe-inline'; "
+                                        b"frame-ancestors 'none'; form-action 'self'"),
+           (b"x-content-type-options", b"nosniff"), (b"referrer-policy", b"same-origin")]
+
+
+class SecurityHeaders:
+    """Security headers on every response (a plain ASGI wrapper: no per-request task or body copy)."""
+
+    def __init__(self, app: FastAPI) -> None:
+        self.app = app
+        self.state = app.state  # tests and the server reach the app's state through the wrapper
+
+    async def __call__(self, scope, receive, send):  # noqa: ANN001, ANN204 - the ASGI interface
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        api = scope["path"].startswith("/api/")
+
+        async def with_headers(message):  # noqa: ANN001, ANN202
+            if message["type"] == "http.response.start":
+                present = {k.lower() for k, _ in message.get("headers", [])}
+                extra = [h for h in HEADERS if h[0] not in present]
+                if api and b"cache-control" not in present:
+                    extra.append((b"cache-control", b"no-store"))
+                message["headers"] = list(message.get("headers", [])) + extra
+            await send(message)
+
+        await self.app(scope, receive, with_headers)
 
 
 API_DESCRIPTION = """The JSON API of a fleetgate workspace.

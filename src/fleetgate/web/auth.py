@@ -52,7 +52,9 @@ async def authenticate(request: Request) -> Authenticated:
     token = bearer(request)
     if token is None:
         raise ApiError(401, "unauthenticated", "missing bearer token")
-    who = await run_in_threadpool(services_of(request).principals.authenticate_token, token)
+    principals = services_of(request).principals
+    # a recently verified token is a dictionary lookup; only a new one pays for argon2, off the event loop
+    who = principals.cached_token(token) or await run_in_threadpool(principals.authenticate_token, token)
     if who is None:
         raise ApiError(401, "unauthenticated", "invalid, revoked or expired token")
     return who
@@ -97,6 +99,7 @@ def _record(request: Request, who: Authenticated, body: bytes, streamed: bool) -
     entry = {"principal": who.name, "role": who.role.value, "keyid": who.keyid, "credential": who.credential_id,
              "method": request.method, "route": getattr(route, "path", request.url.path),
              "path_params": {k: str(v) for k, v in request.path_params.items()},
+             "query": dict(request.query_params),
              "request_id": request.headers.get("x-request-id") or secrets.token_hex(8),
              "body": ({"streamed": True, "content_length": request.headers.get("content-length")} if streamed
                       else {"sha256": hashlib.sha256(body).hexdigest(), "bytes": len(body)})}
