@@ -123,5 +123,6 @@ def demo(ctx: typer.Context) -> None:
     for table in result.summary_tables():
         console.print(table)
     console.print(f"report: [bold]{result.report_path}[/]")
-    console.print(f"dashboard: `make serve` (or `fleetgate --home {home_of(ctx)} serve`), then open http://127.0.0.1:8787 "
-                  f"and log in with a token from {home_of(ctx) / 'demo-people'}/*.token", highlight=False)
+    console.print(f"dashboard: `make serve` (or `fleetgate --home {home_of(ctx)} serve`), then open "
+                  f"http://127.0.0.1:8787 and log in with a token from {home_of(ctx) / 'demo-people'}/*.token",
+                  highlight=False)
