@@ -384,8 +384,8 @@ def setting_names(model: type[BaseModel] | None = None, prefix: str = "") -> lis
     model = model or WorkspaceConfig
     names = []
     for name, info in model.model_fields.items() if hasattr(model, "model_fields") else []:
-        if model is WorkspaceConfig and name == "home":
-            continue
+        if model is WorkspaceConfig and name in ("home", "regions", "destinations"):
+            continue  # the folder comes from --home; regions and destinations are tables of named entries
         annotation = info.annotation
         if isinstance(annotation, type) and issubclass(annotation, BaseModel):
             names += setting_names(annotation, f"{prefix}{name}.")
