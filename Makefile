@@ -46,6 +46,9 @@ lint: setup-dev ## ruff and the import-layer contract
 
 bench: setup-dev ## run the benchmarks and write docs/benchmarks.md
 	$(BIN)/pip install --quiet -e '.[bench,train,federate]'
+	@command -v wrk >/dev/null 2>&1 || { [ "$$(id -u)" = "0" ] && command -v apt-get >/dev/null 2>&1 && \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null; } || \
+		echo "warning: no wrk (apt-get install wrk); the HTTP load bench is skipped" >&2
 	$(BIN)/python bench/run.py --out docs/benchmarks.md
 
 clean: ## remove the virtualenv and the demo workspace
