@@ -8,7 +8,7 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from fleetgate.cli._common import OutputFormat, console, open_workspace, print_json
+from fleetgate.cli._common import OutputFormat, console, open_services, print_json
 from fleetgate.errors import UsageError
 
 
@@ -39,17 +39,18 @@ def federate(ctx: typer.Context,
              = OutputFormat.table) -> None:
     """Train across regions with Flower (simulation runtime); each update leaves only through the gate."""
     from fleetgate.gate.model_updates import DpSettings
-    from fleetgate.train.federation import FederationSettings, run_federation
+    from fleetgate.train.federation import FederationSettings
 
     settings = FederationSettings(
         regions=_regions(regions, "--regions"), evaluate_regions=_regions(evaluate_regions, "--evaluate-regions"),
         server_region=server_region, rounds=rounds, local_epochs=local_epochs, proximal_mu=proximal_mu,
         dp=DpSettings(clip_norm=dp_clip, noise_multiplier=dp_noise), seed=seed, device=device)
-    with open_workspace(ctx) as ws, Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                                             TimeElapsedColumn(), console=console, transient=True) as progress:
+    with open_services(ctx) as services, Progress(TextColumn("{task.description}"), BarColumn(),
+                                                  MofNCompleteColumn(), TimeElapsedColumn(), console=console,
+                                                  transient=True) as progress:
         task = progress.add_task("federated rounds", total=rounds)
-        result = run_federation(ws, settings, verbose=verbose,
-                                on_round=lambda record: progress.update(task, advance=1))
+        result = services.training.federate(settings, verbose=verbose,
+                                            on_round=lambda record: progress.update(task, advance=1))
     if fmt == OutputFormat.json:
         print_json(result.to_dict())
         return

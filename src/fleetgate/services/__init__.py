@@ -16,6 +16,7 @@ from fleetgate.services.export_gate import ExportGate
 from fleetgate.services.ingest import Ingest
 from fleetgate.services.inventory import Inventory
 from fleetgate.services.principals import Authenticated, Principals
+from fleetgate.services.training import Training
 
 __all__ = ["Audit", "Authenticated", "Classifier", "Compute", "Deid", "ExportGate", "Ingest", "Inventory", "Principals",
-           "Services"]
+           "Services", "Training"]

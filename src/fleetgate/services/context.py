@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     from fleetgate.services.ingest import Ingest
     from fleetgate.services.inventory import Inventory
     from fleetgate.services.principals import Principals
+    from fleetgate.services.training import Training
 
 
 class Services:
@@ -74,6 +75,12 @@ class Services:
         from fleetgate.services.compute import Compute
 
         return Compute(self.ws, self.clock)
+
+    @cached_property
+    def training(self) -> Training:
+        from fleetgate.services.training import Training
+
+        return Training(self.ws, self.clock)
 
     def close(self) -> None:
         self.ws.close()

@@ -30,10 +30,9 @@ from fleetgate.gate.plan import draft_plan
 from fleetgate.gate.run import ExportResult, package_id_of, prepare_run
 from fleetgate.keys import envelope as env
 from fleetgate.keys.personal import Actor
-from fleetgate.people import PrincipalError
 from fleetgate.services.base import Service
 from fleetgate.services.models import ApprovalResult, PlanView, RunResult, SigningRequest
-from fleetgate.store import GateRecords, PlanRepository, PrincipalRepository
+from fleetgate.store import GateRecords, PlanRepository
 
 CLOCK_SKEW = dt.timedelta(minutes=1)
 
@@ -170,17 +169,11 @@ class ExportGate(Service):
             raise NotFoundError(f"no plan {plan_id} in region {region}")
         return row
 
-    def _key(self, name: str, region: str) -> Any:
-        for row in PrincipalRepository(self.region(region).catalog).all():
-            if row["name"] == name and row["removed_index"] is None:
-                return env_key(row["public_key"], name)
-        raise PrincipalError(f"{name} is not a registered principal")
-
     def _verify_only(self, name: str, region: str) -> Actor:
-        return Actor(name, env.VerifyOnlySigner(self._key(name, region)))
+        return Actor(name, env.VerifyOnlySigner(self.registered_key(name, region)))
 
     def _presigned(self, name: str, region: str, envelope: dict[str, Any], payload_type: str) -> Actor:
-        return Actor(name, env.PresignedSigner(envelope, self._key(name, region), payload_type))
+        return Actor(name, env.PresignedSigner(envelope, self.registered_key(name, region), payload_type))
 
     def _request(self, statement: Any, payload_type: str) -> SigningRequest:
         doc = statement.model_dump(mode="json")
@@ -205,12 +198,6 @@ class ExportGate(Service):
             raise SignatureRefused(f"the {what} statement is dated in the future ({at.isoformat()})")
         if at < now - window:
             raise SignatureRefused(f"the {what} statement was prepared more than {window} ago; prepare it again")
-
-
-def env_key(pem: str, name: str) -> Any:
-    from fleetgate.keys.personal import public_key_from_pem
-
-    return public_key_from_pem(pem.encode(), f"principal {name}")
 
 
 def _canonical(statement: Any) -> str:

@@ -29,7 +29,7 @@ from fleetgate.errors import NotFoundError, UsageError
 from fleetgate.gate import sign_config
 from fleetgate.gate.trust import decision_settings
 from fleetgate.keys import envelope as env
-from fleetgate.keys.personal import Actor, public_key_from_pem
+from fleetgate.keys.personal import Actor
 from fleetgate.people import PrincipalError, add_principal, current_state, list_principals, remove_principal
 from fleetgate.services.base import Service
 from fleetgate.store import CredentialRepository, PrincipalRepository
@@ -77,14 +77,6 @@ class Principals(Service):
 
     def list(self, region: str | None = None, include_removed: bool = False) -> list[Principal]:
         return list_principals(self.region(region), include_removed)
-
-    def public_key(self, name: str, region: str | None = None) -> SSlibKey:
-        """The registered key of the active principal `name` (from the principals table; the gate checks the
-        log)."""
-        for row in PrincipalRepository(self.region(region).catalog).all():
-            if row["name"] == name and row["removed_index"] is None:
-                return public_key_from_pem(row["public_key"].encode(), f"principal {name}")
-        raise PrincipalError(f"{name} is not a registered principal")
 
     # -- signed settings -----------------------------------------------------------------------------
     def sign_config(self, admin: Actor, region: str | None = None) -> int:
