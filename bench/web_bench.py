@@ -150,6 +150,12 @@ def _parse_wrk(out: str) -> dict[str, float]:
             + (sum(int(x) for x in sock.groups()) if sock else 0)}
 
 
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process and all its threads so far (from /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def _count_writes(home: Path, run: int) -> tuple[int, int, int]:
     """(ingest runs, assets, /drops request entries) of this run, from the catalog and the log."""
     import sqlalchemy as sa
@@ -212,6 +218,7 @@ def one_run(served, run: int, seconds: int, peer_seconds: int) -> dict[str, floa
                  + ["/api/v1/log/checkpoint"] * 4)
         script = _wrk_script(served.home.parent, auditor, paths)
         load_before = os.getloadavg()
+        cpu_before = _cpu_seconds(proc.pid)
         stop = threading.Event()
         writers = [Writer(url, served.tokens[f"Upload Agent {n}"], n, stop, run) for n in range(WRITERS)]
         for w in writers:
@@ -221,6 +228,7 @@ def one_run(served, run: int, seconds: int, peer_seconds: int) -> dict[str, floa
         for w in writers:
             w.join(timeout=120)
         load_during = os.getloadavg()
+        server_cpu = _cpu_seconds(proc.pid) - cpu_before
     finally:
         proc.terminate()
         proc.wait(timeout=30)
@@ -228,7 +236,10 @@ def one_run(served, run: int, seconds: int, peer_seconds: int) -> dict[str, floa
     acknowledged = sum(len(w.ok) for w in writers)
     write_lat = sorted(x for w in writers for x in w.latencies)
     peer = _peer(served.home.parent, page, peer_seconds)
-    return {"reads_rps": reads["rps"], "read_p50": reads["p50"], "read_p99": reads["p99"],
+    served_requests = reads["requests"] + sum(w.sent for w in writers)
+    return {"server_cpu_ms": 1000 * server_cpu / max(1, served_requests),
+            "server_cpu_share": server_cpu / seconds,
+            "reads_rps": reads["rps"], "read_p50": reads["p50"], "read_p99": reads["p99"],
             "read_errors": reads["errors"], "writes": acknowledged, "writes_rps": acknowledged / seconds,
             "write_p50": 1000 * write_lat[len(write_lat) // 2] if write_lat else 0.0,
             "write_p99": 1000 * write_lat[int(len(write_lat) * 0.99)] if write_lat else 0.0,
@@ -236,7 +247,7 @@ def one_run(served, run: int, seconds: int, peer_seconds: int) -> dict[str, floa
             "doubled": max(0, ingest_runs - acknowledged) + max(0, assets - ingest_runs),
             "unlogged": sum(w.sent for w in writers) - logged,
             "load_before": load_before[0], "load_during": load_during[0],
-            "peer_rps": peer["rps"], "peer_p50": peer["p50"], "peer_p99": peer["p99"]}
+            "peer_rps": peer["rps"], "peer_p50": peer["p50"], "peer_p99": peer["p99"], "peer_cpu_ms": peer["cpu_ms"]}
 
 
 def _peer(folder: Path, body: dict, seconds: int) -> dict[str, float]:
@@ -246,7 +257,9 @@ def _peer(folder: Path, body: dict, seconds: int) -> dict[str, float]:
     proc = subprocess.Popen([sys.executable, str(folder / "peer.py"), str(folder / "peer.json"), str(port)])
     try:
         _wait(f"http://127.0.0.1:{port}/api/v1/assets")
-        return _wrk(f"http://127.0.0.1:{port}", seconds, None, "/api/v1/assets")
+        before = _cpu_seconds(proc.pid)
+        result = _wrk(f"http://127.0.0.1:{port}", seconds, None, "/api/v1/assets")
+        return result | {"cpu_ms": 1000 * (_cpu_seconds(proc.pid) - before) / max(1, result["requests"])}
     finally:
         proc.terminate()
         proc.wait(timeout=30)
@@ -275,15 +288,19 @@ def bench_web(work: Path, runs: int, seconds: int = 60, peer_seconds: int = 30) 
         "writers and server share the machine's 2 cores. Peer: the same uvicorn + FastAPI serving the same "
         f"page of JSON from memory, no token or catalog, same wrk settings for {peer_seconds} s in the same run.",
         "",
-        "| | requests/s | p50 ms | p99 ms | errors |",
-        "|---|---:|---:|---:|---:|",
+        "| | requests/s | p50 ms | p99 ms | errors | server CPU ms per request |",
+        "|---|---:|---:|---:|---:|---:|",
         f"| fleetgate reads (with {WRITERS} writers) | {med('reads_rps'):,.0f} | {med('read_p50'):.1f} | "
-        f"{med('read_p99'):.1f} | {med('read_errors'):.0f} |",
+        f"{med('read_p99'):.1f} | {med('read_errors'):.0f} | {med('server_cpu_ms'):.2f} (reads and writes) |",
         f"| fleetgate writes (ingest of a drop) | {med('writes_rps'):,.1f} | {med('write_p50'):.0f} | "
-        f"{med('write_p99'):.0f} | {med('write_errors'):.0f} |",
+        f"{med('write_p99'):.0f} | {med('write_errors'):.0f} | |",
         f"| peer: static JSON, same stack | {med('peer_rps'):,.0f} | {med('peer_p50'):.1f} | {med('peer_p99'):.1f} | "
-        "0 |",
+        f"0 | {med('peer_cpu_ms'):.2f} |",
         "",
+        f"- The server process used {med('server_cpu_share'):.2f} of a core on average (of the 2 the machine has): "
+        "the rest went to wrk, the writers' client and other jobs. Server CPU per request is independent of how "
+        f"busy the machine is: at {med('server_cpu_ms'):.2f} ms one free core would serve about "
+        f"{1000 / max(0.01, med('server_cpu_ms')):,.0f} requests/s of this mix.",
         f"- Writes acknowledged per run: {', '.join(str(int(r['writes'])) for r in results)}; lost (acknowledged but "
         f"not in the catalog): {lost:.0f}; doubled: {doubled:.0f}; write requests without their `web_request` log "
         f"entry: {unlogged:.0f}.",

@@ -232,6 +232,9 @@ def test_failed_logins_are_rate_limited(browser, server: Served) -> None:  # noq
 def _idp(port: int, username: str) -> subprocess.Popen:
     if not (IDP_MODULES / "node_modules" / "oauth2-mock-server").is_dir() or shutil.which("node") is None:
         pytest.skip("no oauth2-mock-server: `make test-deps` installs it with npm")
+    major = int(subprocess.run(["node", "--version"], capture_output=True, text=True).stdout.lstrip("v").split(".")[0])
+    if major < 20:
+        pytest.skip(f"node {major} is too old for oauth2-mock-server 9.3 (it needs node 20 or later)")
     proc = subprocess.Popen(["node", str(Path(__file__).parent / "idp" / "mock_idp.mjs"), str(IDP_MODULES),
                              str(port), username], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     line = proc.stdout.readline()
