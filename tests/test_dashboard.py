@@ -7,6 +7,7 @@ no approve form and gets 403 from the API. Screenshots go to each test's tmp dir
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -176,9 +177,15 @@ def test_every_role_walks_the_dashboard_and_an_export_is_signed_approved_and_run
     comp.wait_for_selector("#who")
     comp.goto(f"/plans/{plan_id}")
     comp.fill("#approve-form input[name=ref]", "CAC-2026-0042")
+    kinds = comp.locator("#approve-form input[name=kind]")
+    assert kinds.count() >= 2
+    left_out = kinds.first.get_attribute("value")
+    kinds.first.uncheck()  # the officer approves all but one kind: the statement says exactly that
     comp.click("#prepare-approval")
     comp.wait_for_selector("#signing-request-approval")
-    assert "fleetgate/approval/v1" in comp.input_value("#signing-request-approval")
+    statement = json.loads(comp.input_value("#signing-request-approval"))["statement"]
+    assert statement["type"] == "fleetgate/approval/v1" and statement["approver"] == officer.name
+    assert left_out not in statement["kinds"] and len(statement["kinds"]) == kinds.count() - 1
     shots(comp, "compliance-approval-statement")
     _sign_in_page(comp, "approval", team.key_file(officer), tmp_path)
     comp.wait_for_selector("#approvals")

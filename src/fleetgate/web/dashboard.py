@@ -14,10 +14,10 @@ import io
 import json
 import secrets
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 from urllib.parse import urlencode
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
 from starlette.concurrency import run_in_threadpool
@@ -328,7 +328,7 @@ async def sign_plan(request: Request, plan_id: str) -> Response:
 
 @router.get("/plans/{plan_id}/approve/statement", response_class=HTMLResponse)
 def approve_statement(request: Request, plan_id: str, ref: str = "", valid_until: str = "",
-                      kind: list[str] | None = None) -> HTMLResponse:
+                      kind: Annotated[list[str] | None, Query()] = None) -> HTMLResponse:
     """The approval statement to sign (an htmx fragment), after every check the gate makes at approval."""
     session = _reader(request)
     if session.who.role is not Role.compliance:
