@@ -150,5 +150,9 @@ class Inventory(Service):
         """Ingest runs, newest first."""
         return self.region(region).catalog.list_runs()
 
+    def version(self, region: str | None = None) -> int:
+        """A number that changes whenever any fact of the region does (its log's last index)."""
+        return Browse(self.region(region).catalog).version()
+
     def regions(self) -> list[dict[str, str]]:
         return [{"name": r.name, "country": r.country} for r in self.ws.config.regions.values()]

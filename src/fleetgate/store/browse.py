@@ -109,6 +109,13 @@ class Browse:
         with self.catalog.snapshot() as conn:
             return [dict(r._mapping) for r in conn.execute(query)]
 
+    def version(self) -> int:
+        """The index of the log's last entry (-1 when empty): every fact row is written in the same transaction
+        as its log entry, so a view of the fact tables is current exactly as long as this does not change."""
+        with self.catalog.snapshot() as conn:
+            value = conn.execute(sa.select(sa.func.max(log_entries.c.idx))).scalar_one()
+        return -1 if value is None else int(value)
+
     def log_size(self) -> int:
         with self.catalog.snapshot() as conn:
             return conn.execute(sa.select(sa.func.count()).select_from(log_entries)).scalar_one()

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+import threading
+from collections import OrderedDict
+from collections.abc import Callable
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request, Response
@@ -30,12 +33,49 @@ from fleetgate.services.models import (
 from fleetgate.web.auth import AUDITORS, READERS, GuardedRoute, principal_of, services_of
 
 router = APIRouter(route_class=GuardedRoute)
+# Routes that touch the catalog are plain `def` (worker threads): SQLite releases the GIL while a query
+# runs, so reads proceed in parallel and a writer holding the lock never stalls the event loop. Routes
+# that only look at the token (`/health`, `/me`) run on the event loop.
 
 
 def fast(model: BaseModel, status_code: int = 200) -> Response:
     """The model as JSON, serialized once by pydantic's core (FastAPI would validate it again against
     `response_model`, which still documents the shape in OpenAPI)."""
     return Response(model.model_dump_json(), status_code=status_code, media_type="application/json")
+
+
+class ViewCache:
+    """Rendered JSON of catalog views, valid while the region's log has not grown.
+
+    Every fact row (assets, classifications, quarantine, ledger, exports) is written in the same
+    transaction as its log entry, so a page computed at log version v is the page as long as the
+    version is v: one primary-key lookup per request instead of the page's queries and serialization.
+    The version is read before the page, so a cached page is never older than the version it is kept
+    under. Authentication and roles are checked before the cache is consulted."""
+
+    def __init__(self, size: int = 2048) -> None:
+        self.size = size
+        self.entries: OrderedDict[tuple[str, str, str], tuple[int, bytes]] = OrderedDict()
+        self.lock = threading.Lock()
+
+    def respond(self, request: Request, compute: Callable[[], BaseModel]) -> Response:
+        region = principal_of(request).region
+        version = services_of(request).inventory.version(region)
+        key = (request.url.path, request.url.query, region)
+        with self.lock:
+            hit = self.entries.get(key)
+            if hit is not None and hit[0] == version:
+                self.entries.move_to_end(key)
+                return Response(hit[1], media_type="application/json")
+        body = compute().model_dump_json().encode()
+        with self.lock:
+            self.entries[key] = (version, body)
+            if len(self.entries) > self.size:
+                self.entries.popitem(last=False)
+        return Response(body, media_type="application/json")
+
+
+views = ViewCache()
 
 
 def roles(*names: str) -> dict[str, Any]:
@@ -80,12 +120,12 @@ class LogPage(Body):
 
 
 @router.get("/health", response_model=Health)
-def health(request: Request) -> Health:
+async def health(request: Request) -> Health:
     return Health(status="ok", regions=sorted(services_of(request).ws.config.regions))
 
 
 @router.get("/me", response_model=Me, openapi_extra=roles(*READERS, "ingest"))
-def me(request: Request) -> Me:
+async def me(request: Request) -> Me:
     who = principal_of(request)
     return Me(name=who.name, role=who.role.value, region=who.region, credential=who.credential_id)
 
@@ -93,26 +133,27 @@ def me(request: Request) -> Me:
 # -- the catalog -----------------------------------------------------------------------------------
 @router.get("/overview", response_model=RegionOverview, openapi_extra=roles(*READERS))
 def overview(request: Request) -> Response:
-    return fast(services_of(request).inventory.overview(principal_of(request).region))
+    return views.respond(request, lambda: services_of(request).inventory.overview(principal_of(request).region))
 
 
 @router.get("/assets", response_model=Page[AssetSummary], openapi_extra=roles(*READERS))
 def assets(request: Request, kind: str | None = None, outcome: str | None = None, vehicle: str | None = None,
            drop: str | None = None, region: str | None = None, limit: Limit = 50,
            offset: Offset = 0) -> Response:
-    return fast(services_of(request).inventory.assets(region=principal_of(request).region, kind=kind, outcome=outcome,
-                                                      vehicle=vehicle, drop=drop, limit=limit, offset=offset))
+    return views.respond(request, lambda: services_of(request).inventory.assets(
+        region=principal_of(request).region, kind=kind, outcome=outcome, vehicle=vehicle, drop=drop, limit=limit,
+        offset=offset))
 
 
 @router.get("/assets/{asset_id}", response_model=AssetDetail, openapi_extra=roles(*READERS))
 def asset(request: Request, asset_id: str) -> Response:
-    return fast(services_of(request).inventory.asset(asset_id, principal_of(request).region))
+    return views.respond(request, lambda: services_of(request).inventory.asset(asset_id, principal_of(request).region))
 
 
 @router.get("/quarantine", response_model=Page[QuarantineItem], openapi_extra=roles(*READERS))
 def quarantine(request: Request, limit: Limit = 50, offset: Offset = 0) -> Response:
-    return fast(services_of(request).inventory.quarantine(region=principal_of(request).region, limit=limit,
-                                                          offset=offset))
+    return views.respond(request, lambda: services_of(request).inventory.quarantine(
+        region=principal_of(request).region, limit=limit, offset=offset))
 
 
 # -- ingest ----------------------------------------------------------------------------------------

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 
+import anyio
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, RedirectResponse
@@ -26,7 +29,8 @@ def create_app(services: Services) -> SecurityHeaders:
         services.ws.region(name)
     services.principals  # noqa: B018 - built once here, not concurrently by the first requests
     web = services.ws.config.web
-    app = FastAPI(title="fleetgate", version="1", openapi_url=None, docs_url=None, redoc_url=None)
+    app = FastAPI(title="fleetgate", version="1", openapi_url=None, docs_url=None, redoc_url=None,
+                  lifespan=_lifespan(web.worker_threads))
     v1 = FastAPI(title="fleetgate API", version="1", description=API_DESCRIPTION, openapi_url="/openapi.json",
                  docs_url=None, redoc_url=None)
     v1.include_router(api.router)
@@ -45,6 +49,17 @@ def create_app(services: Services) -> SecurityHeaders:
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     app.include_router(dashboard.router)
     return SecurityHeaders(app)
+
+
+def _lifespan(threads: int):  # noqa: ANN202 - an async context manager factory
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        # A few worker threads, not anyio's 40: the catalog is one SQLite file and the machine has few
+        # cores, so more threads only contend for the GIL (measured in bench/web_bench.py).
+        anyio.to_thread.current_default_thread_limiter().total_tokens = threads
+        yield
+
+    return lifespan
 
 
 async def _validation_error(_request: Request, exc: Exception) -> object:
