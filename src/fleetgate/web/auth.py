@@ -36,6 +36,7 @@ AUDITORS = ["auditor", "compliance", "admin"]
 RAW_VIEWERS = {Role.engineer, Role.compliance, Role.admin}  # raw stills show faces and plates
 SESSION_COOKIE = "fleetgate_session"
 STATE_CHANGING = {"POST", "PUT", "PATCH", "DELETE"}
+MAX_JSON_BODY = 1 << 20  # plans, approvals and runs are a few KiB; drops are streamed, not read whole
 
 
 def services_of(request: Request) -> Services:
@@ -86,6 +87,8 @@ class GuardedRoute(APIRoute):
                 headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
                 return error_json(exc.status, exc.code, exc.message, headers)
             request.state.principal = who
+            if changes and not streamed and int(request.headers.get("content-length") or 0) > MAX_JSON_BODY:
+                return error_json(413, "too_large", f"a JSON body of at most {MAX_JSON_BODY >> 10} KiB")
             if changes:
                 body = b"" if streamed else await request.body()
                 request.state.request_log_index = await run_in_threadpool(_record, request, who, body, streamed)
