@@ -6,7 +6,8 @@ issued by a statement signed by an admin (or by the person themselves) and logge
 an argon2id hash. A token is `fgt_<region>_<id>_<secret>`: the id finds the row, the secret is checked
 against the hash. Checking argon2 costs tens of milliseconds by design, so a verified token is
 remembered in memory (by its SHA-256) for `web.token_cache_seconds`; revoking a token or removing
-its principal takes effect within that time.
+its principal takes effect within that time. After that the row is read again (one query); argon2 runs
+again only if the stored hash changed, so a busy client never waits for it twice.
 """
 
 from __future__ import annotations
@@ -65,6 +66,7 @@ class Principals(Service):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._verified: dict[str, tuple[float, Authenticated]] = {}
+        self._hashes: dict[str, str] = {}  # token digest -> the argon2 hash its secret was verified against
         self._flights: dict[str, threading.Lock] = {}
         self._lock = threading.Lock()
 
@@ -125,7 +127,9 @@ class Principals(Service):
         index = self._log(reg, statement, issuer, lambda conn, i: CredentialRepository(reg.catalog).mark_revoked(
             conn, credential_id, i, issuer.name))
         with self._lock:
-            self._verified = {k: v for k, v in self._verified.items() if v[1].credential_id != credential_id}
+            gone = {k for k, v in self._verified.items() if v[1].credential_id == credential_id}
+            self._verified = {k: v for k, v in self._verified.items() if k not in gone}
+            self._hashes = {k: v for k, v in self._hashes.items() if k not in gone}
         return index
 
     def credentials(self, region: str | None = None) -> list[dict[str, Any]]:
@@ -185,19 +189,21 @@ class Principals(Service):
             if hit is not None:
                 return hit
             region, suffix, secret = match.groups()
-            who = self._check(region, f"tok-{suffix}", secret, "token")
+            who, hashed = self._check(region, f"tok-{suffix}", secret, "token", self._hashes.get(key))
             with self._lock:
                 self._flights.pop(key, None)
                 if who is not None:
                     if len(self._verified) > 10_000:
                         self._verified.clear()
+                        self._hashes.clear()
                     self._verified[key] = (time.monotonic() + self.ws.config.web.token_cache_seconds, who)
+                    self._hashes[key] = hashed
         return who
 
     def authenticate_password(self, name: str, password: str, region: str | None = None) -> Authenticated | None:
         region_name = self.region_name(region)
         for row in CredentialRepository(self.region(region_name).catalog).passwords_of(name):
-            who = self._check(region_name, row["id"], password, "password")
+            who, _ = self._check(region_name, row["id"], password, "password")
             if who is not None:
                 return who
         return None
@@ -210,12 +216,16 @@ class Principals(Service):
                 return Authenticated(row["name"], Role(row["role"]), row["keyid"], region_name, f"oidc:{name}", via)
         return None
 
-    def _check(self, region: str, credential_id: str, secret: str, via: str) -> Authenticated | None:
+    def _check(self, region: str, credential_id: str, secret: str, via: str,
+               verified_hash: str | None = None) -> tuple[Authenticated | None, str]:
+        """The credential's live row checked again (revoked? principal removed?); argon2 runs only when this
+        secret was not verified against this very hash before (so a cache refresh costs one query)."""
         row = CredentialRepository(self.region(region).catalog).with_principal(credential_id)
         if row is None or row["revoked_index"] is not None or row["principal_removed"] is not None:
-            return None
-        try:
-            self.hasher.verify(row["hash"], secret)
-        except (VerificationError, InvalidHashError):
-            return None
-        return Authenticated(row["name"], Role(row["role"]), row["keyid"], region, credential_id, via)
+            return None, ""
+        if verified_hash is None or not secrets.compare_digest(verified_hash, row["hash"]):
+            try:
+                self.hasher.verify(row["hash"], secret)
+            except (VerificationError, InvalidHashError):
+                return None, ""
+        return Authenticated(row["name"], Role(row["role"]), row["keyid"], region, credential_id, via), row["hash"]

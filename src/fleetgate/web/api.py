@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import os
 import threading
@@ -30,7 +31,7 @@ from fleetgate.services.models import (
     RunResult,
     SigningRequest,
 )
-from fleetgate.web.auth import AUDITORS, READERS, GuardedRoute, principal_of, services_of
+from fleetgate.web.auth import AUDITORS, READERS, GuardedRoute, principal_of, services_of, writing
 
 router = APIRouter(route_class=GuardedRoute)
 # Routes that touch the catalog are plain `def` (worker threads): SQLite releases the GIL while a query
@@ -76,6 +77,13 @@ class ViewCache:
 
 
 views = ViewCache()
+_ingests: dict[int, asyncio.Semaphore] = {}
+
+
+def _ingest_slot() -> asyncio.Semaphore:
+    """The upload route's semaphore of the running event loop (one per loop: tests start several)."""
+    loop = id(asyncio.get_running_loop())
+    return _ingests.setdefault(loop, asyncio.Semaphore(1))
 
 
 def roles(*names: str) -> dict[str, Any]:
@@ -180,7 +188,10 @@ async def upload_drop(request: Request, name: Annotated[str, Query(description="
     except BaseException:
         await run_in_threadpool(services.ingest.discard, target)
         raise
-    report = await run_in_threadpool(services.ingest.ingest_spooled, target, principal_of(request).region)
+    # one ingest at a time: they queue on the catalog's write lock anyway, and waiting here (on the event
+    # loop, not in a worker thread) leaves the workers and the GIL to the readers meanwhile
+    async with _ingest_slot():
+        report = await writing(services.ingest.ingest_spooled, target, principal_of(request).region)
     return IngestResult(**{k: getattr(report, k) for k in ("run_id", "drop_id", "region", "files_seen", "landed",
                                                           "already_present", "quarantined", "bytes_landed",
                                                           "problems")},

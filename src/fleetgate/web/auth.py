@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import secrets
 import threading
@@ -19,6 +20,7 @@ from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any
 
+import anyio
 from fastapi.routing import APIRoute
 from limits import RateLimitItemPerMinute
 from limits.storage import MemoryStorage
@@ -91,10 +93,21 @@ class GuardedRoute(APIRoute):
                 return error_json(413, "too_large", f"a JSON body of at most {MAX_JSON_BODY >> 10} KiB")
             if changes:
                 body = b"" if streamed else await request.body()
-                request.state.request_log_index = await run_in_threadpool(_record, request, who, body, streamed)
+                request.state.request_log_index = await writing(_record, request, who, body, streamed)
             return await original(request)
 
         return guarded
+
+
+_writers: dict[int, anyio.CapacityLimiter] = {}
+
+
+async def writing(fn: Callable[..., Any], *args: Any) -> Any:
+    """Run a catalog write on its own two threads: a write waits for SQLite's write lock (another ingest may
+    hold it for a while), and waiting on the readers' threads would stall every reader behind it."""
+    loop = id(asyncio.get_running_loop())
+    limiter = _writers.setdefault(loop, anyio.CapacityLimiter(2))
+    return await anyio.to_thread.run_sync(lambda: fn(*args), limiter=limiter)
 
 
 def _record(request: Request, who: Authenticated, body: bytes, streamed: bool) -> int:
