@@ -30,6 +30,7 @@ from gate_bench import bench_export, bench_log
 from policy_bench import bench_decisions, bench_pii_scan
 from train_bench import bench_train
 from trust_bench import bench_fact_logging
+from web_bench import bench_web
 
 
 def machine() -> str:
@@ -162,10 +163,10 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("docs/benchmarks.md"))
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--only", action="append",
-                        choices=["ingest", "policy", "gate", "trust", "deid", "train", "federate"],
+                        choices=["ingest", "policy", "gate", "trust", "deid", "train", "federate", "web"],
                         help="Run only these benchmarks; the other sections of --out are kept.")
     args = parser.parse_args()
-    only = set(args.only or ["ingest", "policy", "gate", "trust", "deid", "train", "federate"])
+    only = set(args.only or ["ingest", "policy", "gate", "trust", "deid", "train", "federate", "web"])
     sections: list[str] = []
     with tempfile.TemporaryDirectory(prefix="fleetgate-bench-", dir=os.environ.get("FLEETGATE_BENCH_DIR")) as tmp:
         if "ingest" in only:
@@ -189,6 +190,8 @@ def main() -> None:
             sections += bench_train(Path(tmp) / "train", args.runs)
         if "federate" in only:
             sections += bench_federate(Path(tmp) / "federate", args.runs)
+        if "web" in only:  # 60 s per run with 50 readers and 5 writers; three runs are enough for a median
+            sections += bench_web(Path(tmp) / "web", min(args.runs, 3))
     sections = merge_sections(args.out, sections)
     header = [
         "# Benchmarks",

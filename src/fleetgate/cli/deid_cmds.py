@@ -12,8 +12,8 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
-from fleetgate.cli._common import OutputFormat, console, open_workspace, print_json
-from fleetgate.deid import TrajectoryPolicy, deid_region
+from fleetgate.cli._common import OutputFormat, console, open_services, print_json
+from fleetgate.deid import TrajectoryPolicy
 from fleetgate.deid import models as model_registry
 from fleetgate.deid.detectors import IMAGE, VIDEO, Profile, build_detectors
 from fleetgate.deid.obscure import ObscureSettings
@@ -158,12 +158,12 @@ def run(ctx: typer.Context,
                               trim_m=trim_m, excise_buffer_m=buffer_m, time_step_s=time_step_s)
     settings = _settings(method, stride, hold, True)
     profile = _video_profile(face_scale, plate_scale, tiles)
-    with open_workspace(ctx) as ws, Progress(TextColumn("de-identify"), BarColumn(), MofNCompleteColumn(),
-                                             console=console, transient=True,
-                                             disable=fmt == OutputFormat.json) as progress:
+    with open_services(ctx) as services, Progress(TextColumn("de-identify"), BarColumn(), MofNCompleteColumn(),
+                                                  console=console, transient=True,
+                                                  disable=fmt == OutputFormat.json) as progress:
         task = progress.add_task("assets", total=None)
-        report = deid_region(ws, region, policy, on_progress=lambda n, t: progress.update(task, completed=n, total=t),
-                             video=settings, camera=camera, profile=profile, provider=provider)
+        report = services.deid.run(region, policy, video=settings, camera=camera, profile=profile, provider=provider,
+                                   on_progress=lambda n, t: progress.update(task, completed=n, total=t))
     if fmt == OutputFormat.json:
         print_json(report.__dict__)
     else:

@@ -20,6 +20,7 @@ from fleetgate.cli import (
     people_cmds,
     policy_cmds,
     report_cmds,
+    serve_cmds,
     train_cmds,
 )
 from fleetgate.errors import ExitCode, FleetgateError
@@ -71,6 +72,9 @@ app.add_typer(catalog_cmds.app, name="catalog", help="Inspect a region's catalog
 app.add_typer(compute_cmds.app, name="compute", help="Plan a training cluster under US export controls.")
 app.add_typer(report_cmds.report_app, name="report", help="Write the PIPIA, assessment, contract and annual filings.")
 app.command("status", help="The region's log and how close it is to each legal threshold.")(report_cmds.status)
+app.command("sign", help="Sign a statement the server showed (plan, approval, run) with your own key, offline.")(
+    gate_cmds.sign_cmd)
+app.command("serve", help="Serve the JSON API (/api/v1) and the dashboard; loopback by default.")(serve_cmds.serve)
 
 
 def run() -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import os
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import date
@@ -40,6 +41,7 @@ from fleetgate.policy.vocabulary import Outcome
 from fleetgate.report import HtmlReport, figure_png
 from fleetgate.report.watch import watch_section
 from fleetgate.sample import SampleSpec, generate_sample
+from fleetgate.services import Services
 from fleetgate.store import Ledger, Region
 from fleetgate.workspace import Workspace, init_workspace
 from fleetgate.workspace.config import save_config
@@ -235,7 +237,21 @@ def demo_people(ws: Workspace, home: Path) -> dict[str, Actor]:
     signed = current_state(region).config
     if signed is None or signed[1].settings != decision_settings(ws, DEMO_REGION):
         sign_config(ws, DEMO_REGION, admin)  # the demo changed fleetgate.toml (sensitive areas) since
+    _demo_tokens(ws, folder, actors)
     return actors
+
+
+def _demo_tokens(ws: Workspace, folder: Path, actors: dict[str, Actor]) -> None:
+    """An API/dashboard token per demo person, next to their key (demo only), for `make serve`."""
+    principals = Services(ws).principals
+    for person in DEMO_PEOPLE:
+        path = folder / person.key_file.replace(".key", ".token")
+        if path.exists():
+            continue
+        token = principals.issue_token(person.name, actors[DEMO_PEOPLE[0].name], DEMO_REGION).secret
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as out:
+            out.write(token + "\n")
 
 
 def _actor(people: dict[str, Actor], role: Role, n: int = 0) -> Actor:

@@ -10,6 +10,7 @@ from fleetgate.domain.models import (
     BasisStatement,
     Blocked,
     ConfigStatement,
+    CredentialStatement,
     Destination,
     LegalBasisRecord,
     OutcomeSummary,
@@ -24,7 +25,6 @@ from fleetgate.domain.models import (
     Ytd,
 )
 
-__all__ = ["ApprovalScope", "ApprovalStatement", "BasisStatement", "Blocked", "ConfigStatement", "Destination",
-           "LegalBasisRecord", "OutcomeSummary", "Plan",
-           "PlanItem", "PlanStatement", "Principal", "PrincipalStatement", "Role", "RunStatement", "SignedPlan",
-           "Ytd"]
+__all__ = ["ApprovalScope", "ApprovalStatement", "BasisStatement", "Blocked", "ConfigStatement", "CredentialStatement",
+           "Destination", "LegalBasisRecord", "OutcomeSummary", "Plan", "PlanItem", "PlanStatement", "Principal",
+           "PrincipalStatement", "Role", "RunStatement", "SignedPlan", "Ytd"]
