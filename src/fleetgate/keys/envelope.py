@@ -86,6 +86,7 @@ PAYLOAD_TYPES = {
     "fleetgate/principal/v1": PRINCIPAL,
     "fleetgate/config/v1": CONFIG,
     "fleetgate/export-run/v1": RUN,
+    "fleetgate/basis/v1": BASIS,
     "fleetgate/credential/v1": CREDENTIAL,
 }
 
