@@ -38,12 +38,12 @@ demo: setup ## set up and run the demo on embedded defaults (SQLite + local fold
 serve: setup ## serve the API and the dashboard of the demo home (after `make demo`) on 127.0.0.1:8787
 	$(BIN)/fleetgate --home $(HOME_DIR) serve
 
-# `make test` leaves out the end-to-end runs marked `slow` (the demo, deployed federation, the browser,
-# the real servers) so it stays well under 20 minutes on a 2-core machine; CI (.ci/run) runs both.
+# `make test` leaves out the end-to-end runs marked `slow` (the whole demo, the federated training proof
+# run) so it stays well under 20 minutes on a 2-core machine; CI (.ci/run) runs both.
 test: setup-dev ## set up and run the tests (all but the slow end-to-end ones)
 	$(BIN)/python -m pytest -q -m "not slow"
 
-test-slow: setup-dev ## the slow end-to-end tests: the demo, deployed federation, the dashboard in a browser
+test-slow: setup-dev ## the slow end-to-end tests: the whole demo, the federated training proof run
 	$(BIN)/python -m pytest -q -m slow
 
 lint: setup-dev ## ruff and the import-layer contract
