@@ -9,18 +9,22 @@ from fleetgate.domain.models import (
     ApprovalStatement,
     ConfigStatement,
     Destination,
+    HoldStatement,
+    IdentifierKind,
     OutcomeSummary,
     Plan,
     PlanItem,
     PlanStatement,
     Principal,
     PrincipalStatement,
+    RetentionStatement,
     Role,
     RunStatement,
     SignedPlan,
+    SubjectRequestStatement,
     Ytd,
 )
 
-__all__ = ["ApprovalScope", "ApprovalStatement", "ConfigStatement", "Destination", "OutcomeSummary", "Plan",
-           "PlanItem", "PlanStatement", "Principal", "PrincipalStatement", "Role", "RunStatement", "SignedPlan",
-           "Ytd"]
+__all__ = ["ApprovalScope", "ApprovalStatement", "ConfigStatement", "Destination", "HoldStatement",
+           "IdentifierKind", "OutcomeSummary", "Plan", "PlanItem", "PlanStatement", "Principal", "PrincipalStatement",
+           "RetentionStatement", "Role", "RunStatement", "SignedPlan", "SubjectRequestStatement", "Ytd"]

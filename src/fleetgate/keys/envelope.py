@@ -22,6 +22,9 @@ APPROVAL = "application/vnd.fleetgate.approval.v1+json"
 PRINCIPAL = "application/vnd.fleetgate.principal.v1+json"
 CONFIG = "application/vnd.fleetgate.config.v1+json"
 RUN = "application/vnd.fleetgate.export-run.v1+json"
+SUBJECT_REQUEST = "application/vnd.fleetgate.subject-request.v1+json"
+RETENTION = "application/vnd.fleetgate.retention.v1+json"
+LEGAL_HOLD = "application/vnd.fleetgate.legal-hold.v1+json"
 
 
 class EnvelopeError(UsageError):

@@ -78,6 +78,36 @@ class GateConfig:
 
 
 @dataclass
+class RetentionConfig:
+    """`[retention]`: days each kind is kept, for raw data and for what is derived from it.
+
+    `fleetgate retention run` deletes what is older (by the end of its recording, else by when it
+    landed); a kind not listed is kept until someone erases it."""
+
+    raw: dict[str, int] = field(default_factory=dict)
+    derived: dict[str, int] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, dict[str, int]]:
+        return {"raw": dict(sorted(self.raw.items())), "derived": dict(sorted(self.derived.items()))}
+
+
+def _retention_config(body: dict[str, Any], path: Path) -> RetentionConfig:
+    unknown = sorted(set(body) - {"raw", "derived"})
+    if unknown:
+        raise ConfigError(f"{path}: retention.{unknown[0]}: unknown key (allowed: raw, derived)")
+    out = RetentionConfig()
+    for part in ("raw", "derived"):
+        table = body.get(part) or {}
+        if not isinstance(table, dict):
+            raise ConfigError(f"{path}: retention.{part}: a table of kind = days")
+        for kind, days in table.items():
+            if isinstance(days, bool) or not isinstance(days, int) or days < 1:
+                raise ConfigError(f"{path}: retention.{part}.{kind}: a whole number of days, at least 1")
+            getattr(out, part)[kind] = days
+    return out
+
+
+@dataclass
 class WorkspaceConfig:
     """The whole parsed `fleetgate.toml`."""
 
@@ -88,6 +118,7 @@ class WorkspaceConfig:
     packs: list[str] = field(default_factory=lambda: list(DEFAULT_PACKS))
     keys: dict[str, str] = field(default_factory=dict)
     gate: GateConfig = field(default_factory=GateConfig)
+    retention: RetentionConfig = field(default_factory=RetentionConfig)
 
     def region(self, name: str | None) -> RegionConfig:
         """The named region, or the default one; a clear error for an unknown name."""
@@ -159,6 +190,8 @@ def save_config(config: WorkspaceConfig) -> None:
         doc["regions"][name] = {k: v for k, v in asdict(region).items() if k != "name" and v is not None}
     for name, dest in config.destinations.items():
         doc["destinations"][name] = {k: v for k, v in asdict(dest).items() if k != "name"}
+    if config.retention.raw or config.retention.derived:
+        doc["retention"] = {k: v for k, v in config.retention.as_dict().items() if v}
     config.home.mkdir(parents=True, exist_ok=True)
     tmp = config.home / (CONFIG_FILE + ".tmp")
     tmp.write_text(tomli_w.dumps(doc), encoding="utf-8")
@@ -209,7 +242,8 @@ def load_config(home: Path) -> WorkspaceConfig:
     packs = (doc.get("policy") or {}).get("packs", list(DEFAULT_PACKS))
     return WorkspaceConfig(home=home, default_region=default_region, regions=regions,
                            destinations=destinations, packs=list(packs), keys=dict(doc.get("keys") or {}),
-                           gate=_gate_config(doc.get("gate") or {}, path))
+                           gate=_gate_config(doc.get("gate") or {}, path),
+                           retention=_retention_config(doc.get("retention") or {}, path))
 
 
 def _gate_config(body: dict[str, Any], path: Path) -> GateConfig:
