@@ -35,7 +35,7 @@ from typing import BinaryIO
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from fleetgate.errors import StoreError
+from fleetgate.errors import IntegrityError, StoreError
 from fleetgate.store.blobs import BlobStore, FsspecBlobStore, PutResult, fsync_dir
 from fleetgate.store.keyring import BlobKey, Keyring
 
@@ -45,6 +45,10 @@ HEADER_LEN = len(MAGIC) + KID_LEN
 CHUNK = 64 * 1024
 TAG = 16
 SEALED_CHUNK = CHUNK + TAG
+
+class SealError(IntegrityError):
+    """Sealed bytes that fail their authentication: the stored blob was altered, truncated or replaced."""
+
 
 _holder_vin: ContextVar[str | None] = ContextVar("fleetgate_sealed_for", default=None)
 
@@ -112,14 +116,14 @@ class _Decrypting(io.RawIOBase):
         header = inner.read(HEADER_LEN)
         if header != _header(kid):
             inner.close()
-            raise StoreError(f"sealed blob {name}: header does not name its data key; the blob was replaced")
+            raise SealError(f"sealed blob {name}: header does not name its data key; the blob was replaced")
         self._header = header
         total = inner.seek(0, io.SEEK_END) - HEADER_LEN
         self._chunks = max(1, -(-total // SEALED_CHUNK))
         self.size = total - TAG * self._chunks
         if self.size < 0:
             inner.close()
-            raise StoreError(f"sealed blob {name}: truncated")
+            raise SealError(f"sealed blob {name}: truncated")
         self._pos = 0
         self._cached: tuple[int, bytes] | None = None
 
@@ -145,8 +149,8 @@ class _Decrypting(io.RawIOBase):
         try:
             plain = self._aead.decrypt(_nonce(index, index == self._chunks - 1), sealed, self._header)
         except InvalidTag:
-            raise StoreError(f"sealed blob {self._name}: chunk {index} fails its authentication tag "
-                             "(altered or truncated)") from None
+            raise SealError(f"sealed blob {self._name}: chunk {index} fails its authentication tag "
+                            "(altered or truncated)") from None
         self._cached = (index, plain)
         return plain
 
@@ -240,7 +244,10 @@ class SealedBlobStore(BlobStore):
                 return io.BufferedReader(_Decrypting(inner, key.data_key, key.kid, sha256[:12]), CHUNK)
         if keys:
             raise StoreError(f"blob {sha256[:12]}… is unreadable: its data key was destroyed (erased)")
-        return self.inner.open(sha256, namespace)  # stored before sealing
+        try:
+            return self.inner.open(sha256, namespace)  # stored before sealing
+        except StoreError:
+            raise StoreError(f"blob {sha256[:12]}… is missing, or its data key was destroyed (erased)") from None
 
     def exists(self, sha256: str, namespace: str = "blobs") -> bool:
         keys = self.keyring.blob_keys_of(namespace, sha256)

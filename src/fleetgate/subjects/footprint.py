@@ -120,7 +120,7 @@ class Footprint:
         }
 
 
-class _Scanner:
+class Scanner:
     """Per-row pseudonym sets of tables, and of texts, under the region key."""
 
     def __init__(self, key: bytes) -> None:
@@ -215,7 +215,7 @@ def strip_document(doc: Any, naming: set[str]) -> tuple[Any, int]:
 def find_footprint(region: Region, seed: str, seed_domain: str, held: dict[str, str]) -> Footprint:
     """Everything of the person whose identifier has pseudonym `seed` (of `seed_domain`) in this region."""
     key = region.keys.pseudonym_key()
-    scan = _Scanner(key)
+    scan = Scanner(key)
     fp = Footprint()
     rows_of: dict[str, list[set[str]]] = {}
     docs: dict[str, tuple[Any, list[str], list[set[str]]]] = {}
@@ -327,7 +327,7 @@ def _tables(fp: Footprint, catalog: dict[str, dict[str, Any]], rows_of: dict[str
             del fp.tables[aid]
 
 
-def _quarantine(fp: Footprint, region: Region, scan: _Scanner, person: set[str]) -> None:
+def _quarantine(fp: Footprint, region: Region, scan: Scanner, person: set[str]) -> None:
     vins = fp.vins
     for q in region.catalog.list_quarantine(region=region.name):
         vin = vehicle_of_path(q["source_path"])

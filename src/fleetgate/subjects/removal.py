@@ -34,13 +34,14 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from fleetgate.audit.facts import Facts
+from fleetgate.audit.facts import Facts, vehicle_of_path
 from fleetgate.audit.log import region_log
 from fleetgate.formats.drop_layout import asset_id
 from fleetgate.store import Region
 from fleetgate.store.blobs import fsync_dir
 from fleetgate.store.keyring import Keyring
 from fleetgate.store.subjects_repo import SubjectRecords
+from fleetgate.subjects.drops import scrub_drops
 from fleetgate.subjects.footprint import TableRows, strip_document
 from fleetgate.workspace import Workspace
 
@@ -161,39 +162,51 @@ def _refs(row: dict[str, Any]) -> set[tuple[str, str]]:
     return refs
 
 
+def _holder(ring: Keyring, vin: str | None) -> str | None:
+    """The subject key a row's blobs are sealed under: its vehicle owner's (see `sealed_for`)."""
+    return ring.subject_kid(ring.vehicle_pseudonym(vin)) if vin else None
+
+
 def destruction_plan(region: Region, removal: Removal, new_rows: list[dict[str, Any]],
                      replaced: dict[str, str]) -> dict[str, Any]:
-    """The blobs, keys and files to destroy: everything only the removed rows used."""
+    """The blobs, keys and files to destroy: every sealed copy only the removed rows used.
+
+    A copy is (plaintext, holder): the same bytes of two vehicles are two copies under two keys, and
+    a surviving row keeps only the copy sealed for its own vehicle."""
+    blobs = region.blobs
+    ring: Keyring = blobs.keyring
     gone = set(removal.assets) | set(replaced)
     doomed: set[tuple[str, str]] = set()
     for aid in gone:
         doomed |= _refs(removal.catalog[aid])
     doomed |= {("quarantine", q["sha256"]) for q in removal.quarantine.values() if q["sha256"]}
-    alive: set[tuple[str, str]] = set()
-    for aid, row in removal.catalog.items():
-        if aid not in gone:
-            alive |= _refs(row)
-    for row in new_rows:
-        alive |= _refs(row)
+    alive: set[tuple[str, str, str | None]] = set()  # (namespace, sha256, holder)
+    for row in [r for aid, r in removal.catalog.items() if aid not in gone] + new_rows:
+        alive |= {(ns, sha, _holder(ring, row["vehicle"])) for ns, sha in _refs(row)}
     for q in region.catalog.list_quarantine(region=region.name):
         if q["id"] not in removal.quarantine and q["sha256"]:
-            alive.add(("quarantine", q["sha256"]))
-    blobs = region.blobs
-    protected = {c.holder for ns, sha in alive for c in blobs.copies(sha, ns) if c.holder}
-    ring: Keyring = blobs.keyring
+            alive.add(("quarantine", q["sha256"], _holder(ring, vehicle_of_path(q["source_path"]))))
+    alive_refs = {(ns, sha) for ns, sha, _ in alive}
+    protected = {holder for _, _, holder in alive if holder}
     subject_kids = sorted({ring.subject_kid(p) for p in removal.subjects} - protected)
     plan_blobs, kids = [], set(subject_kids)
-    for ns, sha in sorted(doomed - alive):
-        copies = blobs.copies(sha, ns)
+    for ns, sha in sorted(doomed):
+        copies = [c for c in blobs.copies(sha, ns) if (ns, sha, c.holder) not in alive]
         kids |= {c.kid for c in copies}
         plan_blobs.append({"namespace": ns, "sha256": sha, "stored": sorted({c.stored_as for c in copies
-                                                                             if c.stored_as})})
+                                                                             if c.stored_as}),
+                           "plain": (ns, sha) not in alive_refs})  # a blob stored before sealing, if any
     for kid in subject_kids:  # what else their key seals (copies no row names any more) goes with it
         for key in ring.keys_held_by(kid):
-            if (key.namespace, key.sha256) not in alive and key.stored_as:
-                plan_blobs.append({"namespace": key.namespace, "sha256": key.sha256, "stored": [key.stored_as]})
-    return {"blobs": plan_blobs, "keys": sorted(kids), "subject_keys": len(subject_kids),
+            if key.stored_as:
+                plan_blobs.append({"namespace": key.namespace, "sha256": key.sha256, "stored": [key.stored_as],
+                                   "plain": False})
+    plan = {"blobs": plan_blobs, "keys": sorted(kids), "subject_keys": len(subject_kids),
             "assets": sorted(gone), "quarantine": sorted(removal.quarantine)}
+    if removal.subjects:  # a person: the drops ingest read from are scrubbed too (wiped with the plan when done)
+        plan["drops"] = {"paths": sorted({r["drop_path"] for r in region.catalog.list_runs(region.name)}),
+                         "pseudonyms": sorted(removal.subjects)}
+    return plan
 
 
 def record(ws: Workspace, region: Region, removal: Removal, new_rows: list[dict[str, Any]],
@@ -206,8 +219,8 @@ def record(ws: Workspace, region: Region, removal: Removal, new_rows: list[dict[
                "models": removal.models, "rewritten": replaced}
     with region.catalog.transaction() as conn:
         records.secure_delete(conn)
+        records.remove_assets(conn, plan["assets"])  # first: a re-rooted row keeps its path and bytes
         region.catalog.insert_assets(conn, new_rows)
-        records.remove_assets(conn, plan["assets"])
         records.remove_quarantine(conn, plan["quarantine"])
         changed = records.tombstone_ledger(conn, removal.ledger_keys)
         ledger = {pkg: facts.ledger_set(records.ledger_rows_of(conn, pkg)) for pkg in changed}
@@ -246,7 +259,7 @@ def destroy(ws: Workspace, region: Region, plan: dict[str, Any]) -> dict[str, An
         raise RuntimeError(f"keyring {ring.path}: {len(left)} key(s) still present after destruction")
     files = removed_bytes = 0
     for b in plan["blobs"]:
-        for key in [*b["stored"], b["sha256"]]:  # the ciphertext, and a blob stored before sealing
+        for key in [*b["stored"], *([b["sha256"]] if b.get("plain") else [])]:
             size = blobs.stored_size(key, b["namespace"])
             if blobs.remove_stored(key, b["namespace"]):
                 files += 1
@@ -254,11 +267,15 @@ def destroy(ws: Workspace, region: Region, plan: dict[str, Any]) -> dict[str, An
     shas = {b["sha256"] for b in plan["blobs"]}
     lines = _scrub_access_log(ws.access_log(region.name), shas)
     staged = _scrub_staging(ws, set(plan["assets"]))
+    drops = plan.get("drops")
+    uploads = scrub_drops(ws.home, drops["paths"], set(drops["pseudonyms"]), region.keys.pseudonym_key()) \
+        if drops else None
     stale = _scrub_tmp(blobs.temporary_folder())
     ring.checkpoint()
     SubjectRecords(region.catalog).scrub_wal()
     return {"keys_destroyed": plan["keys"], "keys_absent": True, "blobs": len(plan["blobs"]), "files": files,
-            "bytes": removed_bytes, "access_log_lines": lines, "staging_files": staged, "stale_tmp_files": stale}
+            "bytes": removed_bytes, "access_log_lines": lines, "staging_files": staged, "stale_tmp_files": stale,
+            **({"drops": uploads} if uploads is not None else {})}
 
 
 def _rewrite_atomically(path: Path, lines: list[str]) -> None:
