@@ -39,10 +39,11 @@ def _texts(data: bytes) -> list[tuple[str, bytes]]:
 
 def scan(root: Path, needles: dict[str, str], region: str = "cn-shanghai", keys_root: Path | None = None,
          skip: tuple[Path, ...] = ()) -> ScanResult:
-    """Every file under `root` (but `skip`), looked at for each needle (name -> identifier)."""
+    """Every file under `root` (but `skip`), looked at for each needle (name -> identifier); sealed blobs
+    are opened with every region's keyring (`region` names the one the test is about)."""
     keys_root = keys_root or root / "keys"
-    ring = Keyring(keys_root / region / KEYRING_FILE, KeyStore(keys_root, region).pseudonym_key()) \
-        if (keys_root / region / KEYRING_FILE).exists() else None
+    rings = [Keyring(path, KeyStore(keys_root, path.parent.name).pseudonym_key())
+             for path in sorted(keys_root.glob(f"*/{KEYRING_FILE}"))]  # every region's surviving keys
     result = ScanResult()
     encoded = {name: value.encode("utf-8") for name, value in needles.items()}
     for path in sorted(p for p in root.rglob("*") if p.is_file()):
@@ -52,8 +53,8 @@ def scan(root: Path, needles: dict[str, str], region: str = "cn-shanghai", keys_
         result.files += 1
         result.bytes += len(data)
         views = _texts(data)
-        if data.startswith(MAGIC) and ring is not None:
-            plain = unseal(data, ring)
+        if data.startswith(MAGIC) and rings:
+            plain = next((p for p in (unseal(data, ring) for ring in rings) if p is not None), None)
             if plain is None:
                 result.sealed_unreadable += 1
             else:
@@ -64,6 +65,6 @@ def scan(root: Path, needles: dict[str, str], region: str = "cn-shanghai", keys_
             for name, needle in encoded.items():
                 if needle in view:
                     result.hits.append(f"{path.relative_to(root)}: {name} ({how})")
-    if ring is not None:
+    for ring in rings:
         ring.engine.dispose()
     return result

@@ -41,7 +41,7 @@ from fleetgate.store import Region
 from fleetgate.store.blobs import fsync_dir
 from fleetgate.store.keyring import Keyring
 from fleetgate.store.subjects_repo import SubjectRecords
-from fleetgate.subjects.drops import scrub_drops
+from fleetgate.subjects.drops import scrub_documents, scrub_drops
 from fleetgate.subjects.footprint import TableRows, strip_document
 from fleetgate.workspace import Workspace
 
@@ -268,8 +268,11 @@ def destroy(ws: Workspace, region: Region, plan: dict[str, Any]) -> dict[str, An
     lines = _scrub_access_log(ws.access_log(region.name), shas)
     staged = _scrub_staging(ws, set(plan["assets"]))
     drops = plan.get("drops")
-    uploads = scrub_drops(ws.home, drops["paths"], set(drops["pseudonyms"]), region.keys.pseudonym_key()) \
-        if drops else None
+    uploads = None
+    if drops:
+        key = region.keys.pseudonym_key()
+        uploads = scrub_drops(ws.home, drops["paths"], set(drops["pseudonyms"]), key)
+        uploads["documents"] = scrub_documents(ws.home, set(drops["pseudonyms"]), key)
     stale = _scrub_tmp(blobs.temporary_folder())
     ring.checkpoint()
     SubjectRecords(region.catalog).scrub_wal()
