@@ -28,6 +28,7 @@ from fleetgate.sample import SampleSpec, generate_sample
 from fleetgate.workspace import Workspace, init_workspace
 from gate_bench import bench_export, bench_log
 from policy_bench import bench_decisions, bench_pii_scan
+from subjects_bench import bench_erasure
 from train_bench import bench_train
 from trust_bench import bench_fact_logging
 
@@ -162,10 +163,10 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("docs/benchmarks.md"))
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--only", action="append",
-                        choices=["ingest", "policy", "gate", "trust", "deid", "train", "federate"],
+                        choices=["ingest", "policy", "gate", "trust", "deid", "train", "federate", "subjects"],
                         help="Run only these benchmarks; the other sections of --out are kept.")
     args = parser.parse_args()
-    only = set(args.only or ["ingest", "policy", "gate", "trust", "deid", "train", "federate"])
+    only = set(args.only or ["ingest", "policy", "gate", "trust", "deid", "train", "federate", "subjects"])
     sections: list[str] = []
     with tempfile.TemporaryDirectory(prefix="fleetgate-bench-", dir=os.environ.get("FLEETGATE_BENCH_DIR")) as tmp:
         if "ingest" in only:
@@ -189,6 +190,9 @@ def main() -> None:
             sections += bench_train(Path(tmp) / "train", args.runs)
         if "federate" in only:
             sections += bench_federate(Path(tmp) / "federate", args.runs)
+        if "subjects" in only:
+            (Path(tmp) / "subjects").mkdir()
+            sections += bench_erasure(Path(tmp) / "subjects", args.runs)
     sections = merge_sections(args.out, sections)
     header = [
         "# Benchmarks",

@@ -371,12 +371,16 @@ class LogState:
             return
         self.requests[rid] = LoggedRequest(index, rid, st, signer.keyid)
 
-    def _erasure_cause(self, index: int, cause: dict[str, Any]) -> str | None:
-        """Why an erasure's cause does not hold up, or None: a logged erase request, or a signed retention order."""
+    def _erasure_cause(self, index: int, eid: str, cause: dict[str, Any]) -> str | None:
+        """Why an erasure's cause does not hold up, or None: a logged erase request (one erasure each), or a
+        signed retention order."""
         if cause.get("type") == "subject":
-            request = self.requests.get(cause.get("request_id") or "")
+            rid = cause.get("request_id") or ""
+            request = self.requests.get(rid)
             if request is None or request.statement.action != "erase" or request.statement.dry_run:
                 return "no logged erase request of a compliance officer is its cause"
+            if eid != "er-" + rid.removeprefix("dsr-"):
+                return "its id is not the one its request gives (one erasure per request)"
             return None
         if cause.get("type") == "retention":
             envelope = cause.get("statement") or {}
@@ -392,7 +396,7 @@ class LogState:
 
     def _erasure(self, index: int, entry: dict[str, Any], _text: str | None) -> None:
         eid = str(entry.get("erasure_id"))
-        reason = self._erasure_cause(index, entry.get("cause") or {})
+        reason = self._erasure_cause(index, eid, entry.get("cause") or {})
         if reason is None and eid in self.erasures:
             reason = "an erasure with this id was logged before"
         if reason is not None:

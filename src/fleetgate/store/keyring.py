@@ -167,24 +167,30 @@ class Keyring:
         return None if secret is None else hmac.new(secret, b"fleetgate/wrap", hashlib.sha256).digest()
 
     # -- blob keys ------------------------------------------------------------------------------------
-    def blob_key(self, namespace: str, sha256: str, holder: str | None) -> BlobKey:
-        """The data key of the blob with these plaintext bytes for this holder, made on first use."""
+    def blob_key(self, namespace: str, sha256: str, holder: str | None) -> BlobKey | None:
+        """The data key of these plaintext bytes for this holder, if one was made."""
+        rows = self._blob_rows(blob_keys.c.kid == self.blob_kid(namespace, sha256, holder))
+        return rows[0] if rows else None
+
+    def new_data_key(self, holder: str | None) -> bytes:
+        """A fresh data key (the holder's subject key is made first, if it has none yet)."""
+        if holder is not None:
+            self._wrapping_key(holder, create=True)
+        return os.urandom(32)
+
+    def add_blob_key(self, namespace: str, sha256: str, holder: str | None, data_key: bytes, stored_as: str,
+                     size: int) -> BlobKey:
+        """Record the data key a blob was sealed with, in one durable write; if another writer recorded
+        one for the same bytes first, theirs stands and is returned."""
         kid = self.blob_kid(namespace, sha256, holder)
-        existing = self._blob_rows(blob_keys.c.kid == kid)
-        if existing and existing[0].data_key is not None:
-            return existing[0]
         wrapping = self._wrapping_key(holder, create=True)
-        dek = os.urandom(32)
-        stored = aes_key_wrap(wrapping, dek) if holder else dek
+        assert wrapping is not None
+        stored = aes_key_wrap(wrapping, data_key) if holder else data_key
         with self.engine.begin() as conn:
             conn.execute(sqlite.insert(blob_keys).on_conflict_do_nothing(), [{
                 "kid": kid, "namespace": namespace, "sha256": sha256, "holder": holder, "data_key": stored,
-                "stored_as": None, "bytes": None, "created_at": utcnow()}])
+                "stored_as": stored_as, "bytes": size, "created_at": utcnow()}])
         return self._blob_rows(blob_keys.c.kid == kid)[0]
-
-    def set_stored_as(self, kid: str, stored_as: str, size: int) -> None:
-        with self.engine.begin() as conn:
-            conn.execute(sa.update(blob_keys).where(blob_keys.c.kid == kid).values(stored_as=stored_as, bytes=size))
 
     def blob_keys_of(self, namespace: str, sha256: str) -> list[BlobKey]:
         """Every data key for these plaintext bytes (one per holder), readable ones first."""

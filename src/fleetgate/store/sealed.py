@@ -195,13 +195,18 @@ class SealedBlobStore(BlobStore):
         return self.keyring.subject_kid(self.keyring.vehicle_pseudonym(vin)) if vin else None
 
     def _seal(self, source: BinaryIO, sha: str, size: int, namespace: str) -> PutResult:
-        key = self.keyring.blob_key(namespace, sha, self._holder())
-        if key.stored_as and self.inner.exists(key.stored_as, namespace):
+        holder = self._holder()
+        kid = self.keyring.blob_kid(namespace, sha, holder)
+        known = self.keyring.blob_key(namespace, sha, holder)
+        if known is not None and known.data_key is not None and known.stored_as \
+                and self.inner.exists(known.stored_as, namespace):
             return PutResult(sha, size, created=False)
-        assert key.data_key is not None  # blob_key makes the holder's key when it has none
-        result = self.inner.put_stream(_Encrypting(source, key.data_key, _header(key.kid)), namespace)
-        self.keyring.set_stored_as(key.kid, result.sha256, size)
-        return PutResult(sha, size, created=result.created)
+        data_key = known.data_key if known is not None and known.data_key else self.keyring.new_data_key(holder)
+        result = self.inner.put_stream(_Encrypting(source, data_key, _header(kid)), namespace)
+        recorded = self.keyring.add_blob_key(namespace, sha, holder, data_key, result.sha256, size)
+        if recorded.stored_as != result.sha256 and result.created:
+            remove_inner(self.inner, result.sha256, namespace)  # another writer sealed the same bytes first
+        return PutResult(sha, size, created=result.created and recorded.stored_as == result.sha256)
 
     def put_file(self, path: Path, namespace: str = "blobs") -> PutResult:
         with open(path, "rb") as fh:
@@ -262,6 +267,14 @@ class SealedBlobStore(BlobStore):
 
     def held_by(self, holder_kid: str) -> list[BlobKey]:
         return self.keyring.keys_held_by(holder_kid)
+
+    def stored_path(self, sha256: str, namespace: str = "blobs") -> Path | None:
+        """The local file holding a sealed copy of these bytes (ciphertext), for tools that compare
+        copying the stored files; None for a store that is not a local folder."""
+        path_of = getattr(self.inner, "path_of", None)
+        copy = next((c for c in self.copies(sha256, namespace) if c.stored_as), None)
+        key = copy.stored_as if copy is not None else sha256
+        return Path(path_of(key, namespace)) if path_of else None
 
     def stored_size(self, key: str, namespace: str = "blobs") -> int:
         """Bytes the inner store holds under `key` (0 when absent or unknown)."""

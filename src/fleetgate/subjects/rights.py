@@ -37,6 +37,7 @@ from fleetgate.subjects.requests import (
     check_ref,
     earlier_request,
     log_request,
+    ref_digest,
     same_person,
     sign_request,
 )
@@ -224,7 +225,8 @@ def erase_subject(ws: Workspace, kind: str, value: str, ref: str, actor: Actor, 
     else:
         request = log_request(reg, actor, actor.name, "erase", kind, seed, ref, dry_run, clock)
     fp = find_footprint(reg, seed, DOMAINS[kind], state.held_assets())
-    removal = Removal(erasure_id_of(request.request_id), {"type": "subject", "request_id": request.request_id},
+    cause = {"type": "subject", "request_id": request.request_id, "ref_digest": ref_digest(ref)}
+    removal = Removal(erasure_id_of(request.request_id), cause,
                       fp.catalog, assets=dict(fp.assets), tables=dict(fp.tables), documents=dict(fp.documents),
                       quarantine=dict(fp.quarantine), ledger_keys={r["subject_key"] for r in fp.ledger},
                       subjects=set(fp.identifiers), packages=fp.packages, models=fp.models)
