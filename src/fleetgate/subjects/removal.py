@@ -281,32 +281,46 @@ def destroy(ws: Workspace, region: Region, plan: dict[str, Any]) -> dict[str, An
             **({"drops": uploads} if uploads is not None else {})}
 
 
-def _rewrite_atomically(path: Path, lines: list[str]) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "w", encoding="utf-8") as fh:
-        fh.writelines(lines)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
-    fsync_dir(path.parent)
-
-
 def _scrub_access_log(path: Path, shas: set[str]) -> int:
-    """Drop the access-log lines that name a destroyed blob."""
+    """Drop the access-log lines that name a destroyed blob.
+
+    Readers in other processes append to the log without a lock, so lines that arrive while it is
+    rewritten are read again just before the rename (the window left is one rename long)."""
     if not path.is_file() or not shas:
         return 0
-    kept, dropped = [], 0
-    for line in path.read_text(encoding="utf-8").splitlines(keepends=True):
-        try:
-            named = json.loads(line).get("blob")
-        except ValueError:
-            named = None
-        if named in shas:
-            dropped += 1
-        else:
-            kept.append(line)
+    kept: list[str] = []
+    dropped = 0
+    done = 0
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    while True:
+        with open(path, "rb") as fh:
+            fh.seek(done)
+            tail = fh.read()
+        complete = tail[: tail.rfind(b"\n") + 1]  # a line still being written waits for the next pass
+        if not complete:  # nothing new, or a last line without its newline (a reader that died): keep it
+            kept.append(tail.decode("utf-8", errors="replace"))
+            break
+        done += len(complete)
+        for line in complete.decode("utf-8").splitlines(keepends=True):
+            try:
+                named = json.loads(line).get("blob")
+            except ValueError:
+                named = None
+            if named in shas:
+                dropped += 1
+            else:
+                kept.append(line)
+        if len(complete) == len(tail):
+            with open(path, "rb") as fh:
+                if fh.seek(0, os.SEEK_END) == done:
+                    break
     if dropped:
-        _rewrite_atomically(path, kept)
+        with open(tmp, "w", encoding="utf-8") as fh:
+            fh.writelines(kept)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+        fsync_dir(path.parent)
     return dropped
 
 
