@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from cli_helpers import run_cli
+from demo_erase import check_erase_on_the_demo_home
 from fleetgate.cli.main import app
 from fleetgate.errors import EXIT_CODE_HELP, ExitCode
 
@@ -118,3 +119,5 @@ def test_demo_end_to_end(tmp_path: Path) -> None:
         assert "federated learning" in proc.stdout
     rerun = run_cli("demo", home=home)
     assert rerun.returncode == 0, rerun.stderr
+    # done when: one owner erased from the demo home leaves no canary, keeps everyone else, verifies
+    check_erase_on_the_demo_home(home)

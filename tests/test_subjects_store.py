@@ -65,14 +65,16 @@ def test_the_store_never_names_or_holds_the_plaintext(tmp_path: Path) -> None:
 
 def test_a_tampered_blob_fails_its_tag(tmp_path: Path) -> None:
     store = _store(tmp_path)
-    put = store.put_bytes(os.urandom(CHUNK * 2))
+    put = store.put_bytes(os.urandom(CHUNK * 2 + 5))
     stored = _stored_files(tmp_path)[0]
-    data = bytearray(stored.read_bytes())
-    data[-20] ^= 1
+    original = stored.read_bytes()
     stored.chmod(0o644)
-    stored.write_bytes(bytes(data))
-    with pytest.raises(SealError, match="authentication tag"):
-        store.read_bytes(put.sha256)
+    for where, message in ((len(original) // 2, "authentication tag"), (len(original) - 5, "name its data key")):
+        data = bytearray(original)
+        data[where] ^= 1
+        stored.write_bytes(bytes(data))
+        with pytest.raises(SealError, match=message):
+            store.read_bytes(put.sha256)
 
 
 def test_destroying_a_persons_key_makes_every_copy_unreadable(tmp_path: Path) -> None:

@@ -21,6 +21,7 @@ from sqlalchemy.engine import Connection
 
 from fleetgate.audit.facts import Facts, differing_fields, iso
 from fleetgate.audit.state import LogState
+from fleetgate.errors import FleetgateError
 from fleetgate.formats.content import content_problem
 from fleetgate.formats.drop_layout import asset_id, classify_drop_path
 from fleetgate.store import Region
@@ -165,7 +166,10 @@ class CatalogCheck:
                 out.append(Finding("assets", row["id"], "kind",
                                    f"the drop layout makes its path a {role.kind if role else 'misplaced file'}"))
         if self.content:
-            problem = content_problem(row["kind"], lambda: self.region.blobs.open(row["sha256"]), deep=False)
+            try:
+                problem = content_problem(row["kind"], lambda: self.region.blobs.open(row["sha256"]), deep=False)
+            except FleetgateError as exc:  # missing, unreadable (key destroyed) or failing its seal
+                problem = exc.message
             if problem:
                 out.append(Finding("assets", row["id"], "content", problem))
         return out

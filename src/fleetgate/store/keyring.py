@@ -192,6 +192,15 @@ class Keyring:
                 "stored_as": stored_as, "bytes": size, "created_at": utcnow()}])
         return self._blob_rows(blob_keys.c.kid == kid)[0]
 
+    def replace_blob_key(self, kid: str, holder: str | None, data_key: bytes, stored_as: str, size: int) -> None:
+        """A data key whose stored copy is gone (a crash, a lost file) gives way to the copy just stored."""
+        wrapping = self._wrapping_key(holder, create=True)
+        assert wrapping is not None
+        stored = aes_key_wrap(wrapping, data_key) if holder else data_key
+        with self.engine.begin() as conn:
+            conn.execute(sa.update(blob_keys).where(blob_keys.c.kid == kid)
+                         .values(data_key=stored, stored_as=stored_as, bytes=size))
+
     def blob_keys_of(self, namespace: str, sha256: str) -> list[BlobKey]:
         """Every data key for these plaintext bytes (one per holder), readable ones first."""
         rows = self._blob_rows((blob_keys.c.namespace == namespace) & (blob_keys.c.sha256 == sha256))

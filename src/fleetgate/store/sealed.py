@@ -5,9 +5,12 @@ still put and open blobs by the SHA-256 of their plaintext (what the catalog rec
 verify`, the export gate's copy check and export manifests use), but the inner store only ever sees
 ciphertext:
 
-    stored bytes   MAGIC ‖ data-key id ‖ chunk 0 ‖ chunk 1 ‖ …   AES-256-GCM, 64 KiB per chunk
-    chunk i        nonce = 0³ ‖ i (8 bytes) ‖ last (1 byte); the header is the associated data
+    stored bytes   MAGIC ‖ chunk 0 ‖ chunk 1 ‖ … ‖ data-key id    AES-256-GCM, 1 MiB per chunk
+    chunk i        nonce = 0³ ‖ i (8 bytes) ‖ last (1 byte); MAGIC is the associated data
     inner key      SHA-256 of the ciphertext
+
+The data-key id comes last because it names the plaintext's digest, which is known only once the
+bytes went through: one pass reads, hashes, seals and hands the ciphertext to the inner store.
 
 Each blob's data key is its own (the keyring, `store.keyring`), wrapped under the subject key of the
 person whose data it is when the blob holds one person's data (code that stores a vehicle's files
@@ -23,9 +26,7 @@ from __future__ import annotations
 
 import hashlib
 import io
-import os
-import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
@@ -41,8 +42,8 @@ from fleetgate.store.keyring import BlobKey, Keyring
 
 MAGIC = b"FGSEAL1\n"
 KID_LEN = 34  # "b_" + 32 hex
-HEADER_LEN = len(MAGIC) + KID_LEN
-CHUNK = 64 * 1024
+HEADER_LEN = len(MAGIC)
+CHUNK = 1 << 20  # 1 MiB: AES-GCM per call costs tens of µs; a probe of a few bytes decrypts one chunk
 TAG = 16
 SEALED_CHUNK = CHUNK + TAG
 
@@ -67,43 +68,63 @@ def _nonce(index: int, last: bool) -> bytes:
     return b"\x00\x00\x00" + index.to_bytes(8, "big") + (b"\x01" if last else b"\x00")
 
 
-def _header(kid: str) -> bytes:
-    data = MAGIC + kid.encode("ascii")
-    if len(data) != HEADER_LEN:
+def _trailer(kid: str) -> bytes:
+    data = kid.encode("ascii")
+    if len(data) != KID_LEN:
         raise ValueError(kid)
     return data
 
 
 class _Encrypting(io.RawIOBase):
-    """Ciphertext of a plaintext stream, read the way the blob stores read (readinto)."""
+    """Ciphertext of a plaintext stream, read the way the blob stores read (readinto), hashing the
+    plaintext on the way; each byte is copied once, from the sealed chunk into the caller's buffer.
+    The trailer (the data-key id) is asked for once the plaintext's digest is known."""
 
-    def __init__(self, source: BinaryIO, data_key: bytes, header: bytes) -> None:
+    def __init__(self, source: BinaryIO, data_key: bytes, trailer: Callable[[str, int], bytes]) -> None:
         self._source = source
         self._aead = AESGCM(data_key)
-        self._header = header
-        self._out = bytearray(header)
+        self._trailer = trailer
+        self._chunk = memoryview(MAGIC)
         self._index = 0
         self._next = source.read(CHUNK)
-        self._done = False
+        self._plain = hashlib.sha256()
+        self.size = 0
+        self._state = "chunks"  # chunks -> trailer -> done
 
     def readable(self) -> bool:
         return True
 
+    @property
+    def sha256(self) -> str:
+        return self._plain.hexdigest()
+
     def _fill(self) -> None:
+        if self._state == "trailer":
+            self._chunk = memoryview(self._trailer(self.sha256, self.size))
+            self._state = "done"
+            return
         current, self._next = self._next, self._source.read(CHUNK) if len(self._next) == CHUNK else b""
         last = not self._next
-        self._out += self._aead.encrypt(_nonce(self._index, last), current, self._header)
+        self._plain.update(current)
+        self.size += len(current)
+        self._chunk = memoryview(self._aead.encrypt(_nonce(self._index, last), current, MAGIC))
         self._index += 1
-        self._done = last
+        if last:
+            self._state = "trailer"
 
     def readinto(self, buffer) -> int:  # type: ignore[override]
         view = memoryview(buffer).cast("B")
-        while len(self._out) < len(view) and not self._done:
-            self._fill()
-        n = min(len(view), len(self._out))
-        view[:n] = self._out[:n]
-        del self._out[:n]
-        return n
+        written = 0
+        while written < len(view):
+            if not self._chunk:
+                if self._state == "done":
+                    break
+                self._fill()
+            n = min(len(self._chunk), len(view) - written)
+            view[written:written + n] = self._chunk[:n]
+            self._chunk = self._chunk[n:]
+            written += n
+        return written
 
 
 class _Decrypting(io.RawIOBase):
@@ -113,12 +134,17 @@ class _Decrypting(io.RawIOBase):
         self._inner = inner
         self._aead = AESGCM(data_key)
         self._name = name
-        header = inner.read(HEADER_LEN)
-        if header != _header(kid):
+        end = inner.seek(0, io.SEEK_END)
+        inner.seek(max(0, end - KID_LEN))
+        if end < HEADER_LEN + KID_LEN or inner.read(KID_LEN) != _trailer(kid):
             inner.close()
-            raise SealError(f"sealed blob {name}: header does not name its data key; the blob was replaced")
-        self._header = header
-        total = inner.seek(0, io.SEEK_END) - HEADER_LEN
+            raise SealError(f"sealed blob {name}: its trailer does not name its data key; the blob was replaced")
+        inner.seek(0)
+        if inner.read(HEADER_LEN) != MAGIC:
+            inner.close()
+            raise SealError(f"sealed blob {name}: not sealed bytes; the blob was replaced")
+        total = end - HEADER_LEN - KID_LEN
+        self._total = total
         self._chunks = max(1, -(-total // SEALED_CHUNK))
         self.size = total - TAG * self._chunks
         if self.size < 0:
@@ -145,9 +171,9 @@ class _Decrypting(io.RawIOBase):
         if self._cached is not None and self._cached[0] == index:
             return self._cached[1]
         self._inner.seek(HEADER_LEN + index * SEALED_CHUNK)
-        sealed = self._inner.read(SEALED_CHUNK)
+        sealed = self._inner.read(min(SEALED_CHUNK, self._total - index * SEALED_CHUNK))
         try:
-            plain = self._aead.decrypt(_nonce(index, index == self._chunks - 1), sealed, self._header)
+            plain = self._aead.decrypt(_nonce(index, index == self._chunks - 1), sealed, MAGIC)
         except InvalidTag:
             raise SealError(f"sealed blob {self._name}: chunk {index} fails its authentication tag "
                             "(altered or truncated)") from None
@@ -194,48 +220,39 @@ class SealedBlobStore(BlobStore):
         vin = _holder_vin.get()
         return self.keyring.subject_kid(self.keyring.vehicle_pseudonym(vin)) if vin else None
 
-    def _seal(self, source: BinaryIO, sha: str, size: int, namespace: str) -> PutResult:
+    def _seal(self, source: BinaryIO, namespace: str, expect: tuple[str, int] | None = None) -> PutResult:
+        """One pass: read, hash, seal and store; then record the data key (or keep the copy stored before)."""
         holder = self._holder()
-        kid = self.keyring.blob_kid(namespace, sha, holder)
-        known = self.keyring.blob_key(namespace, sha, holder)
-        if known is not None and known.data_key is not None and known.stored_as \
-                and self.inner.exists(known.stored_as, namespace):
-            return PutResult(sha, size, created=False)
-        data_key = known.data_key if known is not None and known.data_key else self.keyring.new_data_key(holder)
-        result = self.inner.put_stream(_Encrypting(source, data_key, _header(kid)), namespace)
+        if expect is not None:  # the digest is known already (bytes in memory): a stored copy needs no work
+            known = self.keyring.blob_key(namespace, expect[0], holder)
+            if known is not None and known.data_key is not None and known.stored_as \
+                    and self.inner.exists(known.stored_as, namespace):
+                return PutResult(expect[0], expect[1], created=False)
+        data_key = self.keyring.new_data_key(holder)
+        reader = _Encrypting(source, data_key,
+                             lambda sha, _size: _trailer(self.keyring.blob_kid(namespace, sha, holder)))
+        result = self.inner.put_stream(reader, namespace)
+        sha, size = reader.sha256, reader.size
         recorded = self.keyring.add_blob_key(namespace, sha, holder, data_key, result.sha256, size)
-        if recorded.stored_as != result.sha256 and result.created:
-            remove_inner(self.inner, result.sha256, namespace)  # another writer sealed the same bytes first
-        return PutResult(sha, size, created=result.created and recorded.stored_as == result.sha256)
+        if recorded.stored_as == result.sha256:
+            return PutResult(sha, size, created=result.created)
+        if recorded.stored_as and recorded.data_key is not None and self.inner.exists(recorded.stored_as, namespace):
+            remove_inner(self.inner, result.sha256, namespace)  # stored before (a rerun, or a racing writer)
+            return PutResult(sha, size, created=False)
+        self.keyring.replace_blob_key(recorded.kid, holder, data_key, result.sha256, size)  # its copy was lost
+        return PutResult(sha, size, created=True)
 
     def put_file(self, path: Path, namespace: str = "blobs") -> PutResult:
         with open(path, "rb") as fh:
-            digest = hashlib.file_digest(fh, "sha256")
-            size = fh.tell()
-            fh.seek(0)
-            return self._seal(fh, digest.hexdigest(), size, namespace)
+            return self._seal(fh, namespace)
 
     def put_bytes(self, data: bytes, namespace: str = "blobs") -> PutResult:
-        return self._seal(io.BytesIO(data), hashlib.sha256(data).hexdigest(), len(data), namespace)
+        return self._seal(io.BytesIO(data), namespace, (hashlib.sha256(data).hexdigest(), len(data)))
 
     def put_stream(self, stream: BinaryIO, namespace: str = "blobs") -> PutResult:
-        if isinstance(stream, io.BytesIO):  # put_bytes through a wrapper: no need to spool
+        if isinstance(stream, io.BytesIO):  # put_bytes through a wrapper: the digest first saves the work
             return self.put_bytes(stream.getvalue(), namespace)
-        # the plaintext is hashed before it is sealed (its data key depends on it): spool it inside
-        # the region, never in the system's temporary folder
-        spool = self._spool_dir()
-        fd, name = tempfile.mkstemp(dir=spool, prefix="seal-")
-        try:
-            with os.fdopen(fd, "wb") as out:
-                while chunk := stream.read(4 << 20):
-                    out.write(chunk)
-            return self.put_file(Path(name), namespace)
-        finally:
-            Path(name).unlink(missing_ok=True)
-
-    def _spool_dir(self) -> str | None:
-        root = getattr(self.inner, "root", None)
-        return str(Path(root) / "tmp") if root is not None else None
+        return self._seal(stream, namespace)  # plaintext never touches a temporary file
 
     # -- reading ---------------------------------------------------------------------------------------
     def open(self, sha256: str, namespace: str = "blobs") -> BinaryIO:
@@ -299,7 +316,7 @@ def unseal(data: bytes, keyring: Keyring) -> bytes | None:
     None when its data key is destroyed. Bytes that are not sealed are returned as they are."""
     if not data.startswith(MAGIC):
         return data
-    kid = data[len(MAGIC):HEADER_LEN].decode("ascii", errors="replace")
+    kid = data[-KID_LEN:].decode("ascii", errors="replace")
     key = keyring.data_key(kid)
     if key is None:
         return None

@@ -7,7 +7,6 @@ import time
 from pathlib import Path
 
 import pyarrow.parquet as pq
-import pytest
 
 from canary import scan
 from cli_helpers import run_cli
@@ -25,11 +24,10 @@ def _scan(home: Path, needles: dict[str, str]):
     return scan(home, needles, "cn-shanghai", skip=tuple(published))
 
 
-@pytest.mark.slow
-def test_erase_one_owner_on_the_demo_home(tmp_path: Path) -> None:
-    home = tmp_path / "demo"
-    proc = run_cli("demo", home=home)
-    assert proc.returncode == 0, proc.stderr
+def check_erase_on_the_demo_home(home: Path) -> float:
+    """Erase the first owner of the demo's fleet by the command line; returns the seconds it took.
+
+    Called by `test_cli.py::test_demo_end_to_end` on the home it made (one demo run serves both)."""
     assert "retention" in (home / "report.html").read_text().lower()
     owners = _owners(home / "drops" / "sample-s7")
     person, others = owners[0], owners[1:]
@@ -38,7 +36,7 @@ def test_erase_one_owner_on_the_demo_home(tmp_path: Path) -> None:
     start = time.perf_counter()
     erased = run_cli("subject", "erase", "--vin", person["vin"], "--ref", "DSR-1", home=home, check=True,
                      env_extra=officer)
-    print(f"erase on the demo home: {time.perf_counter() - start:.1f} s\n{erased.stdout}")
+    seconds = time.perf_counter() - start
     assert "erased DSR-1" in erased.stdout
     after = _scan(home, person)
     assert after.hits == [], after.hits
@@ -48,3 +46,4 @@ def test_erase_one_owner_on_the_demo_home(tmp_path: Path) -> None:
     again = run_cli("subject", "erase", "--vin", person["vin"], "--ref", "DSR-1", home=home, check=True,
                     env_extra=officer)
     assert "already erased" in again.stdout
+    return seconds
