@@ -168,8 +168,10 @@ class CatalogCheck:
         if self.content:
             try:
                 problem = content_problem(row["kind"], lambda: self.region.blobs.open(row["sha256"]), deep=False)
-            except FleetgateError as exc:  # missing, unreadable (key destroyed) or failing its seal
+            except FleetgateError as exc:  # missing, unreadable (its key destroyed) or failing its seal
                 problem = exc.message
+            except OSError:
+                problem = "no blob with this sha256 in the region's store"
             if problem:
                 out.append(Finding("assets", row["id"], "content", problem))
         return out

@@ -12,15 +12,16 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 from sqlalchemy.engine import Connection
 
 from fleetgate.audit.facts import FACT_ENTRY_TYPES, FACT_KEYS, WRITE_ONCE, differing_fields
 from fleetgate.audit.log import GENESIS, TransparencyLog, VerifyReport, canonical
 from fleetgate.domain import (
     ApprovalStatement,
+    BasisStatement,
     ConfigStatement,
     HoldStatement,
     PlanStatement,
@@ -33,6 +34,8 @@ from fleetgate.domain import (
 )
 from fleetgate.keys import envelope as env
 from fleetgate.keys.personal import KeyFileError, public_key_from_pem
+
+_S = TypeVar("_S", bound=BaseModel)
 
 
 def approval_id(envelope: dict[str, Any]) -> str:
@@ -134,6 +137,7 @@ class LogState:
     # per package, the ledger rows as the latest erasure left them: (index, {category: {count, digest}})
     ledger_after_erasure: dict[str, tuple[int, dict[str, Any]]] = field(default_factory=dict)
     holds: dict[str, LoggedHold] = field(default_factory=dict)  # by hold id
+    bases: dict[str, tuple[int, BasisStatement]] = field(default_factory=dict)  # the latest valid one per plan
     problems: list[Problem] = field(default_factory=list)
 
     # -- queries the gate asks --------------------------------------------------------------------
@@ -206,12 +210,19 @@ class LogState:
             return f"the signature does not verify with {name}'s registered key"
         return principal
 
+    def _statement(self, index: int, envelope: dict[str, Any], model: type[_S], payload_type: str,
+                   what: str) -> _S | None:
+        """The typed statement inside an envelope, or None (and a problem) when it does not parse."""
+        try:
+            return model.model_validate(env.read_statement(envelope, payload_type))
+        except (env.EnvelopeError, ValidationError) as exc:
+            self._problem(index, f"{what} statement: {_short(exc)}")
+            return None
+
     def _principal(self, index: int, entry: dict[str, Any], _text: str | None) -> None:
         envelope = entry.get("statement") or {}
-        try:
-            st = PrincipalStatement.model_validate(env.read_statement(envelope, env.PRINCIPAL))
-        except (env.EnvelopeError, ValidationError) as exc:
-            self._problem(index, f"principal statement: {_short(exc)}")
+        st = self._statement(index, envelope, PrincipalStatement, env.PRINCIPAL, "principal")
+        if st is None:
             return
         if st.region != self.region:
             self._problem(index, f"principal statement for region {st.region}, not {self.region}")
@@ -255,10 +266,8 @@ class LogState:
 
     def _decision(self, index: int, entry: dict[str, Any], _text: str | None) -> None:
         envelope = entry.get("statement") or {}
-        try:
-            st = PlanStatement.model_validate(env.read_statement(envelope, env.PLAN))
-        except (env.EnvelopeError, ValidationError) as exc:
-            self._problem(index, f"plan statement: {_short(exc)}")
+        st = self._statement(index, envelope, PlanStatement, env.PLAN, "plan")
+        if st is None:
             return
         if st.plan_id != entry.get("plan_id") or st.region != self.region:
             self._problem(index, f"plan statement of {st.plan_id}: names another plan or region")
@@ -267,14 +276,16 @@ class LogState:
         if isinstance(signer, str):
             self._problem(index, f"plan {st.plan_id}: {signer}; ignored")
             return
+        if st.plan_id in self.decisions:
+            self._problem(index, f"plan {st.plan_id}: decided before, in entry {self.decisions[st.plan_id].index}; "
+                                 "the first decision stands")
+            return
         self.decisions[st.plan_id] = LoggedDecision(index, st, envelope, signer.keyid)
 
     def _approval(self, index: int, entry: dict[str, Any], _text: str | None) -> None:
         envelope = entry.get("statement") or {}
-        try:
-            st = ApprovalStatement.model_validate(env.read_statement(envelope, env.APPROVAL))
-        except (env.EnvelopeError, ValidationError) as exc:
-            self._problem(index, f"approval statement: {_short(exc)}")
+        st = self._statement(index, envelope, ApprovalStatement, env.APPROVAL, "approval")
+        if st is None:
             return
         aid = approval_id(envelope)
         reason = self.check_approval(index, st, envelope, aid, entry)
@@ -313,11 +324,7 @@ class LogState:
     def _export(self, index: int, entry: dict[str, Any], text: str | None) -> None:
         package = entry.get("package_id")
         envelope = entry.get("run") or {}
-        try:
-            st = RunStatement.model_validate(env.read_statement(envelope, env.RUN))
-        except (env.EnvelopeError, ValidationError) as exc:
-            self._problem(index, f"export {package}: run statement: {_short(exc)}")
-            st = None
+        st = self._statement(index, envelope, RunStatement, env.RUN, f"export {package}: run")
         if st is not None:
             signer = self._signed_by(envelope, st.by, index, {Role.engineer})
             decision = self.decisions.get(st.plan_id)
@@ -341,10 +348,8 @@ class LogState:
 
     def _config(self, index: int, entry: dict[str, Any], _text: str | None) -> None:
         envelope = entry.get("statement") or {}
-        try:
-            st = ConfigStatement.model_validate(env.read_statement(envelope, env.CONFIG))
-        except (env.EnvelopeError, ValidationError) as exc:
-            self._problem(index, f"config statement: {_short(exc)}")
+        st = self._statement(index, envelope, ConfigStatement, env.CONFIG, "config")
+        if st is None:
             return
         signer = self._signed_by(envelope, st.by, index, {Role.admin})
         if isinstance(signer, str) or st.region != self.region:
@@ -356,10 +361,8 @@ class LogState:
     # -- data-subject rights ---------------------------------------------------------------------
     def _subject_request(self, index: int, entry: dict[str, Any], _text: str | None) -> None:
         envelope = entry.get("statement") or {}
-        try:
-            st = SubjectRequestStatement.model_validate(env.read_statement(envelope, env.SUBJECT_REQUEST))
-        except (env.EnvelopeError, ValidationError) as exc:
-            self._problem(index, f"subject request: {_short(exc)}")
+        st = self._statement(index, envelope, SubjectRequestStatement, env.SUBJECT_REQUEST, "subject request")
+        if st is None:
             return
         rid = request_id(envelope)
         if entry.get("request_id") != rid or st.region != self.region:
@@ -425,10 +428,8 @@ class LogState:
 
     def _legal_hold(self, index: int, entry: dict[str, Any], _text: str | None) -> None:
         envelope = entry.get("statement") or {}
-        try:
-            st = HoldStatement.model_validate(env.read_statement(envelope, env.LEGAL_HOLD))
-        except (env.EnvelopeError, ValidationError) as exc:
-            self._problem(index, f"legal hold: {_short(exc)}")
+        st = self._statement(index, envelope, HoldStatement, env.LEGAL_HOLD, "legal hold")
+        if st is None:
             return
         signer = self._signed_by(envelope, st.by, index, {Role.compliance})
         held = self.holds.get(st.hold_id)
@@ -446,6 +447,19 @@ class LogState:
             self.holds[st.hold_id] = LoggedHold(index, st)
         else:
             held.released_index, held.released_by = index, st.by
+    def _basis(self, index: int, entry: dict[str, Any], _text: str | None) -> None:
+        envelope = entry.get("statement") or {}
+        st = self._statement(index, envelope, BasisStatement, env.BASIS, "legal basis")
+        if st is None:
+            return
+        decision = self.decisions.get(st.plan_id)
+        signer = self._signed_by(envelope, st.by, index, {Role.compliance})
+        if isinstance(signer, str) or decision is None or decision.statement.plan_digest != st.plan_digest \
+                or st.region != self.region:
+            why = signer if isinstance(signer, str) else "it names a plan the log has no signed decision for"
+            self._problem(index, f"legal basis of {st.plan_id} by {st.by}: {why}; ignored")
+            return
+        self.bases[st.plan_id] = (index, st)
 
     def _genesis(self, index: int, entry: dict[str, Any], _text: str | None) -> None:
         if index != 0:
@@ -466,6 +480,7 @@ _HANDLERS: dict[str, Callable[[LogState, int, dict[str, Any], str | None], None]
     "erasure": LogState._erasure,
     "erasure_done": LogState._erasure_done,
     "legal_hold": LogState._legal_hold,
+    "basis": LogState._basis,
 }
 
 _STATEFUL = frozenset(_HANDLERS) | frozenset(FACT_ENTRY_TYPES)

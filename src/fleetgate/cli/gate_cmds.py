@@ -18,6 +18,7 @@ from fleetgate.gate import (
     list_exports,
     make_plan,
     read_plan,
+    record_basis,
     run_export,
     verify_package,
     verify_region,
@@ -60,6 +61,11 @@ def plan(ctx: typer.Context,
     for outcome, s in sorted(p.summary.items()):
         table.add_row(outcome, str(s.assets), human_bytes(s.bytes), f"{s.subjects:,}")
     console.print(table)
+    blocked = [i for i in p.items if i.blocking]
+    if blocked:
+        needs = sorted({b.requires for i in blocked for b in i.blocking})
+        console.print(f"{len(blocked)} item(s) with personal information leave only once {' and '.join(needs)} "
+                      f"are recorded: `fleetgate export basis {out} --legal-basis TYPE:REF --pipia REF`")
     console.print(f"wrote {out}")
 
 
@@ -80,6 +86,24 @@ def approve(ctx: typer.Context, plan_path: Annotated[Path, typer.Argument(metava
     console.print(f"approval {a.approval_id} ({st.ref}) by {st.approver} for {', '.join(st.kinds)} → "
                   f"{st.destination_country}, up to {st.max_subjects:,} people, valid until {st.valid_until}; "
                   f"log entry {a.index}")
+
+
+@export_app.command("basis", help="Record the legal basis and PIPIA of a plan's personal information "
+                                   "(compliance-signed, logged).")
+def basis(ctx: typer.Context, plan_path: Annotated[Path, typer.Argument(metavar="PLAN")],
+          legal_basis: Annotated[str, typer.Option("--legal-basis", help="TYPE:REF, e.g. "
+                                                   "separate_consent:CONSENT-2026-7 or contract_necessity:C-1.")],
+          pipia: Annotated[str, typer.Option("--pipia", help="Reference of the PI protection impact assessment.")],
+          as_: AsOpt = None, key: KeyOpt = None) -> None:
+    officer = actor(as_, key, "a legal basis")
+    basis_type, sep, basis_ref = legal_basis.partition(":")
+    if not sep:
+        raise UsageError(f"--legal-basis: TYPE:REF, got {legal_basis!r}")
+    signed = read_plan(plan_path)
+    with open_workspace(ctx) as ws:
+        index, st = record_basis(ws, signed, basis_type, basis_ref, pipia, officer)
+    console.print(f"recorded {st.legal_basis.type} ({st.legal_basis.ref}) and PIPIA {st.pipia_ref} for "
+                  f"{signed.plan_id} by {st.by}; log entry {index}")
 
 
 @export_app.command("run", help="Re-check a signed plan and publish what may leave as a signed package.")

@@ -58,6 +58,7 @@ app.add_typer(policy_cmds.app, name="policy", help="Lint, show and test rule pac
 app.add_typer(deid_cmds.app, name="deid", help="De-identify camera media, trajectories and identifier columns.")
 app.command("train")(train_cmds.train)
 app.command("federate")(federate_cmds.federate)
+app.add_typer(federate_cmds.federation_app, name="federation")
 app.add_typer(deid_cmds.models_app, name="models", help="List, fetch and verify the detector models.")
 app.add_typer(gate_cmds.export_app, name="export", help="Plan, approve and run exports through the gate.")
 app.add_typer(gate_cmds.audit_app, name="audit", help="Verify, prove, checkpoint and witness the transparency log.")

@@ -21,8 +21,17 @@ from fleetgate.compute.chips import find_chip
 from fleetgate.compute.plot import plot_time_vs_chips
 from fleetgate.deid import DeidReport, deid_region
 from fleetgate.domain import Role
-from fleetgate.gate import approve_plan, make_plan, run_export, sign_config, verify_package, verify_region, write_plan
-from fleetgate.gate.trust import bootstrap_region
+from fleetgate.gate import (
+    approve_plan,
+    make_plan,
+    record_basis,
+    run_export,
+    sign_config,
+    verify_package,
+    verify_region,
+    write_plan,
+)
+from fleetgate.gate.trust import bootstrap_region, decision_settings
 from fleetgate.ingest import IngestReport, ingest_drop
 from fleetgate.keys.personal import Actor, new_key_pair
 from fleetgate.people import add_principal, current_state
@@ -78,8 +87,8 @@ class DemoResult:
         for outcome, rows in sorted(by_outcome.items()):
             d.add_row(outcome, str(len(rows)), ", ".join(sorted({r["kind"] for r in rows})))
         e = Table("what", "value", title="export to overseas (US)", title_justify="left")
-        for key in ("package", "planned_by", "approved_by", "left", "stayed", "ledger", "log", "verify-package",
-                    "witness"):
+        for key in ("package", "planned_by", "basis", "approved_by", "left", "stayed", "ledger", "log",
+                    "verify-package", "witness"):
             if key in self.export:
                 e.add_row(key, str(self.export[key]))
         f = Table("model", "trained in", f"ADE on {DEMO_REGION} m", f"ADE on {PEER_REGION} m", "updates sent / kept",
@@ -237,6 +246,8 @@ DEMO_PEOPLE = (DemoPerson(Role.admin, "Wang Fang"), DemoPerson(Role.engineer, "Z
                DemoPerson(Role.compliance, "Li Na"), DemoPerson(Role.compliance, "Chen Jie"),
                DemoPerson(Role.auditor, "Liu Yang"))
 DEMO_FILING = "CAC-SCC-2026-0042"
+DEMO_CONSENT = "CONSENT-APP-2026-v3"  # the separate-consent records of the owners, by their version
+DEMO_PIPIA = "PIPIA-2026-003"
 
 
 def demo_people(ws: Workspace, home: Path) -> dict[str, Actor]:
@@ -257,7 +268,8 @@ def demo_people(ws: Workspace, home: Path) -> dict[str, Actor]:
     for person in DEMO_PEOPLE[1:]:
         if current_state(region).active(person.name) is None:
             add_principal(region, person.name, person.role, actors[person.name].signer.public_key, admin)
-    if current_state(region).config is None or verify_region(ws, DEMO_REGION, content=False).findings:
+    signed = current_state(region).config
+    if signed is None or signed[1].settings != decision_settings(ws, DEMO_REGION):
         sign_config(ws, DEMO_REGION, admin)  # the demo changed fleetgate.toml (sensitive areas) since
     return actors
 
@@ -283,6 +295,11 @@ def _export(ws: Workspace, home: Path, people: dict[str, Actor]) -> dict[str, An
         for n in (0, 1):
             approvals.append(approve_plan(ws, signed, DEMO_FILING, until, _actor(people, Role.compliance, n),
                                           kinds=kinds))
+    basis = None
+    if any(i.blocking for i in plan.items):
+        # personal information leaves only with its legal basis and a PIPIA on record (PIPL Arts 39, 55, 56)
+        _, basis = record_basis(ws, signed, "separate_consent", DEMO_CONSENT, DEMO_PIPIA,
+                                _actor(people, Role.compliance, 0))
     result = run_export(ws, signed, engineer)
     verified = verify_region(ws, DEMO_REGION)  # the auditor's check: log, catalog, keys, content, settings
     log = open_log(ws, DEMO_REGION)
@@ -311,6 +328,8 @@ def _export(ws: Workspace, home: Path, people: dict[str, Actor]) -> dict[str, An
         "verify-package": "; ".join(package.checks) if package else "no package",
         "witness": "cosigned",
         "planned_by": f"{plan.author} (engineer), plan {signed.plan_id}",
+        "basis": (f"{basis.legal_basis.type} ({basis.legal_basis.ref}) and PIPIA {basis.pipia_ref}, recorded by "
+                  f"{basis.by}") if basis else "no personal information needed one",
         "approved_by": "; ".join(f"{a.statement.approver} ({a.statement.ref}: {', '.join(a.statement.kinds)}, "
                                  f"log entry {a.index})" for a in approvals) or "nothing needed an approval",
         "left_rows": [[a["kind"], a["asset_id"], a["outcome"], ", ".join(a["rules"][-2:]),
@@ -399,7 +418,8 @@ def _build_report(region: Region, ingest: IngestReport, inventory: list[dict], q
     report.text(f"Package {export['package']} at {export['path']}: {export['left']} left; "
                 f"{export['stayed']} stayed. Ledger: {export['ledger']}. Transparency log: {export['log']}. "
                 f"verify-package: {export['verify-package']}.")
-    report.text(f"Planned by {export['planned_by']}. Approved by {export['approved_by']}.")
+    report.text(f"Planned by {export['planned_by']}. Legal basis: {export['basis']}. "
+                f"Approved by {export['approved_by']}.")
     report.text("The people of this demo: their keys are files under the workspace (demo only, so a script can "
                 "act as each of them with FLEETGATE_AS / FLEETGATE_KEY); in production each person keeps their "
                 "own key, outside the workspace, or on a hardware token.", muted=True)

@@ -7,10 +7,13 @@ refused instead of half-read.
 from fleetgate.domain.models import (
     ApprovalScope,
     ApprovalStatement,
+    BasisStatement,
+    Blocked,
     ConfigStatement,
     Destination,
     HoldStatement,
     IdentifierKind,
+    LegalBasisRecord,
     OutcomeSummary,
     Plan,
     PlanItem,
@@ -25,6 +28,7 @@ from fleetgate.domain.models import (
     Ytd,
 )
 
-__all__ = ["ApprovalScope", "ApprovalStatement", "ConfigStatement", "Destination", "HoldStatement",
-           "IdentifierKind", "OutcomeSummary", "Plan", "PlanItem", "PlanStatement", "Principal", "PrincipalStatement",
-           "RetentionStatement", "Role", "RunStatement", "SignedPlan", "SubjectRequestStatement", "Ytd"]
+__all__ = ["ApprovalScope", "ApprovalStatement", "BasisStatement", "Blocked", "ConfigStatement", "Destination",
+           "HoldStatement", "IdentifierKind", "LegalBasisRecord", "OutcomeSummary", "Plan", "PlanItem", "PlanStatement",
+           "Principal", "PrincipalStatement", "RetentionStatement", "Role", "RunStatement", "SignedPlan",
+           "SubjectRequestStatement", "Ytd"]

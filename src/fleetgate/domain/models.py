@@ -88,6 +88,15 @@ class Ytd(Strict):
     spi_subjects: int = 0
 
 
+class Blocked(Strict):
+    """A blocking obligation on an item: it may not leave until the request field `requires` is recorded."""
+
+    rule: str
+    requires: str  # legal_basis | pipia_ref
+    text: str
+    cite: str
+
+
 class PlanItem(Strict):
     """One asset of a plan: what it is, what the packs decided, and why."""
 
@@ -105,6 +114,7 @@ class PlanItem(Strict):
     rules: list[str]
     reasons: list[str]
     obligations: list[str]
+    blocking: list[Blocked] = Field(default_factory=list)
 
 
 class Plan(Strict):
@@ -174,6 +184,28 @@ class ApprovalStatement(Strict):
     valid_from: dt.date
     valid_until: dt.date
     approver: PersonName
+    role: Literal["compliance"] = "compliance"
+    at: dt.datetime
+
+
+class LegalBasisRecord(Strict):
+    """The PIPL Art 13 basis personal information is exported on, with the reference of its record."""
+
+    type: str
+    ref: Annotated[str, StringConstraints(min_length=1, max_length=128)]
+
+
+class BasisStatement(Strict):
+    """A compliance officer records the legal basis and the PI protection impact assessment of one plan's
+    personal information (PIPL Arts 13, 39, 55, 56; 2024 Provisions Art 10)."""
+
+    type: Literal["fleetgate/basis/v1"] = "fleetgate/basis/v1"
+    plan_id: str
+    plan_digest: Digest
+    region: str
+    legal_basis: LegalBasisRecord
+    pipia_ref: Annotated[str, StringConstraints(min_length=1, max_length=128)]
+    by: PersonName
     role: Literal["compliance"] = "compliance"
     at: dt.datetime
 

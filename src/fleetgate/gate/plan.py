@@ -25,6 +25,8 @@ from fleetgate.audit.log import region_log
 from fleetgate.audit.state import LoggedDecision, LogState
 from fleetgate.domain import (
     ApprovalScope,
+    BasisStatement,
+    Blocked,
     Destination,
     OutcomeSummary,
     Plan,
@@ -43,7 +45,7 @@ from fleetgate.keys.personal import Actor
 from fleetgate.people import require
 from fleetgate.policy.decide import Decision
 from fleetgate.policy.engine import compile_condition, new_context
-from fleetgate.policy.request import DecisionRequest, Item
+from fleetgate.policy.request import DecisionRequest, Item, LegalBasis
 from fleetgate.policy.service import decide_in_workspace, exporter_of
 from fleetgate.policy.vocabulary import Outcome
 from fleetgate.store import Ledger
@@ -99,18 +101,21 @@ def _gate_hold(ws: Workspace, region: str, asset: dict[str, Any]) -> tuple[str, 
 
 
 def decide_assets(ws: Workspace, region: str, destination_country: str, assets: list[dict[str, Any]],
-                  as_of: dt.date) -> tuple[Decision, list[PlanItem]]:
-    """Decide the assets together; returns the decision and one plan item per asset."""
+                  as_of: dt.date, basis: BasisStatement | None = None) -> tuple[Decision, list[PlanItem]]:
+    """Decide the assets together, with the plan's recorded legal basis and PIPIA if any; returns the
+    decision and one plan item per asset."""
     cfg = ws.config.region(region)
     if not assets:
         raise UsageError("the selection matches no assets")
     holds = {a["id"]: hold for a in assets if (hold := _gate_hold(ws, region, a))}
+    legal = LegalBasis(type=basis.legal_basis.type, ref=basis.legal_basis.ref) if basis else None
     items = []
     for asset in assets:
         cls = asset["classification"] or {}
         items.append(Item(id=asset["id"], kind=cls.get("policy_kind") or f"unmapped:{asset['kind']}",
                           features=tuple(cls.get("features") or ()), anonymized=bool(cls.get("anonymized")),
-                          pseudonymized=bool(cls.get("pseudonymized")), subjects=int(cls.get("subjects") or 0)))
+                          pseudonymized=bool(cls.get("pseudonymized")), subjects=int(cls.get("subjects") or 0),
+                          legal_basis=legal, pipia_ref=basis.pipia_ref if basis else None))
     request = DecisionRequest(destination=destination_country, items=tuple(items), exporter=exporter_of(cfg),
                               as_of=as_of)
     decision = decide_in_workspace(ws, request, region)
@@ -127,7 +132,8 @@ def decide_assets(ws: Workspace, region: str, destination_country: str, assets: 
             source_path=asset["source_path"], sha256=asset["sha256"], bytes=int(asset["bytes"]),
             features=list(cls.get("features") or []), subjects=int(cls.get("subjects") or 0),
             anonymized=bool(cls.get("anonymized")), counted_as=item.counted_as if leaves else None,
-            outcome=outcome.value, rules=rules, reasons=reasons, obligations=item.obligations if leaves else []))
+            outcome=outcome.value, rules=rules, reasons=reasons, obligations=item.obligations if leaves else [],
+            blocking=[Blocked(**b.to_dict()) for b in item.blocking] if leaves else []))
     return decision, rows
 
 
@@ -180,9 +186,11 @@ def make_plan(ws: Workspace, destination: str, author: Actor, select: str | None
                               as_of=plan.as_of, packs=plan.packs, summary=plan.summary,
                               approval_scope=plan.approval_scope, items=len(rows), author=author.name, at=now)
     envelope = env.sign_statement(statement.model_dump(mode="json"), env.PLAN, author.signer)
-    reg = ws.region(cfg.name)
-    with reg.catalog.transaction() as conn:
-        region_log(reg).append(conn, "decision", {"plan_id": statement.plan_id, "statement": envelope}, at=now)
+    known = state.decisions.get(statement.plan_id)
+    if known is None or known.envelope != envelope:  # the very same plan, made again, is logged once
+        reg = ws.region(cfg.name)
+        with reg.catalog.transaction() as conn:
+            region_log(reg).append(conn, "decision", {"plan_id": statement.plan_id, "statement": envelope}, at=now)
     return SignedPlan(plan_id=statement.plan_id, plan=plan, statement=envelope)
 
 

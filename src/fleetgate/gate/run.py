@@ -195,7 +195,7 @@ def _run_locked(run: _Run, state: LogState, on_progress: Callable[[int, int], No
         if not exported:
             return ExportResult(run.package_id, None, "nothing to export", [], held)
         _stage(run, exported, staging, on_progress)
-        row = _commit(run, exported, approvals)
+        row = _commit(run, exported, approvals, held)
     else:
         if not (staging / "data").exists():
             raise StoreError(f"export {run.package_id} is committed but its staged data at {staging} is gone; "
@@ -227,14 +227,19 @@ def _permitted(run: _Run, state: LogState) -> tuple[list[tuple[PlanItem, list[st
     missing = wanted - {a["id"] for a in assets}
     if not assets:
         return [], [{"asset_id": a, "held": "no longer in the catalog"} for a in sorted(missing)], []
-    _, rows = decide_assets(run.ws, run.region, run.decision.statement.destination.country, assets, run.today)
+    basis = state.bases.get(run.signed.plan_id)
+    _, rows = decide_assets(run.ws, run.region, run.decision.statement.destination.country, assets, run.today,
+                            basis[1] if basis else None)
     book = ApprovalBook(state, plan_id=run.signed.plan_id, on=run.today, approvers=run.ws.config.gate.approvers)
     exported: list[tuple[PlanItem, list[str]]] = []
     held: list[dict[str, Any]] = []
     used: set[str] = set()
     for row in rows:
         outcome = Outcome(row.outcome)
-        if outcome in (Outcome.EXPORT_FREE, Outcome.EXPORT_FTZ_LIST):
+        if row.blocking:
+            needs = ", ".join(sorted({f"{b.requires} ({b.rule}, {b.cite})" for b in row.blocking}))
+            held.append(row.model_dump() | {"held": f"blocked until recorded with `fleetgate export basis`: {needs}"})
+        elif outcome in (Outcome.EXPORT_FREE, Outcome.EXPORT_FTZ_LIST):
             exported.append((row, []))
         elif outcome.needs_approval:
             cover = book.cover(row)
@@ -268,7 +273,8 @@ def _stage(run: _Run, exported: list[tuple[PlanItem, list[str]]], staging: Path,
     fsync_dir(staging / "data")
 
 
-def _commit(run: _Run, exported: list[tuple[PlanItem, list[str]]], approvals: list[str]) -> dict[str, Any]:
+def _commit(run: _Run, exported: list[tuple[PlanItem, list[str]]], approvals: list[str],
+            held: list[dict[str, Any]]) -> dict[str, Any]:
     """Ledger, log entry and export record in one transaction (retried if another export raced us)."""
     reg = run.ws.region(run.region)
     ledger, records, log = Ledger(reg.catalog), GateRecords(reg.catalog), region_log(reg)
@@ -297,7 +303,10 @@ def _commit(run: _Run, exported: list[tuple[PlanItem, list[str]]], approvals: li
                            "assets": assets, "approvals": approvals, "packs": run.signed.plan.packs,
                            "ledger": {"exporter": logged.exporter, "year": year, "keying": KEYING,
                                       "rows": Facts.of(reg).ledger_set(added)},
-                           "ledger_delta": delta, "run": run_envelope}
+                           "ledger_delta": delta, "run": run_envelope,
+                           "blocked": [{"asset_id": h["asset_id"], "rules": sorted({b["rule"] for b in h["blocking"]}),
+                                        "requires": sorted({b["requires"] for b in h["blocking"]})}
+                                       for h in held if h.get("blocking")]}
                 index, _ = log.append(conn, "export", payload, at=run.now)
                 text = log.entry_text(index, conn)
                 row = export_row(json.loads(text), text, None)

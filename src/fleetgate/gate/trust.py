@@ -67,6 +67,7 @@ def decision_settings(ws: Workspace, region: str) -> dict[str, Any]:
         "packs": {p.id: p.hash_ref for p in packs_for(ws, region)},
         "destinations": {name: {"country": d.country, "url": d.url} for name, d in ws.config.destinations.items()},
         "gate": {"approvers": dict(ws.config.gate.approvers)},
+        "policy": {"switches": dict(ws.config.switches)},
     }
     return _flatten(settings)
 

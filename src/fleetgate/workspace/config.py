@@ -5,6 +5,7 @@ Relative paths in the file are relative to the workspace folder, so a workspace 
 
 from __future__ import annotations
 
+import datetime as dt
 import re
 import tomllib
 from dataclasses import asdict, dataclass, field
@@ -30,7 +31,15 @@ KNOWN_REGION_COUNTRIES = {
 }
 
 DEFAULT_PACKS = ["cn-auto-2021", "cn-xborder-2024", "cn-auto-export-2026", "cn-surveying", "cn-lingang-icv",
-                 "fleetgate-model-updates"]
+                 "fleetgate-model-updates", "cn-xborder-2022", "cn-beijing-ftz"]
+
+
+@dataclass
+class LingangListRenewal:
+    """A renewal of the Lingang general data list on record: its reference and last day in force."""
+
+    ref: str
+    until: dt.date
 
 
 @dataclass
@@ -50,6 +59,10 @@ class RegionConfig:
     sensitive_areas: str | None = None
     # Rule packs for this region; None uses [policy].packs for CN regions, else the jurisdiction's defaults.
     packs: list[str] | None = None
+    # The Lingang list's one-year trial ended on 16 May 2025; a renewal recorded here keeps it usable.
+    lingang_list_renewal: LingangListRenewal | None = None
+    # People whose PI the exporter processes in all; the pre-2024 export rules depend on it.
+    processed_pi_subjects: int | None = None
 
     @property
     def exporter_id(self) -> str:
@@ -119,6 +132,8 @@ class WorkspaceConfig:
     keys: dict[str, str] = field(default_factory=dict)
     gate: GateConfig = field(default_factory=GateConfig)
     retention: RetentionConfig = field(default_factory=RetentionConfig)
+    # [policy].switches: readings of the law the packs leave open (docs/policy.md), by switch name.
+    switches: dict[str, bool] = field(default_factory=dict)
 
     def region(self, name: str | None) -> RegionConfig:
         """The named region, or the default one; a clear error for an unknown name."""
@@ -180,7 +195,7 @@ def save_config(config: WorkspaceConfig) -> None:
     doc: dict[str, Any] = {
         "version": CONFIG_VERSION,
         "default_region": config.default_region,
-        "policy": {"packs": config.packs},
+        "policy": {"packs": config.packs, **({"switches": dict(config.switches)} if config.switches else {})},
         "keys": config.keys,
         "gate": {"approvers": config.gate.approvers},
         "regions": {},
@@ -223,11 +238,16 @@ def load_config(home: Path) -> WorkspaceConfig:
         if packs_value is not None and not (isinstance(packs_value, list)
                                             and all(isinstance(p, str) for p in packs_value)):
             raise ConfigError(f"{path}: regions.{name}.packs: must be a list of pack ids")
+        processed = body.get("processed_pi_subjects")
+        if processed is not None and (isinstance(processed, bool) or not isinstance(processed, int) or processed < 0):
+            raise ConfigError(f"{path}: regions.{name}.processed_pi_subjects: must be a whole number >= 0")
         regions[name] = RegionConfig(name=name, country=body["country"], blob_store=body["blob_store"],
                                      catalog=body["catalog"], zone=body.get("zone"), exporter=body.get("exporter"),
                                      ciio=bool(body.get("ciio", False)),
                                      surveying_approval=bool(body.get("surveying_approval", False)),
-                                     sensitive_areas=body.get("sensitive_areas"), packs=packs_value)
+                                     sensitive_areas=body.get("sensitive_areas"), packs=packs_value,
+                                     lingang_list_renewal=_renewal(body, f"{path}: regions.{name}"),
+                                     processed_pi_subjects=processed)
     if not regions:
         raise ConfigError(f"{path}: regions: at least one region is required")
     default_region = doc.get("default_region")
@@ -240,9 +260,12 @@ def load_config(home: Path) -> WorkspaceConfig:
                 raise ConfigError(f"{path}: destinations.{name}.{key}: required text value is missing")
         destinations[name] = DestinationConfig(name=name, country=body["country"], url=body["url"])
     packs = (doc.get("policy") or {}).get("packs", list(DEFAULT_PACKS))
+    switches = (doc.get("policy") or {}).get("switches") or {}
+    if not isinstance(switches, dict) or not all(isinstance(v, bool) for v in switches.values()):
+        raise ConfigError(f"{path}: policy.switches: must be a table of switch names set to true or false")
     return WorkspaceConfig(home=home, default_region=default_region, regions=regions,
                            destinations=destinations, packs=list(packs), keys=dict(doc.get("keys") or {}),
-                           gate=_gate_config(doc.get("gate") or {}, path),
+                           gate=_gate_config(doc.get("gate") or {}, path), switches=dict(switches),
                            retention=_retention_config(doc.get("retention") or {}, path))
 
 
@@ -259,3 +282,26 @@ def _gate_config(body: dict[str, Any], path: Path) -> GateConfig:
             raise ConfigError(f"{path}: gate.approvers.{outcome}: a whole number of at least 1")
         approvers[outcome] = count
     return GateConfig(approvers=approvers)
+
+
+def _renewal(body: dict[str, Any], where: str) -> LingangListRenewal | None:
+    """`lingang_list_renewal = {ref = "...", until = 2026-05-16}` (a TOML date or "YYYY-MM-DD")."""
+    value = body.get("lingang_list_renewal")
+    if value is None:
+        return None
+    key = f"{where}.lingang_list_renewal"
+    if not isinstance(value, dict) or set(value) != {"ref", "until"}:
+        raise ConfigError(f"{key}: must be {{ref = \"...\", until = YYYY-MM-DD}}")
+    if body.get("zone") != "lingang":
+        raise ConfigError(f"{key}: only a region with zone = \"lingang\" can record a Lingang list renewal")
+    if not isinstance(value["ref"], str) or not value["ref"].strip():
+        raise ConfigError(f"{key}.ref: required text (the renewal's reference)")
+    until = value["until"]
+    if isinstance(until, str):
+        try:
+            until = dt.date.fromisoformat(until)
+        except ValueError:
+            raise ConfigError(f"{key}.until: not a date (YYYY-MM-DD): {value['until']!r}") from None
+    if isinstance(until, dt.datetime) or not isinstance(until, dt.date):
+        raise ConfigError(f"{key}.until: must be a date (YYYY-MM-DD)")
+    return LingangListRenewal(ref=value["ref"].strip(), until=until)
