@@ -21,7 +21,7 @@ from cli_helpers import run_cli
 from fleetgate.audit import open_log
 from fleetgate.classify import classify_region
 from fleetgate.deid import deid_region
-from fleetgate.gate import make_plan, run_export, verify_region
+from fleetgate.gate import make_plan, record_basis, run_export, verify_region
 from fleetgate.gate.trust import CatalogMismatch
 from fleetgate.ingest import ingest_drop
 from fleetgate.keys import keyed_digest
@@ -60,6 +60,8 @@ def subjects_master(tmp_path_factory: pytest.TempPathFactory) -> Path:
         deid_region(ws)
         classify_region(ws)
         plan = make_plan(ws, "overseas", team.engineer, None, "train models", as_of=AS_OF, clock=CLOCK)
+        record_basis(ws, plan, "separate_consent", "CONSENT-2026-11", "PIPIA-2026-07", team.compliance[1],
+                     clock=CLOCK)
         assert run_export(ws, plan, team.engineer, clock=CLOCK).status == "published"
     return root
 

@@ -216,7 +216,7 @@ def holds(ctx: typer.Context, region: RegionOpt = None, fmt: FormatOpt = OutputF
         console.print("no legal holds in force")
 
 
-@retention_app.command("run", help="Delete what the [retention] settings say has expired; --dry-run lists it.")
+@retention_app.command("run", help="Delete what the retention settings say has expired; --dry-run lists it.")
 def retention_run(ctx: typer.Context,
                   dry_run: Annotated[bool, typer.Option("--dry-run", help="List what expired; change nothing.")]
                   = False, region: RegionOpt = None, as_: AsOpt = None, key: KeyOpt = None,
@@ -243,7 +243,7 @@ def retention_show(ctx: typer.Context, fmt: FormatOpt = OutputFormat.table) -> N
         print_json(policy)
         return
     if not policy["raw"] and not policy["derived"]:
-        console.print("no retention settings: everything is kept until erased ([retention.raw] in fleetgate.toml)")
+        console.print("no retention settings: everything is kept until erased (retention.raw in fleetgate.toml)")
     for part, kinds in policy.items():
         for kind, days in kinds.items():
             console.print(f"{part:8} {kind:20} {days} days")

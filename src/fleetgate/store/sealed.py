@@ -313,15 +313,19 @@ class SealedBlobStore(BlobStore):
 
 def unseal(data: bytes, keyring: Keyring) -> bytes | None:
     """The plaintext of sealed bytes as stored (for audits that read the store's files directly), or
-    None when its data key is destroyed. Bytes that are not sealed are returned as they are."""
+    None when no recorded data key opens them (destroyed, or never recorded). Bytes that are not
+    sealed are returned as they are."""
     if not data.startswith(MAGIC):
         return data
     kid = data[-KID_LEN:].decode("ascii", errors="replace")
     key = keyring.data_key(kid)
     if key is None:
         return None
-    with _Decrypting(io.BytesIO(data), key, kid, kid) as reader:
-        return reader.read()
+    try:
+        with _Decrypting(io.BytesIO(data), key, kid, kid) as reader:
+            return reader.read()
+    except SealError:  # not the recorded copy: one whose key died with a put killed before recording it
+        return None
 
 
 def remove_inner(store: BlobStore, key: str, namespace: str) -> bool:
