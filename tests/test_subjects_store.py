@@ -85,8 +85,7 @@ def test_destroying_a_persons_key_makes_every_copy_unreadable(tmp_path: Path) ->
         theirs = store.put_bytes(b"cabin audio of B")
     backup = {p.name: p.read_bytes() for p in _stored_files(tmp_path)}  # a copy of the store, taken before
     ring = store.keyring
-    kid_a = ring.subject_kid(ring.vehicle_pseudonym(VIN_A))
-    secret = ring.subject_secret(kid_a, create=False)
+    kid_a, secret = ring.subject_key(ring.vehicle_pseudonym(VIN_A), create=False)
     assert ring.destroy([kid_a]) == [kid_a]
     with pytest.raises(StoreError, match="data key was destroyed"):
         store.read_bytes(mine.sha256)

@@ -112,94 +112,100 @@ class Keyring:
         """The keyed pseudonym of a VIN, as classification and the ledger record it."""
         return pseudonym(self._region_key, vin, "vin")
 
-    def subject_kid(self, subject_pseudonym: str) -> str:
-        return "s_" + _mac(self._region_key, "keyring/subject", subject_pseudonym)
+    def _subject_slot(self, subject_pseudonym: str) -> str:
+        return _mac(self._region_key, "keyring/subject", subject_pseudonym)
 
-    def blob_kid(self, namespace: str, sha256: str, holder: str | None) -> str:
-        return "b_" + _mac(self._region_key, "keyring/blob", namespace, sha256, holder or "")
+    def _blob_slot(self, namespace: str, sha256: str, holder: str | None) -> str:
+        return _mac(self._region_key, "keyring/blob", namespace, sha256, holder or "")
+
+    @staticmethod
+    def new_kid(kind: str) -> str:
+        return f"{kind}_" + os.urandom(16).hex()
 
     # -- subject keys ---------------------------------------------------------------------------------
-    def subject_secret(self, kid: str, create: bool) -> bytes | None:
-        """A person's key; made on first use when `create`, None when absent (never made, or destroyed)."""
-        query = sa.select(subject_keys.c.secret).where(subject_keys.c.kid == kid)
-        with self.engine.connect() as conn:
-            found = conn.execute(query).scalar_one_or_none()
-        if found is not None or not create:
-            return found
-        with self.engine.begin() as conn:
-            conn.execute(sqlite.insert(subject_keys).on_conflict_do_nothing(),
-                         [{"kid": kid, "secret": os.urandom(32), "created_at": utcnow()}])
-            return conn.execute(query).scalar_one()
+    def subject_key(self, subject_pseudonym: str, create: bool) -> tuple[str, bytes] | None:
+        """(key id, secret) of a person's key; made on first use when `create`, None when absent."""
+        return self.subject_keys([subject_pseudonym], create).get(subject_pseudonym)
 
-    def fact_key(self, subject_pseudonym: str, create: bool) -> bytes | None:
-        """The key that digests a person's values in the log (derived from their subject key)."""
-        secret = self.subject_secret(self.subject_kid(subject_pseudonym), create)
-        return None if secret is None else hmac.new(secret, b"fleetgate/facts", hashlib.sha256).digest()
+    def subject_kid(self, subject_pseudonym: str, create: bool = False) -> str | None:
+        found = self.subject_key(subject_pseudonym, create)
+        return None if found is None else found[0]
 
-    def fact_keys(self, subject_pseudonyms: list[str], create: bool) -> dict[str, bytes | None]:
-        """`fact_key` for many people in one read (and one write for the keys still to make)."""
-        kids = {p: self.subject_kid(p) for p in set(subject_pseudonyms)}
-        if not kids:
+    def subject_keys(self, subject_pseudonyms: list[str], create: bool) -> dict[str, tuple[str, bytes]]:
+        """`subject_key` for many people in one read (and one write for the keys still to make)."""
+        slots = {self._subject_slot(p): p for p in set(subject_pseudonyms)}
+        if not slots:
             return {}
-        secrets = self._secrets(list(kids.values()))
-        missing = [k for k in kids.values() if k not in secrets]
+        found = self._by_slot(list(slots))
+        missing = [slot for slot in slots if slot not in found]
         if missing and create:
             with self.engine.begin() as conn:
                 conn.execute(sqlite.insert(subject_keys).on_conflict_do_nothing(),
-                             [{"kid": k, "secret": os.urandom(32), "created_at": utcnow()} for k in missing])
-            secrets = self._secrets(list(kids.values()))
-        return {p: None if kid not in secrets else hmac.new(secrets[kid], b"fleetgate/facts", hashlib.sha256).digest()
-                for p, kid in kids.items()}
+                             [{"kid": self.new_kid("s"), "slot": slot, "secret": os.urandom(32),
+                               "created_at": utcnow()} for slot in missing])
+            found = self._by_slot(list(slots))
+        return {slots[slot]: value for slot, value in found.items()}
 
-    def _secrets(self, kids: list[str]) -> dict[str, bytes]:
-        out: dict[str, bytes] = {}
+    def _by_slot(self, slots: list[str]) -> dict[str, tuple[str, bytes]]:
+        out: dict[str, tuple[str, bytes]] = {}
         with self.engine.connect() as conn:
-            for start in range(0, len(kids), 500):
-                query = sa.select(subject_keys.c.kid, subject_keys.c.secret).where(
-                    subject_keys.c.kid.in_(kids[start:start + 500]))
-                out.update({k: v for k, v in conn.execute(query)})
+            for start in range(0, len(slots), 500):
+                query = sa.select(subject_keys.c.slot, subject_keys.c.kid, subject_keys.c.secret).where(
+                    subject_keys.c.slot.in_(slots[start:start + 500]))
+                out.update({slot: (kid, secret) for slot, kid, secret in conn.execute(query)})
         return out
 
-    def _wrapping_key(self, holder: str | None, create: bool) -> bytes | None:
+    @staticmethod
+    def _derive(secret: bytes, purpose: bytes) -> bytes:
+        return hmac.new(secret, purpose, hashlib.sha256).digest()
+
+    def fact_key(self, subject_pseudonym: str, create: bool) -> bytes | None:
+        """The key that digests a person's values in the log (derived from their subject key)."""
+        return self.fact_keys([subject_pseudonym], create).get(subject_pseudonym)
+
+    def fact_keys(self, subject_pseudonyms: list[str], create: bool) -> dict[str, bytes | None]:
+        keys = self.subject_keys(subject_pseudonyms, create)
+        return {p: (self._derive(keys[p][1], b"fleetgate/facts") if p in keys else None)
+                for p in set(subject_pseudonyms)}
+
+    def _wrapping_key(self, holder: str | None) -> bytes | None:
+        """The key that wraps data keys of `holder` (a subject key id); b"" for none, None if destroyed."""
         if holder is None:
             return b""
-        secret = self.subject_secret(holder, create)
-        return None if secret is None else hmac.new(secret, b"fleetgate/wrap", hashlib.sha256).digest()
+        with self.engine.connect() as conn:
+            secret = conn.execute(sa.select(subject_keys.c.secret).where(subject_keys.c.kid == holder)).scalar()
+        return None if secret is None else self._derive(secret, b"fleetgate/wrap")
 
     # -- blob keys ------------------------------------------------------------------------------------
     def blob_key(self, namespace: str, sha256: str, holder: str | None) -> BlobKey | None:
-        """The data key of these plaintext bytes for this holder, if one was made."""
-        rows = self._blob_rows(blob_keys.c.kid == self.blob_kid(namespace, sha256, holder))
+        """The data key of these plaintext bytes for this holder, if one was recorded."""
+        rows = self._blob_rows(blob_keys.c.slot == self._blob_slot(namespace, sha256, holder))
         return rows[0] if rows else None
 
-    def new_data_key(self, holder: str | None) -> bytes:
-        """A fresh data key (the holder's subject key is made first, if it has none yet)."""
-        if holder is not None:
-            self._wrapping_key(holder, create=True)
-        return os.urandom(32)
-
-    def add_blob_key(self, namespace: str, sha256: str, holder: str | None, data_key: bytes, stored_as: str,
-                     size: int) -> BlobKey:
-        """Record the data key a blob was sealed with, in one durable write; if another writer recorded
-        one for the same bytes first, theirs stands and is returned."""
-        kid = self.blob_kid(namespace, sha256, holder)
-        wrapping = self._wrapping_key(holder, create=True)
-        assert wrapping is not None
+    def add_blob_key(self, kid: str, namespace: str, sha256: str, holder: str | None, data_key: bytes,
+                     stored_as: str, size: int) -> BlobKey:
+        """Record the data key a blob was sealed with, in one durable write; if a key for the same bytes
+        and holder was recorded first, that one stands and is returned."""
+        wrapping = self._wrapping_key(holder)
+        if wrapping is None:
+            raise StoreError(f"keyring {self.path}: the holder's key {holder} is destroyed; nothing is sealed for it")
         stored = aes_key_wrap(wrapping, data_key) if holder else data_key
+        slot = self._blob_slot(namespace, sha256, holder)
         with self.engine.begin() as conn:
             conn.execute(sqlite.insert(blob_keys).on_conflict_do_nothing(), [{
-                "kid": kid, "namespace": namespace, "sha256": sha256, "holder": holder, "data_key": stored,
-                "stored_as": stored_as, "bytes": size, "created_at": utcnow()}])
-        return self._blob_rows(blob_keys.c.kid == kid)[0]
+                "kid": kid, "slot": slot, "namespace": namespace, "sha256": sha256, "holder": holder,
+                "data_key": stored, "stored_as": stored_as, "bytes": size, "created_at": utcnow()}])
+        return self._blob_rows(blob_keys.c.slot == slot)[0]
 
-    def replace_blob_key(self, kid: str, holder: str | None, data_key: bytes, stored_as: str, size: int) -> None:
+    def replace_blob_key(self, old_kid: str, kid: str, holder: str | None, data_key: bytes, stored_as: str,
+                         size: int) -> None:
         """A data key whose stored copy is gone (a crash, a lost file) gives way to the copy just stored."""
-        wrapping = self._wrapping_key(holder, create=True)
+        wrapping = self._wrapping_key(holder)
         assert wrapping is not None
         stored = aes_key_wrap(wrapping, data_key) if holder else data_key
         with self.engine.begin() as conn:
-            conn.execute(sa.update(blob_keys).where(blob_keys.c.kid == kid)
-                         .values(data_key=stored, stored_as=stored_as, bytes=size))
+            conn.execute(sa.update(blob_keys).where(blob_keys.c.kid == old_kid)
+                         .values(kid=kid, data_key=stored, stored_as=stored_as, bytes=size))
 
     def blob_keys_of(self, namespace: str, sha256: str) -> list[BlobKey]:
         """Every data key for these plaintext bytes (one per holder), readable ones first."""
@@ -211,7 +217,7 @@ class Keyring:
             rows = [dict(r._mapping) for r in conn.execute(sa.select(blob_keys).where(where))]
         out = []
         for r in rows:
-            wrapping = self._wrapping_key(r["holder"], create=False)
+            wrapping = self._wrapping_key(r["holder"])
             dek: bytes | None
             if wrapping is None:
                 dek = None  # the person's key is destroyed: this data key can never be unwrapped again

@@ -252,7 +252,10 @@ keyring_metadata = sa.MetaData()
 subject_keys = sa.Table(
     "subject_keys",
     keyring_metadata,
-    sa.Column("kid", sa.String(40), primary_key=True),  # s_ + HMAC of the person's pseudonym
+    # kid is random: a key destroyed by an erasure never comes back under its id, even when the same
+    # person's data arrives again (it gets a new key, found through `slot`)
+    sa.Column("kid", sa.String(40), primary_key=True),  # s_ + 32 random hex
+    sa.Column("slot", sa.String(64), nullable=False, unique=True),  # HMAC of the person's pseudonym
     sa.Column("secret", sa.LargeBinary, nullable=False),  # 32 random bytes
     sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
 )
@@ -260,12 +263,13 @@ subject_keys = sa.Table(
 blob_keys = sa.Table(
     "blob_keys",
     keyring_metadata,
-    sa.Column("kid", sa.String(40), primary_key=True),  # b_ + HMAC of (namespace, sha256, holder)
+    sa.Column("kid", sa.String(40), primary_key=True),  # b_ + 32 random hex
+    sa.Column("slot", sa.String(64), nullable=False, unique=True),  # HMAC of (namespace, sha256, holder)
     sa.Column("namespace", sa.String(32), nullable=False),
     sa.Column("sha256", sa.String(64), nullable=False),  # of the plaintext: what the catalog names
     sa.Column("holder", sa.String(40), index=True),  # the subject key that wraps the data key; null: none
     sa.Column("data_key", sa.LargeBinary, nullable=False),  # AES key wrap (RFC 3394) under the holder, or raw
-    sa.Column("stored_as", sa.String(64)),  # sha256 of the ciphertext: the inner store's key
+    sa.Column("stored_as", sa.String(64), nullable=False),  # sha256 of the ciphertext: the inner store's key
     sa.Column("bytes", sa.BigInteger),
     sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
     sa.Index("ix_blob_keys_content", "namespace", "sha256"),

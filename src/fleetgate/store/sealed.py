@@ -9,8 +9,9 @@ ciphertext:
     chunk i        nonce = 0³ ‖ i (8 bytes) ‖ last (1 byte); MAGIC is the associated data
     inner key      SHA-256 of the ciphertext
 
-The data-key id comes last because it names the plaintext's digest, which is known only once the
-bytes went through: one pass reads, hashes, seals and hands the ciphertext to the inner store.
+One pass reads, hashes, seals and hands the ciphertext to the inner store; the keyring then records
+the data key under a slot keyed by (namespace, plaintext digest, holder), which is how a second put
+of the same bytes finds the first copy.
 
 Each blob's data key is its own (the keyring, `store.keyring`), wrapped under the subject key of the
 person whose data it is when the blob holds one person's data (code that stores a vehicle's files
@@ -26,7 +27,8 @@ from __future__ import annotations
 
 import hashlib
 import io
-from collections.abc import Callable, Iterator
+import os
+from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
@@ -78,9 +80,9 @@ def _trailer(kid: str) -> bytes:
 class _Encrypting(io.RawIOBase):
     """Ciphertext of a plaintext stream, read the way the blob stores read (readinto), hashing the
     plaintext on the way; each byte is copied once, from the sealed chunk into the caller's buffer.
-    The trailer (the data-key id) is asked for once the plaintext's digest is known."""
+    The trailer names the data key (a random id, so a destroyed key's id never returns)."""
 
-    def __init__(self, source: BinaryIO, data_key: bytes, trailer: Callable[[str, int], bytes]) -> None:
+    def __init__(self, source: BinaryIO, data_key: bytes, trailer: bytes) -> None:
         self._source = source
         self._aead = AESGCM(data_key)
         self._trailer = trailer
@@ -100,7 +102,7 @@ class _Encrypting(io.RawIOBase):
 
     def _fill(self) -> None:
         if self._state == "trailer":
-            self._chunk = memoryview(self._trailer(self.sha256, self.size))
+            self._chunk = memoryview(self._trailer)
             self._state = "done"
             return
         current, self._next = self._next, self._source.read(CHUNK) if len(self._next) == CHUNK else b""
@@ -218,29 +220,33 @@ class SealedBlobStore(BlobStore):
     # -- writing ---------------------------------------------------------------------------------------
     def _holder(self) -> str | None:
         vin = _holder_vin.get()
-        return self.keyring.subject_kid(self.keyring.vehicle_pseudonym(vin)) if vin else None
+        return self.keyring.subject_kid(self.keyring.vehicle_pseudonym(vin), create=True) if vin else None
 
     def _seal(self, source: BinaryIO, namespace: str, expect: tuple[str, int] | None = None) -> PutResult:
         """One pass: read, hash, seal and store; then record the data key (or keep the copy stored before)."""
         holder = self._holder()
         if expect is not None:  # the digest is known already (bytes in memory): a stored copy needs no work
             known = self.keyring.blob_key(namespace, expect[0], holder)
-            if known is not None and known.data_key is not None and known.stored_as \
-                    and self.inner.exists(known.stored_as, namespace):
+            if known is not None and known.data_key is not None and self.inner.exists(known.stored_as, namespace):
                 return PutResult(expect[0], expect[1], created=False)
-        data_key = self.keyring.new_data_key(holder)
-        reader = _Encrypting(source, data_key,
-                             lambda sha, _size: _trailer(self.keyring.blob_kid(namespace, sha, holder)))
+        kid, data_key = self.keyring.new_kid("b"), os.urandom(32)
+        reader = _Encrypting(source, data_key, _trailer(kid))
         result = self.inner.put_stream(reader, namespace)
         sha, size = reader.sha256, reader.size
-        recorded = self.keyring.add_blob_key(namespace, sha, holder, data_key, result.sha256, size)
-        if recorded.stored_as == result.sha256:
+        recorded = self.keyring.add_blob_key(kid, namespace, sha, holder, data_key, result.sha256, size)
+        if recorded.kid == kid:
             return PutResult(sha, size, created=result.created)
-        if recorded.stored_as and recorded.data_key is not None and self.inner.exists(recorded.stored_as, namespace):
-            remove_inner(self.inner, result.sha256, namespace)  # stored before (a rerun, or a racing writer)
+        remove_inner(self.inner, result.sha256, namespace)  # a copy was recorded before (a rerun, a racing writer)
+        if recorded.data_key is not None and self.inner.exists(recorded.stored_as, namespace):
             return PutResult(sha, size, created=False)
-        self.keyring.replace_blob_key(recorded.kid, holder, data_key, result.sha256, size)  # its copy was lost
+        self._store_again(recorded, kid, holder, data_key, reader, source, namespace)  # its stored copy was lost
         return PutResult(sha, size, created=True)
+
+    def _store_again(self, recorded: BlobKey, kid: str, holder: str | None, data_key: bytes, reader: _Encrypting,
+                     source: BinaryIO, namespace: str) -> None:
+        source.seek(0)
+        again = self.inner.put_stream(_Encrypting(source, data_key, _trailer(kid)), namespace)
+        self.keyring.replace_blob_key(recorded.kid, kid, holder, data_key, again.sha256, reader.size)
 
     def put_file(self, path: Path, namespace: str = "blobs") -> PutResult:
         with open(path, "rb") as fh:

@@ -164,7 +164,7 @@ def _refs(row: dict[str, Any]) -> set[tuple[str, str]]:
 
 def _holder(ring: Keyring, vin: str | None) -> str | None:
     """The subject key a row's blobs are sealed under: its vehicle owner's (see `sealed_for`)."""
-    return ring.subject_kid(ring.vehicle_pseudonym(vin)) if vin else None
+    return ring.subject_kid(ring.vehicle_pseudonym(vin)) if vin else None  # None also when it has no key
 
 
 def destruction_plan(region: Region, removal: Removal, new_rows: list[dict[str, Any]],
@@ -181,14 +181,22 @@ def destruction_plan(region: Region, removal: Removal, new_rows: list[dict[str, 
         doomed |= _refs(removal.catalog[aid])
     doomed |= {("quarantine", q["sha256"]) for q in removal.quarantine.values() if q["sha256"]}
     alive: set[tuple[str, str, str | None]] = set()  # (namespace, sha256, holder)
+    holders: dict[str | None, str | None] = {None: None}
+
+    def holder(vin: str | None) -> str | None:
+        if vin not in holders:
+            holders[vin] = _holder(ring, vin)
+        return holders[vin]
+
     for row in [r for aid, r in removal.catalog.items() if aid not in gone] + new_rows:
-        alive |= {(ns, sha, _holder(ring, row["vehicle"])) for ns, sha in _refs(row)}
+        alive |= {(ns, sha, holder(row["vehicle"])) for ns, sha in _refs(row)}
     for q in region.catalog.list_quarantine(region=region.name):
         if q["id"] not in removal.quarantine and q["sha256"]:
-            alive.add(("quarantine", q["sha256"], _holder(ring, vehicle_of_path(q["source_path"]))))
+            alive.add(("quarantine", q["sha256"], holder(vehicle_of_path(q["source_path"]))))
     alive_refs = {(ns, sha) for ns, sha, _ in alive}
     protected = {holder for _, _, holder in alive if holder}
-    subject_kids = sorted({ring.subject_kid(p) for p in removal.subjects} - protected)
+    subject_kids = sorted({kid for kid, _ in ring.subject_keys(sorted(removal.subjects), create=False).values()}
+                          - protected)
     plan_blobs, kids = [], set(subject_kids)
     for ns, sha in sorted(doomed):
         copies = [c for c in blobs.copies(sha, ns) if (ns, sha, c.holder) not in alive]
