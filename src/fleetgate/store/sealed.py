@@ -29,6 +29,7 @@ import hashlib
 import io
 import os
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
@@ -90,6 +91,9 @@ class _Encrypting(io.RawIOBase):
         self._index = 0
         self._next = source.read(CHUNK)
         self._plain = hashlib.sha256()
+        # the plaintext is hashed on a thread of its own (hashlib releases the GIL), beside the sealing
+        # and the inner store's hashing of the ciphertext: three passes over the bytes on two cores
+        self._hasher = ThreadPoolExecutor(max_workers=1, thread_name_prefix="fleetgate-seal-hash")
         self.size = 0
         self._state = "chunks"  # chunks -> trailer -> done
 
@@ -98,7 +102,12 @@ class _Encrypting(io.RawIOBase):
 
     @property
     def sha256(self) -> str:
+        self._hasher.shutdown(wait=True)  # every chunk hashed, in order (one worker)
         return self._plain.hexdigest()
+
+    def close(self) -> None:
+        self._hasher.shutdown(wait=True)
+        super().close()
 
     def _fill(self) -> None:
         if self._state == "trailer":
@@ -107,7 +116,7 @@ class _Encrypting(io.RawIOBase):
             return
         current, self._next = self._next, self._source.read(CHUNK) if len(self._next) == CHUNK else b""
         last = not self._next
-        self._plain.update(current)
+        self._hasher.submit(self._plain.update, current)
         self.size += len(current)
         self._chunk = memoryview(self._aead.encrypt(_nonce(self._index, last), current, MAGIC))
         self._index += 1
