@@ -31,6 +31,7 @@ from policy_bench import bench_decisions, bench_pii_scan
 from subjects_bench import bench_erasure
 from train_bench import bench_train
 from trust_bench import bench_fact_logging
+from web_bench import bench_web
 
 
 def machine() -> str:
@@ -173,10 +174,10 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("docs/benchmarks.md"))
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--only", action="append",
-                        choices=["ingest", "policy", "gate", "trust", "deid", "train", "federate", "subjects"],
+                        choices=["ingest", "policy", "gate", "trust", "deid", "train", "federate", "web", "subjects"],
                         help="Run only these benchmarks; the other sections of --out are kept.")
     args = parser.parse_args()
-    only = set(args.only or ["ingest", "policy", "gate", "trust", "deid", "train", "federate", "subjects"])
+    only = set(args.only or ["ingest", "policy", "gate", "trust", "deid", "train", "federate", "web", "subjects"])
     sections: list[str] = []
     with tempfile.TemporaryDirectory(prefix="fleetgate-bench-", dir=os.environ.get("FLEETGATE_BENCH_DIR")) as tmp:
         if "ingest" in only:
@@ -203,6 +204,8 @@ def main() -> None:
         if "subjects" in only:
             (Path(tmp) / "subjects").mkdir()
             sections += bench_erasure(Path(tmp) / "subjects", args.runs)
+        if "web" in only:  # 60 s per run with 50 readers and 5 writers; three runs are enough for a median
+            sections += bench_web(Path(tmp) / "web", min(args.runs, 3))
     sections = merge_sections(args.out, sections)
     header = [
         "# Benchmarks",

@@ -23,6 +23,7 @@ from fleetgate.domain import (
     ApprovalStatement,
     BasisStatement,
     ConfigStatement,
+    CredentialStatement,
     HoldStatement,
     PlanStatement,
     Principal,
@@ -116,6 +117,16 @@ class LoggedHold:
 
 
 @dataclass
+class LoggedCredential:
+    """An API token or dashboard password, as its signed issuance (and revocation) logged it."""
+
+    index: int
+    statement: CredentialStatement
+    revoked_index: int | None = None
+    revoked_by: str | None = None
+
+
+@dataclass
 class LogState:
     """Everything the log vouches for, after replaying entries 0..size-1."""
 
@@ -138,6 +149,7 @@ class LogState:
     ledger_after_erasure: dict[str, tuple[int, dict[str, Any]]] = field(default_factory=dict)
     holds: dict[str, LoggedHold] = field(default_factory=dict)  # by hold id
     bases: dict[str, tuple[int, BasisStatement]] = field(default_factory=dict)  # the latest valid one per plan
+    credentials: dict[str, LoggedCredential] = field(default_factory=dict)  # by credential id
     problems: list[Problem] = field(default_factory=list)
 
     # -- queries the gate asks --------------------------------------------------------------------
@@ -447,6 +459,7 @@ class LogState:
             self.holds[st.hold_id] = LoggedHold(index, st)
         else:
             held.released_index, held.released_by = index, st.by
+
     def _basis(self, index: int, entry: dict[str, Any], _text: str | None) -> None:
         envelope = entry.get("statement") or {}
         st = self._statement(index, envelope, BasisStatement, env.BASIS, "legal basis")
@@ -460,6 +473,43 @@ class LogState:
             self._problem(index, f"legal basis of {st.plan_id} by {st.by}: {why}; ignored")
             return
         self.bases[st.plan_id] = (index, st)
+    def _credential(self, index: int, entry: dict[str, Any], _text: str | None) -> None:
+        envelope = entry.get("statement") or {}
+        try:
+            st = CredentialStatement.model_validate(env.read_statement(envelope, env.CREDENTIAL))
+        except (env.EnvelopeError, ValidationError) as exc:
+            self._problem(index, f"credential statement: {_short(exc)}")
+            return
+        reason = self.check_credential(index, st, envelope)
+        if reason:
+            self._problem(index, f"credential {st.action} of {st.credential_id} for {st.name}: {reason}; ignored")
+            return
+        if st.action == "issue":
+            self.credentials[st.credential_id] = LoggedCredential(index, st)
+        else:
+            old = self.credentials[st.credential_id]
+            self.credentials[st.credential_id] = LoggedCredential(old.index, old.statement, index, st.by)
+
+    def check_credential(self, index: int, st: CredentialStatement, envelope: dict[str, Any]) -> str | None:
+        """Why a credential statement may not stand at log position `index` (None: it may)."""
+        if st.region != self.region:
+            return f"for region {st.region}, not {self.region}"
+        principal = self.principals.get(st.keyid)
+        if principal is None or principal.name != st.name or not principal.active_at(index):
+            return "no such registered principal"
+        if st.credential_id.startswith("tok-") != (st.kind == "token"):
+            return "the credential id does not match its kind"
+        if st.action == "issue":
+            if st.credential_id in self.credentials:
+                return "this credential id was issued before"
+            if st.hash_digest is None:
+                return "an issuance names the digest of its hash"
+        elif st.credential_id not in self.credentials or self.credentials[st.credential_id].revoked_index is not None:
+            return "no such live credential"
+        # an admin issues credentials for anyone; a person may issue their own, signing with their own key
+        roles = set(Role) if st.by == st.name else {Role.admin}
+        signer = self._signed_by(envelope, st.by, index, roles)
+        return signer if isinstance(signer, str) else None
 
     def _genesis(self, index: int, entry: dict[str, Any], _text: str | None) -> None:
         if index != 0:
@@ -481,6 +531,7 @@ _HANDLERS: dict[str, Callable[[LogState, int, dict[str, Any], str | None], None]
     "erasure_done": LogState._erasure_done,
     "legal_hold": LogState._legal_hold,
     "basis": LogState._basis,
+    "credential": LogState._credential,
 }
 
 _STATEFUL = frozenset(_HANDLERS) | frozenset(FACT_ENTRY_TYPES)

@@ -9,7 +9,7 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from fleetgate.cli._common import OutputFormat, console, home_of, open_workspace, print_json
+from fleetgate.cli._common import OutputFormat, console, home_of, open_services, open_workspace, print_json
 from fleetgate.errors import UsageError
 
 federation_app = typer.Typer(no_args_is_help=True, help="Deploy federated training: SuperLink, SuperNodes, keys.")
@@ -57,23 +57,22 @@ def federate(ctx: typer.Context,
              = OutputFormat.table) -> None:
     """Train across regions with Flower (simulation, or a deployment); updates leave only through the gate."""
     from fleetgate.gate.model_updates import DpSettings
-    from fleetgate.train.federation import FederationSettings, run_federation
+    from fleetgate.train.federation import FederationSettings
 
     settings = FederationSettings(
         regions=_regions(regions, "--regions"), evaluate_regions=_regions(evaluate_regions, "--evaluate-regions"),
         server_region=server_region, rounds=rounds, local_epochs=local_epochs, proximal_mu=proximal_mu,
         dp=DpSettings(clip_norm=dp_clip, noise_multiplier=dp_noise), seed=seed, device=device,
         on_region_loss=on_region_loss, round_timeout_s=round_timeout, rejoin_wait_s=rejoin_wait)
-    with open_workspace(ctx) as ws, Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                                             TimeElapsedColumn(), console=console, transient=True) as progress:
+    with open_services(ctx) as services, Progress(TextColumn("{task.description}"), BarColumn(),
+                                                  MofNCompleteColumn(), TimeElapsedColumn(), console=console,
+                                                  transient=True) as progress:
         task = progress.add_task("federated rounds", total=rounds)
         if deployment is None:
-            result = run_federation(ws, settings, verbose=verbose,
-                                    on_round=lambda record: progress.update(task, advance=1))
+            result = services.training.federate(settings, verbose=verbose,
+                                                on_round=lambda record: progress.update(task, advance=1))
         else:
-            from fleetgate.train.deployment import load_deployment, run_deployed
-
-            result = run_deployed(ws, load_deployment(deployment), settings, on_status=lambda s: progress.update(
+            result = services.training.federate_deployed(deployment, settings, on_status=lambda s: progress.update(
                 task, description=f"run on the SuperLink: {s.status}"))
     if fmt == OutputFormat.json:
         print_json(result.to_dict())

@@ -19,6 +19,8 @@ from fleetgate.cli import (
     ingest_cmds,
     people_cmds,
     policy_cmds,
+    report_cmds,
+    serve_cmds,
     subject_cmds,
     train_cmds,
 )
@@ -71,6 +73,11 @@ app.add_typer(subject_cmds.subject_app, name="subject", help="Find, copy and era
 app.add_typer(subject_cmds.retention_app, name="retention", help="Delete what expired under the retention settings.")
 app.add_typer(catalog_cmds.app, name="catalog", help="Inspect a region's catalog, runs and quarantine.")
 app.add_typer(compute_cmds.app, name="compute", help="Plan a training cluster under US export controls.")
+app.add_typer(report_cmds.report_app, name="report", help="Write the PIPIA, assessment, contract and annual filings.")
+app.command("status", help="The region's log and how close it is to each legal threshold.")(report_cmds.status)
+app.command("sign", help="Sign a statement the server showed (plan, approval, run) with your own key, offline.")(
+    gate_cmds.sign_cmd)
+app.command("serve", help="Serve the JSON API (/api/v1) and the dashboard; loopback by default.")(serve_cmds.serve)
 
 
 def run() -> None:

@@ -10,8 +10,7 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 from rich.table import Table
 
-from fleetgate.classify import classify_region, explain_asset
-from fleetgate.cli._common import OutputFormat, console, home_of, open_workspace, print_json
+from fleetgate.cli._common import OutputFormat, console, home_of, open_services, print_json
 from fleetgate.errors import ExitCode, UsageError
 from fleetgate.policy import builtin_pack_ids, load_pack, load_packs
 from fleetgate.policy.decide import PolicyEngine
@@ -147,11 +146,11 @@ def classify(
     fmt: FormatOpt = OutputFormat.table,
 ) -> None:
     """Classify every asset of a region and decide each alone."""
-    with open_workspace(ctx) as ws:
+    with open_services(ctx) as services:
         with Progress(TextColumn("classify"), BarColumn(), MofNCompleteColumn(), console=console,
                       transient=True, disable=fmt == OutputFormat.json) as progress:
             task = progress.add_task("classify", total=None)
-            report = classify_region(ws, region, to, on_progress=lambda n, total: progress.update(
+            report = services.classifier.classify(region, to, on_progress=lambda n, total: progress.update(
                 task, completed=n, total=total))
     if fmt == OutputFormat.json:
         print_json(report.__dict__)
@@ -171,8 +170,8 @@ def classify(
 def explain(ctx: typer.Context, asset_id: Annotated[str, typer.Argument(help="Asset id or unique prefix.")],
             region: RegionOpt = None, fmt: FormatOpt = OutputFormat.table) -> None:
     """Why an asset was classified and decided as it was."""
-    with open_workspace(ctx) as ws:
-        info = explain_asset(ws, asset_id, region)
+    with open_services(ctx) as services:
+        info = services.classifier.explain(asset_id, region)
     if fmt == OutputFormat.json:
         print_json(info)
         return

@@ -23,9 +23,10 @@ from fleetgate.audit import canonical, digest
 from fleetgate.audit.facts import Facts
 from fleetgate.audit.log import region_log
 from fleetgate.classify.geo import SensitiveAreas
-from fleetgate.deid.detectors import build_detectors
+from fleetgate.deid.detectors import IMAGE, VIDEO, Profile, build_detectors
 from fleetgate.deid.tables import DeidError, deidentify_table
 from fleetgate.deid.trajectory import TrajectoryPolicy, deidentify_trajectory
+from fleetgate.deid.verify import Verifier, build_verifier
 from fleetgate.deid.video import MediaReport, VideoSettings, anonymize_image, anonymize_video
 from fleetgate.errors import FleetgateError
 from fleetgate.store.blobs import PutResult
@@ -56,7 +57,27 @@ def _derived_id(region: str, parent: str, settings: dict[str, Any]) -> str:
     return "as_" + hashlib.sha256(key).hexdigest()[:24]
 
 
-def _camera_asset(reg: Any, asset: dict[str, Any], detectors: list, settings: VideoSettings,
+@dataclass
+class _CameraDetectors:
+    """The obscuring detectors and the independent verifier for videos and for stills, built on first use."""
+
+    profile: Profile = VIDEO
+    provider: str = "auto"
+    given: list | None = None  # detectors a caller passed in (used for videos and stills alike)
+    verifier: Verifier | None = None
+    _built: dict = field(default_factory=dict)
+
+    def for_kind(self, kind: str) -> tuple[list, Verifier]:
+        profile = IMAGE if kind == "exterior_image" else self.profile
+        key = "image" if kind == "exterior_image" else "video"
+        if key not in self._built:
+            detectors = self.given if self.given is not None else build_detectors(provider=self.provider,
+                                                                                   profile=profile)
+            self._built[key] = (detectors, self.verifier or build_verifier(profile, self.provider))
+        return self._built[key]
+
+
+def _camera_asset(reg: Any, asset: dict[str, Any], detectors: list, verifier: Verifier, settings: VideoSettings,
                   tmp: Path) -> tuple[PutResult, PutResult, MediaReport]:
     """Anonymize one catalogued video or image; returns the stored output, sidecar and report."""
     suffix = {"mp4": ".mp4", "png": ".png", "jpg": ".jpg", "jpeg": ".jpg"}.get(asset["file_format"], ".mp4")
@@ -65,15 +86,16 @@ def _camera_asset(reg: Any, asset: dict[str, Any], detectors: list, settings: Vi
         shutil.copyfileobj(fh, out, 1 << 20)
     dst, sidecar = tmp / f"out{suffix}", tmp / "detections.parquet"
     if asset["kind"] == "exterior_image":
-        report = anonymize_image(src, dst, detectors, settings, sidecar)
+        report = anonymize_image(src, dst, detectors, settings, sidecar, verifier=verifier)
     else:
-        report = anonymize_video(src, dst, detectors, settings, sidecar)
+        report = anonymize_video(src, dst, detectors, settings, sidecar, verifier=verifier)
     return reg.blobs.put_file(dst), reg.blobs.put_file(sidecar), report
 
 
 def deid_region(ws: Workspace, region: str | None = None, policy: TrajectoryPolicy | None = None,
                 on_progress: Callable[[int, int], None] | None = None, video: VideoSettings | None = None,
-                detectors: list | None = None, camera: bool = True) -> DeidReport:
+                detectors: list | None = None, camera: bool = True, profile: Profile = VIDEO,
+                provider: str = "auto", verifier: Verifier | None = None) -> DeidReport:
     cfg = ws.config.region(region)
     reg = ws.region(cfg.name)
     policy = policy or TrajectoryPolicy()
@@ -87,14 +109,15 @@ def deid_region(ws: Workspace, region: str | None = None, policy: TrajectoryPoli
         parents += [a for a in originals if a["kind"] in CAMERA_KINDS]
     report.cabin_kept_local = sum(a["kind"] in CABIN_KINDS for a in originals)
     video = video or VideoSettings()
+    cameras = _CameraDetectors(profile, provider, detectors, verifier)
     existing = reg.catalog.existing_asset_ids
     log, facts = region_log(reg), Facts.of(reg)
     key_uses = 0
     for n, asset in enumerate(parents, 1):
         if asset["kind"] in CAMERA_KINDS:
-            if detectors is None:
-                detectors = build_detectors()
-            settings = {"media": video.to_dict(), "models": sorted({d.model_id for d in detectors})}
+            kind_detectors, kind_verifier = cameras.for_kind(asset["kind"])
+            settings = {"media": video.to_dict(), "models": sorted({d.model_id for d in kind_detectors}),
+                        "verifier": kind_verifier.describe()}
         elif asset["kind"] == "gnss_trajectory":
             settings = {"trajectory": policy.to_dict()}
         else:
@@ -109,12 +132,14 @@ def deid_region(ws: Workspace, region: str | None = None, policy: TrajectoryPoli
                 tags: dict[str, Any] = {"derived": DERIVED, "parent_sha256": asset["sha256"], "settings": settings}
                 if asset["kind"] in CAMERA_KINDS:
                     with tempfile.TemporaryDirectory(prefix="fleetgate-deid-") as tmp:
-                        put, side, media = _camera_asset(reg, asset, detectors, video, Path(tmp))
+                        put, side, media = _camera_asset(reg, asset, kind_detectors, kind_verifier, video, Path(tmp))
                     # what the verification pass still sees is what the policy must assume is there
                     tags |= {"anonymized": media.anonymized,
                              "detected_features": sorted({_FEATURE[r.label] for r in media.residuals}),
                              "removed_features": sorted(_FEATURE[label] for label in media.detected_features),
                              "sidecar_sha256": side.sha256, "residuals": len(media.residuals),
+                             "residual_reasons": sorted({r.reason for r in media.residuals}),
+                             "verify_frames": media.verify_frames, "verifier": media.verifier,
                              "boxes": media.boxes, "models": media.models}
                     report.camera.append({"asset_id": derived_id, **{k: v for k, v in media.to_dict().items()
                                                                      if k not in ("input", "output", "settings")}})

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import os
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import date
@@ -20,6 +21,7 @@ from fleetgate.compute import MODEL_PRESETS, ModelSpec, PlanRow, load_chips, pla
 from fleetgate.compute.chips import find_chip
 from fleetgate.compute.plot import plot_time_vs_chips
 from fleetgate.deid import DeidReport, deid_region
+from fleetgate.deid.showcase import real_photo_before_after
 from fleetgate.domain import Role
 from fleetgate.gate import (
     approve_plan,
@@ -37,7 +39,9 @@ from fleetgate.keys.personal import Actor, new_key_pair
 from fleetgate.people import add_principal, current_state
 from fleetgate.policy.vocabulary import Outcome
 from fleetgate.report import HtmlReport, figure_png
+from fleetgate.report.watch import watch_section
 from fleetgate.sample import SampleSpec, generate_sample
+from fleetgate.services import Services
 from fleetgate.store import Ledger, Region
 from fleetgate.subjects import run_retention
 from fleetgate.workspace import Workspace, init_workspace
@@ -159,6 +163,7 @@ def run_demo(home: Path, on_step: Step | None = None,
         report = _build_report(region, ingest, inventory, quarantine, decisions, export, model, plans, sized,
                                plot_path, deid, federation)
         _retention_section(report, retention)
+        watch_section(report, ws, DEMO_REGION)
         path = report.write(home / "report.html")
     return DemoResult(path, ingest, inventory, quarantine, plans, decisions, export, federation, retention)
 
@@ -271,7 +276,21 @@ def demo_people(ws: Workspace, home: Path) -> dict[str, Actor]:
     signed = current_state(region).config
     if signed is None or signed[1].settings != decision_settings(ws, DEMO_REGION):
         sign_config(ws, DEMO_REGION, admin)  # the demo changed fleetgate.toml (sensitive areas) since
+    _demo_tokens(ws, folder, actors)
     return actors
+
+
+def _demo_tokens(ws: Workspace, folder: Path, actors: dict[str, Actor]) -> None:
+    """An API/dashboard token per demo person, next to their key (demo only), for `make serve`."""
+    principals = Services(ws).principals
+    for person in DEMO_PEOPLE:
+        path = folder / person.key_file.replace(".key", ".token")
+        if path.exists():
+            continue
+        token = principals.issue_token(person.name, actors[DEMO_PEOPLE[0].name], DEMO_REGION).secret
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as out:
+            out.write(token + "\n")
 
 
 def _actor(people: dict[str, Actor], role: Role, n: int = 0) -> Actor:
@@ -390,7 +409,7 @@ def _build_report(region: Region, ingest: IngestReport, inventory: list[dict], q
     report.heading("De-identification")
     videos = [a for a in region.catalog.list_assets(region=region.name)
               if a["kind"] == "exterior_video" and (a["tags"] or {}).get("derived") == "deid"]
-    report.text(f"Front-camera clips: faces (CenterFace) and Chinese plates found on every 2nd frame, carried and "
+    report.text(f"Front-camera clips: faces (CenterFace) and Chinese plates (clp-det) found on key frames, carried and "
                 f"interpolated by tracking, blurred, re-encoded as H.264 without audio or metadata, then checked "
                 f"again on the output. {len(deid.derived)} assets derived in this run, {deid.already} done before; "
                 f"{deid.cabin_kept_local} cabin audio/video assets stay in the region.")
@@ -403,6 +422,10 @@ def _build_report(region: Region, ingest: IngestReport, inventory: list[dict], q
     still = _before_after(region, videos)
     if still:
         report.image(still, "a front-camera frame before (left) and after (right) de-identification")
+    real = real_photo_before_after()  # only where ../shared/fixtures/real is at hand
+    if real:
+        report.image(real.png, real.caption)
+        report.text(real.caption, muted=True)
     report.heading("Classification and export decisions")
     report.text("Every asset is classified from its format and content (identifiers in tables, GNSS precision and "
                 "sensitive areas, media assumed to show faces and plates until de-identification), then decided "

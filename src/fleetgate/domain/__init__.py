@@ -10,6 +10,7 @@ from fleetgate.domain.models import (
     BasisStatement,
     Blocked,
     ConfigStatement,
+    CredentialStatement,
     Destination,
     HoldStatement,
     IdentifierKind,
@@ -28,7 +29,7 @@ from fleetgate.domain.models import (
     Ytd,
 )
 
-__all__ = ["ApprovalScope", "ApprovalStatement", "BasisStatement", "Blocked", "ConfigStatement", "Destination",
-           "HoldStatement", "IdentifierKind", "LegalBasisRecord", "OutcomeSummary", "Plan", "PlanItem", "PlanStatement",
-           "Principal", "PrincipalStatement", "RetentionStatement", "Role", "RunStatement", "SignedPlan",
-           "SubjectRequestStatement", "Ytd"]
+__all__ = ["ApprovalScope", "ApprovalStatement", "BasisStatement", "Blocked", "ConfigStatement", "CredentialStatement",
+           "Destination", "HoldStatement", "IdentifierKind", "LegalBasisRecord", "OutcomeSummary", "Plan", "PlanItem",
+           "PlanStatement", "Principal", "PrincipalStatement", "RetentionStatement", "Role", "RunStatement",
+           "SignedPlan", "SubjectRequestStatement", "Ytd"]

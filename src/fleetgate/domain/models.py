@@ -23,12 +23,14 @@ Country = Annotated[str, StringConstraints(pattern=r"^[A-Z]{2}$")]
 
 
 class Role(StrEnum):
-    """What a principal may do: plan and run exports, approve them, read and verify, manage people."""
+    """What a principal may do: plan and run exports, approve them, read and verify, manage people,
+    upload drops (an upload agent: a machine with its own key, registered like a person)."""
 
     engineer = "engineer"
     compliance = "compliance"
     auditor = "auditor"
     admin = "admin"
+    ingest = "ingest"
 
 
 class Strict(BaseModel):
@@ -276,5 +278,23 @@ class HoldStatement(Strict):
     asset_ids: list[str] = Field(min_length=1)
     ref: Annotated[str, StringConstraints(min_length=1, max_length=128)]
     reason: Annotated[str, StringConstraints(max_length=256)] = ""
+    by: PersonName
+    at: dt.datetime
+
+
+class CredentialStatement(Strict):
+    """An admin (or the principal themselves) vouches for a login credential of a principal.
+
+    The credential's secret never appears: only its id and a digest of its argon2 hash, which the
+    catalog check compares with the stored row. Logged whole in a `credential` entry."""
+
+    type: Literal["fleetgate/credential/v1"] = "fleetgate/credential/v1"
+    action: Literal["issue", "revoke"]
+    region: str
+    credential_id: Annotated[str, StringConstraints(pattern=r"^(tok|pwd)-[0-9a-f]{16}$")]
+    kind: Literal["token", "password"]
+    name: PersonName
+    keyid: KeyId
+    hash_digest: Digest | None = None  # issue only
     by: PersonName
     at: dt.datetime

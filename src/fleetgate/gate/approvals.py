@@ -48,10 +48,13 @@ def _years_after(day: dt.date, years: int) -> dt.date:
     return day.replace(year=day.year + years, day=28 if (day.month, day.day) == (2, 29) else day.day)
 
 
-def approve_plan(ws: Workspace, signed: SignedPlan, ref: str, valid_until: dt.date, approver: Actor,
-                 kinds: list[str] | None = None, max_subjects: int | None = None,
-                 clock: Clock | None = None) -> LoggedApproval:
-    """Sign and log an approval of `signed`'s approval-bound items as `approver`."""
+def approval_statement(ws: Workspace, signed: SignedPlan, ref: str, valid_until: dt.date, approver: Actor,
+                       kinds: list[str] | None = None, max_subjects: int | None = None,
+                       clock: Clock | None = None) -> tuple[ApprovalStatement, LogState]:
+    """The approval `approver` may sign for `signed` now, after every check; nothing is signed or logged.
+
+    `approve_plan` signs and logs exactly this statement; the HTTP API shows it to the approver, who
+    signs it with their own key elsewhere (the server never holds it) and sends the signature back."""
     region = signed.plan.region
     state = trusted_state(ws, region)
     decision = logged_decision(state, signed)
@@ -88,6 +91,15 @@ def approve_plan(ws: Workspace, signed: SignedPlan, ref: str, valid_until: dt.da
         packs=plan.packs, kinds=kinds, outcomes=list(scope.outcomes),
         max_subjects=scope.subjects if max_subjects is None else max_subjects, ref=ref.strip(),
         valid_from=today, valid_until=valid_until, approver=approver.name, at=now)
+    return statement, state
+
+
+def approve_plan(ws: Workspace, signed: SignedPlan, ref: str, valid_until: dt.date, approver: Actor,
+                 kinds: list[str] | None = None, max_subjects: int | None = None,
+                 clock: Clock | None = None) -> LoggedApproval:
+    """Sign and log an approval of `signed`'s approval-bound items as `approver`."""
+    statement, state = approval_statement(ws, signed, ref, valid_until, approver, kinds, max_subjects, clock)
+    region, now = statement.region, statement.at
     envelope = env.sign_statement(statement.model_dump(mode="json"), env.APPROVAL, approver.signer)
     aid = approval_id(envelope)
     if aid in state.approvals:

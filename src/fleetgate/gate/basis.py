@@ -22,9 +22,10 @@ from fleetgate.policy.vocabulary import LEGAL_BASES
 from fleetgate.workspace import Workspace
 
 
-def record_basis(ws: Workspace, signed: SignedPlan, basis_type: str, basis_ref: str, pipia_ref: str,
-                 officer: Actor, clock: Clock | None = None) -> tuple[int, BasisStatement]:
-    """Sign and log the legal basis and PIPIA of `signed`'s personal information as `officer`."""
+def basis_statement(ws: Workspace, signed: SignedPlan, basis_type: str, basis_ref: str, pipia_ref: str,
+                    officer: Actor, clock: Clock | None = None) -> BasisStatement:
+    """The statement `officer` may sign for `signed` now, after every check; nothing is signed or logged
+    (the HTTP API shows it to the officer, who signs it with their own key elsewhere)."""
     if basis_type not in LEGAL_BASES:
         raise UsageError(f"--legal-basis: {basis_type!r} is not a legal basis ({', '.join(sorted(LEGAL_BASES))})")
     if not basis_ref.strip() or not pipia_ref.strip():
@@ -32,10 +33,16 @@ def record_basis(ws: Workspace, signed: SignedPlan, basis_type: str, basis_ref: 
     state = trusted_state(ws, signed.plan.region)
     decision = logged_decision(state, signed)
     require(state, officer, {Role.compliance}, "recording a legal basis")
-    statement = BasisStatement(plan_id=signed.plan_id, plan_digest=decision.statement.plan_digest,
-                               region=signed.plan.region,
-                               legal_basis=LegalBasisRecord(type=basis_type, ref=basis_ref.strip()),
-                               pipia_ref=pipia_ref.strip(), by=officer.name, at=(clock or Clock()).now())
+    basis = LegalBasisRecord(type=basis_type, ref=basis_ref.strip())
+    return BasisStatement(plan_id=signed.plan_id, plan_digest=decision.statement.plan_digest,
+                          region=signed.plan.region, legal_basis=basis, pipia_ref=pipia_ref.strip(), by=officer.name,
+                          at=(clock or Clock()).now())
+
+
+def record_basis(ws: Workspace, signed: SignedPlan, basis_type: str, basis_ref: str, pipia_ref: str,
+                 officer: Actor, clock: Clock | None = None) -> tuple[int, BasisStatement]:
+    """Sign and log the legal basis and PIPIA of `signed`'s personal information as `officer`."""
+    statement = basis_statement(ws, signed, basis_type, basis_ref, pipia_ref, officer, clock)
     envelope = env.sign_statement(statement.model_dump(mode="json"), env.BASIS, officer.signer)
     reg = ws.region(signed.plan.region)
     with reg.catalog.transaction() as conn:

@@ -166,6 +166,25 @@ def run_export(ws: Workspace, signed: SignedPlan, runner: Actor, clock: Clock | 
         return _run_locked(run, state, on_progress)
 
 
+def run_statement(decision: LoggedDecision, package_id: str, by: str, at: dt.datetime) -> RunStatement:
+    """What the engineer who runs a plan signs: this plan (its logged digest), this package, now."""
+    logged = decision.statement
+    return RunStatement(plan_id=logged.plan_id, plan_digest=logged.plan_digest, package_id=package_id,
+                        region=logged.region, by=by, at=at)
+
+
+def prepare_run(ws: Workspace, signed: SignedPlan, runner: Actor, clock: Clock | None = None) -> RunStatement:
+    """The run statement `runner` would sign to run `signed` now, after the checks `run_export` makes
+    before copying; nothing is copied, signed or logged."""
+    dest_name = signed.plan.destination.name
+    if dest_name not in ws.config.destinations:
+        raise UsageError(f"the plan's destination '{dest_name}' is not configured")
+    destination_root(ws, dest_name)
+    state = trusted_state(ws, signed.plan.region)
+    decision = _check_plan(ws, state, signed, runner, dest_name)
+    return run_statement(decision, package_id_of(signed.plan_id), runner.name, (clock or Clock()).now())
+
+
 def _check_plan(ws: Workspace, state: LogState, signed: SignedPlan, runner: Actor, dest_name: str) -> LoggedDecision:
     decision = logged_decision(state, signed)
     require(state, runner, {Role.engineer}, "running an export")
@@ -284,8 +303,7 @@ def _commit(run: _Run, exported: list[tuple[PlanItem, list[str]]], approvals: li
     assets = [{"asset_id": item.asset_id, "sha256": item.sha256, "bytes": item.bytes, "kind": item.kind,
                "policy_kind": item.policy_kind, "outcome": item.outcome, "rules": item.rules,
                "approvals": cover, "file": _data_name(item)} for item, cover in exported]
-    statement = RunStatement(plan_id=logged.plan_id, plan_digest=logged.plan_digest, package_id=run.package_id,
-                             region=run.region, by=run.runner.name, at=run.now)
+    statement = run_statement(run.decision, run.package_id, run.runner.name, run.now)
     run_envelope = env.sign_statement(statement.model_dump(mode="json"), env.RUN, run.runner.signer)
     year = run.today.year
     for attempt in range(5):

@@ -67,14 +67,14 @@ def _row_dict(row: sa.Row) -> dict[str, Any]:
 
 
 def _sqlite_begin(conn: Connection) -> None:
-    # Writers take the write lock up front (BEGIN IMMEDIATE): two appenders then queue on the busy
-    # timeout instead of both reading the log's last index and one failing at commit. Snapshots
-    # for reading stay deferred so they never block writers.
-    read_only = conn.get_execution_options().get(READ_SNAPSHOT, False)
-    conn.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
+    # Write transactions (Catalog.transaction) take the write lock up front (BEGIN IMMEDIATE): two
+    # appenders then queue on the busy timeout instead of both reading the log's last index and one
+    # failing at commit. Every other transaction, reads included, stays deferred and never waits.
+    writer = conn.get_execution_options().get(WRITE_TRANSACTION, False)
+    conn.exec_driver_sql("BEGIN IMMEDIATE" if writer else "BEGIN")
 
 
-READ_SNAPSHOT = "fleetgate_read_snapshot"
+WRITE_TRANSACTION = "fleetgate_write_transaction"
 
 
 class Catalog:
@@ -98,8 +98,10 @@ class Catalog:
         A database error reaches the caller as one line without SQL: `ConflictError` when a
         concurrent writer took the same key first (retry), `StoreError` otherwise."""
         try:
-            with self.engine.begin() as conn:
-                yield conn
+            with self.engine.connect() as conn:
+                conn = conn.execution_options(**{WRITE_TRANSACTION: True})
+                with conn.begin():
+                    yield conn
         except sa.exc.IntegrityError as exc:
             raise ConflictError(f"catalog {self.url}: {_first_line(exc.orig)}") from exc
         except sa.exc.SQLAlchemyError as exc:
@@ -111,9 +113,7 @@ class Catalog:
         """A read-only transaction: every read through it sees the catalog as of one moment, so the
         log and the tables it vouches for are compared as they were together."""
         with self.engine.connect() as conn:
-            if self.engine.dialect.name == "sqlite":
-                conn = conn.execution_options(**{READ_SNAPSHOT: True})
-            else:
+            if self.engine.dialect.name != "sqlite":  # SQLite's deferred BEGIN is already a snapshot in WAL
                 conn = conn.execution_options(isolation_level="REPEATABLE READ")
             with conn.begin():
                 yield conn
