@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import io
 import json
 import tarfile
@@ -122,6 +123,14 @@ def test_plan_approve_run_over_http_with_signatures_made_elsewhere(client: TestC
         r = client.post(f"/api/v1/plans/{plan_id}/approvals", headers=served.headers(officer),
                         json={"envelope": sign(request, officer)})
         assert r.status_code == 201, r.text
+    # the owner records hold personal information: it leaves only with its legal basis and PIPIA recorded
+    officer = team.compliance[0]
+    basis = client.get(f"/api/v1/plans/{plan_id}/basis/statement", headers=served.headers(officer),
+                       params={"legal_basis": "separate_consent:CONSENT-2026-11", "pipia": "PIPIA-2026-07"})
+    assert basis.status_code == 200, basis.text
+    r = client.post(f"/api/v1/plans/{plan_id}/basis", headers=served.headers(officer),
+                    json={"envelope": sign(basis.json(), officer)})
+    assert r.status_code == 201, r.text
     run = client.get(f"/api/v1/plans/{plan_id}/run/statement", headers=served.headers(team.engineer)).json()
     r = client.post(f"/api/v1/plans/{plan_id}/run", headers=served.headers(team.engineer),
                     json={"envelope": sign(run, team.engineer)})
@@ -198,7 +207,11 @@ def test_a_plan_decided_differently_since_the_draft_is_refused(client: TestClien
     view = client.post("/api/v1/plans", headers=served.headers(team.engineer), json=PLAN).json()
     # an export in between: this year's ledger grew, so the same selection now decides another plan
     gate = client.services.gate
-    assert gate.run(gate.plan("overseas", team.engineer, purpose="other"), team.engineer).status == "published"
+    other = gate.plan("overseas", team.engineer, purpose="other")
+    gate.basis(other, "separate_consent", "CONSENT-2026-11", "PIPIA-2026-07", team.compliance[0])
+    for officer in team.compliance:
+        gate.approve(other, "CAC-2026-0042", dt.date(2027, 6, 30), officer)
+    assert gate.run(other, team.engineer).ledger_delta["spi"] > 0
     r = client.post(f"/api/v1/plans/{view['plan_id']}/signature", headers=served.headers(team.engineer),
                     json={"envelope": sign(view["sign"], team.engineer)})
     assert r.status_code == 422 and "not the one the gate makes now" in r.json()["error"]["message"], r.text[:300]

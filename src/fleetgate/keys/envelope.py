@@ -90,6 +90,8 @@ PAYLOAD_TYPES = {
     "fleetgate/config/v1": CONFIG,
     "fleetgate/export-run/v1": RUN,
     "fleetgate/credential/v1": CREDENTIAL,
+    "fleetgate/basis/v1": BASIS,
+    "fleetgate/subject-request/v1": SUBJECT_REQUEST,
 }
 
 
