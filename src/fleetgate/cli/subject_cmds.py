@@ -1,4 +1,6 @@
-"""`fleetgate subject find|export|erase|requests|hold|release|holds` and `fleetgate retention run|show`."""
+"""`fleetgate subject find|export|erase|requests|hold|release|holds` and `fleetgate retention run|show`.
+
+Each command parses its options, calls one method of the `Subjects` service and renders the result."""
 
 from __future__ import annotations
 
@@ -11,19 +13,9 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from fleetgate.cli._common import AsOpt, KeyOpt, OutputFormat, actor, console, open_workspace, print_json
+from fleetgate.cli._common import AsOpt, KeyOpt, OutputFormat, actor, console, open_services, print_json
 from fleetgate.errors import UsageError
-from fleetgate.subjects import (
-    all_requests,
-    erase_subject,
-    export_subject,
-    find_subject,
-    list_holds,
-    open_requests,
-    place_hold,
-    release_hold,
-    run_retention,
-)
+from fleetgate.services.models import ErasureResult, Footprint, Identifier
 
 subject_app = typer.Typer(no_args_is_help=True)
 retention_app = typer.Typer(no_args_is_help=True)
@@ -36,14 +28,20 @@ IdOpt = Annotated[str | None, typer.Option("--id-number", help=f"Their resident 
 PlateOpt = Annotated[str | None, typer.Option("--plate", help=f"Their licence plate {_ID_HELP}.")]
 
 
-def _identifier(vin: str | None, phone: str | None, id_number: str | None, plate: str | None) -> tuple[str, str]:
+def _identifier(vin: str | None, phone: str | None, id_number: str | None, plate: str | None) -> Identifier:
     given = [(k, v) for k, v in (("vin", vin), ("phone", phone), ("id_number", id_number), ("plate", plate)) if v]
     if len(given) != 1:
         raise UsageError("name the person by exactly one of --vin, --phone, --id-number, --plate")
     kind, value = given[0]
     if value == "-":
         value = sys.stdin.readline().strip()
-    return kind, value
+    if not value or len(value) > 64:
+        raise UsageError(f"--{kind.replace('_', '-')}: 1 to 64 characters")
+    return Identifier(kind=kind, value=value)
+
+
+def _dump(model: Any) -> dict[str, Any]:
+    return model.model_dump(mode="json")
 
 
 def _assets_line(summary: dict[str, Any]) -> str:
@@ -51,7 +49,8 @@ def _assets_line(summary: dict[str, Any]) -> str:
     return f"{summary['assets']['count']} whole asset(s): {by_kind}"
 
 
-def _print_footprint(summary: dict[str, Any]) -> None:
+def _print_footprint(footprint: Footprint) -> None:
+    summary = _dump(footprint)
     ids = ", ".join(f"{n} {k}" for k, n in summary["identifiers"].items())
     console.print(f"identifiers linked: {ids}")
     console.print(_assets_line(summary))
@@ -80,16 +79,16 @@ def find(ctx: typer.Context, vin: VinOpt = None, phone: PhoneOpt = None, id_numb
          ref: Annotated[str | None, typer.Option("--ref", help="The request's reference (ticket).")] = None,
          region: RegionOpt = None, as_: AsOpt = None, key: KeyOpt = None,
          fmt: FormatOpt = OutputFormat.table) -> None:
-    kind, value = _identifier(vin, phone, id_number, plate)
+    person = _identifier(vin, phone, id_number, plate)
     who = actor(as_, key, "a data-subject request")
     ref = ref or f"FIND-{dt.datetime.now(dt.UTC):%Y%m%dT%H%M%S}"
-    with open_workspace(ctx) as ws:
-        summary = find_subject(ws, kind, value, ref, who, region)
+    with open_services(ctx) as services:
+        found = services.subjects.find(person, ref, who, region)
     if fmt == OutputFormat.json:
-        print_json(summary)
+        print_json(_dump(found))
         return
-    console.print(f"request {summary['request_id']} ({summary['ref']}), log entry {summary['log_index']}")
-    _print_footprint(summary)
+    console.print(f"request {found.request_id} ({found.ref}), log entry {found.log_index}")
+    _print_footprint(found)
 
 
 @subject_app.command("export", help="Copy the person's own data into a package for them (signed, logged).")
@@ -99,17 +98,17 @@ def export(ctx: typer.Context,
            vin: VinOpt = None, phone: PhoneOpt = None, id_number: IdOpt = None, plate: PlateOpt = None,
            region: RegionOpt = None, as_: AsOpt = None, key: KeyOpt = None,
            fmt: FormatOpt = OutputFormat.table) -> None:
-    kind, value = _identifier(vin, phone, id_number, plate)
+    person = _identifier(vin, phone, id_number, plate)
     who = actor(as_, key, "a data-subject request")
-    with open_workspace(ctx) as ws:
-        result = export_subject(ws, kind, value, ref, out, who, region)
+    with open_services(ctx) as services:
+        copy = services.subjects.copy(person, ref, out, who, region)
     if fmt == OutputFormat.json:
-        print_json(result)
+        print_json(_dump(copy))
         return
-    console.print(f"wrote {result['files']} file(s), {result['table_rows']} table row(s) to {result['path']} "
-                  f"(request {result['request_id']}, log entry {result['log_index']})")
-    for w in result["withheld"]:
-        console.print(f"withheld {w['asset_id']} ({w['kind']}): {w['why']}")
+    console.print(f"wrote {copy.files} file(s), {copy.table_rows} table row(s) to {copy.path} "
+                  f"(request {copy.request_id}, log entry {copy.log_index})")
+    for w in copy.withheld:
+        console.print(f"withheld {w.asset_id} ({w.kind}): {w.why}")
 
 
 @subject_app.command("erase", help="Erase one person's data everywhere in the region; --dry-run previews.")
@@ -120,38 +119,47 @@ def erase(ctx: typer.Context,
           dry_run: Annotated[bool, typer.Option("--dry-run", help="Show what would be erased; change nothing.")]
           = False, region: RegionOpt = None, as_: AsOpt = None, key: KeyOpt = None,
           fmt: FormatOpt = OutputFormat.table) -> None:
-    kind, value = _identifier(vin, phone, id_number, plate)
+    person = _identifier(vin, phone, id_number, plate)
     who = actor(as_, key, "an erasure request")
     start = time.perf_counter()
-    with open_workspace(ctx) as ws:
-        result = erase_subject(ws, kind, value, ref, who, region, dry_run)
-    result["seconds"] = round(time.perf_counter() - start, 2)
+    with open_services(ctx) as services:
+        result = services.subjects.erase(person, ref, who, region, dry_run)
+    result.seconds = round(time.perf_counter() - start, 2)
     if fmt == OutputFormat.json:
-        print_json(result)
+        print_json(_dump(result))
         return
-    status = result["status"]
-    if status == "already erased":
-        console.print(f"{ref}: already erased (erasure {result['erasure_id']}, log entries {result['log_index']} and "
-                      f"{result['done_index']}, finished {result['finished_at'][:19]}); nothing to do")
+    _print_erasure(ref, result)
+
+
+def _print_erasure(ref: str, result: ErasureResult) -> None:
+    summary = result.summary or {}
+    if result.status == "already erased":
+        console.print(f"{ref}: already erased (erasure {result.erasure_id}, log entries {result.log_index} and "
+                      f"{result.done_index}, finished {(result.finished_at or '')[:19]}); nothing to do")
         return
-    if status == "preview":
-        console.print(f"[bold]preview[/] of {ref} (request {result['request_id']}, log entry {result['log_index']}); "
+    if result.status == "preview":
+        console.print(f"[bold]preview[/] of {ref} (request {result.request_id}, log entry {result.log_index}); "
                       "nothing was changed")
-        _print_footprint(result)
-        console.print(f"would erase: {_counts_line(result['erase'])}")
+        if result.footprint is not None:
+            _print_footprint(result.footprint)
+        if result.erase is not None:
+            console.print(f"would erase: {_counts_line(result.erase.model_dump())}")
         return
-    console.print(f"{status} {ref}: erasure {result['erasure_id']}, log entries {result['log_index']} (record) and "
-                  f"{result['done_index']} (done), {result['seconds']} s")
-    if "erase" in result:
-        console.print(f"erased: {_counts_line(result['erase'])}")
-    r = result["receipt"]
-    console.print(f"destroyed {len(r['keys_destroyed'])} key(s) (checked absent), {r['files']} stored blob(s), "
-                  f"{r['bytes']} bytes; removed {r['access_log_lines']} access-log line(s), {r['staging_files']} "
-                  "staged copy(ies)")
-    for p in result.get("packages", []):
+    console.print(f"{result.status} {ref}: erasure {result.erasure_id}, log entries {result.log_index} (record) and "
+                  f"{result.done_index} (done), {result.seconds} s")
+    counts = result.erase.model_dump() if result.erase is not None else summary.get("counts")
+    if counts:
+        console.print(f"erased: {_counts_line(counts)}")
+    r = result.receipt or {}
+    console.print(f"destroyed {len(r.get('keys_destroyed', []))} key(s) (checked absent), {r.get('files', 0)} stored "
+                  f"blob(s), {r.get('bytes', 0)} bytes; removed {r.get('access_log_lines', 0)} access-log line(s), "
+                  f"{r.get('staging_files', 0)} staged copy(ies)")
+    packages = [p.model_dump() for p in result.footprint.packages] if result.footprint else summary.get("packages", [])
+    for p in packages:
         console.print(f"[yellow]already left[/]: {p['package_id']} to {p['destination']}; tell the recipient to "
                       "delete it (PIPL Art 23)")
-    for k in result.get("kept", []):
+    kept = [k.model_dump() for k in result.kept] or summary.get("held", [])
+    for k in kept:
         console.print(f"[yellow]kept[/]: {k['asset_id']} ({k['why']})")
 
 
@@ -166,9 +174,9 @@ def _counts_line(counts: dict[str, int]) -> str:
 def requests(ctx: typer.Context,
              all_: Annotated[bool, typer.Option("--all", help="Every request, done ones too.")] = False,
              region: RegionOpt = None, fmt: FormatOpt = OutputFormat.table) -> None:
-    with open_workspace(ctx) as ws:
-        reg = ws.region(ws.config.region(region).name)
-        rows = all_requests(reg) if all_ else open_requests(reg)
+    with open_services(ctx) as services:
+        views = services.subjects.requests(region, include_done=all_)
+    rows = [v.model_dump(mode="json", exclude_none=True) for v in views]
     if fmt == OutputFormat.json:
         print_json(rows)
         return
@@ -188,8 +196,8 @@ def hold(ctx: typer.Context, assets: Annotated[list[str], typer.Argument(help="A
          reason: Annotated[str, typer.Option(help="Why they must be kept.")] = "",
          region: RegionOpt = None, as_: AsOpt = None, key: KeyOpt = None) -> None:
     who = actor(as_, key, "a legal hold")
-    with open_workspace(ctx) as ws:
-        out = place_hold(ws, assets, ref, reason, who, region)
+    with open_services(ctx) as services:
+        out = services.subjects.hold(assets, ref, reason, who, region)
     console.print(f"hold {out['hold_id']} on {len(out['assets'])} asset(s), log entry {out['log_index']}")
 
 
@@ -197,15 +205,15 @@ def hold(ctx: typer.Context, assets: Annotated[list[str], typer.Argument(help="A
 def release(ctx: typer.Context, hold_id: Annotated[str, typer.Argument(help="The hold's id.")],
             region: RegionOpt = None, as_: AsOpt = None, key: KeyOpt = None) -> None:
     who = actor(as_, key, "releasing a legal hold")
-    with open_workspace(ctx) as ws:
-        out = release_hold(ws, hold_id, who, region)
+    with open_services(ctx) as services:
+        out = services.subjects.release(hold_id, who, region)
     console.print(f"released {out['hold_id']} in log entry {out['released_index']}")
 
 
 @subject_app.command("holds", help="Legal holds in force.")
 def holds(ctx: typer.Context, region: RegionOpt = None, fmt: FormatOpt = OutputFormat.table) -> None:
-    with open_workspace(ctx) as ws:
-        rows = list_holds(ws, region)
+    with open_services(ctx) as services:
+        rows = services.subjects.holds(region)
     if fmt == OutputFormat.json:
         print_json(rows)
         return
@@ -222,8 +230,8 @@ def retention_run(ctx: typer.Context,
                   = False, region: RegionOpt = None, as_: AsOpt = None, key: KeyOpt = None,
                   fmt: FormatOpt = OutputFormat.table) -> None:
     who = actor(as_, key, "a retention run")
-    with open_workspace(ctx) as ws:
-        result = run_retention(ws, who, region, dry_run)
+    with open_services(ctx) as services:
+        result = services.subjects.retention(who, region, dry_run)
     if fmt == OutputFormat.json:
         print_json(result)
         return
@@ -237,8 +245,8 @@ def retention_run(ctx: typer.Context,
 
 @retention_app.command("show", help="The retention settings (days per kind) of fleetgate.toml.")
 def retention_show(ctx: typer.Context, fmt: FormatOpt = OutputFormat.table) -> None:
-    with open_workspace(ctx) as ws:
-        policy = ws.config.retention.as_dict()
+    with open_services(ctx) as services:
+        policy = services.subjects.retention_settings()
     if fmt == OutputFormat.json:
         print_json(policy)
         return

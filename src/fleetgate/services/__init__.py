@@ -16,7 +16,8 @@ from fleetgate.services.export_gate import ExportGate
 from fleetgate.services.ingest import Ingest
 from fleetgate.services.inventory import Inventory
 from fleetgate.services.principals import Authenticated, Principals
+from fleetgate.services.subjects import Subjects
 from fleetgate.services.training import Training
 
 __all__ = ["Audit", "Authenticated", "Classifier", "Compute", "Deid", "ExportGate", "Ingest", "Inventory", "Principals",
-           "Services", "Training"]
+           "Services", "Subjects", "Training"]

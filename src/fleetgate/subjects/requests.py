@@ -29,6 +29,7 @@ from fleetgate.store.subjects_repo import SubjectRecords
 from fleetgate.subjects.footprint import DOMAINS, SubjectError, seed_pseudonym
 
 WORKING_DAYS = 10
+SALT_BYTES = 16
 WHAT = {"find": "finding a person's data", "export": "copying a person's data for them",
         "erase": "erasing a person's data"}
 
@@ -90,22 +91,51 @@ def earlier_request(region: Region, ref: str, kind: str, seed: str, action: str)
 
 
 def sign_request(region: Region, actor: Actor, action: str, kind: str, value: str, ref: str,
-                 dry_run: bool = False, clock: Clock | None = None) -> Request:
+                 dry_run: bool = False, clock: Clock | None = None, salt: bytes | None = None) -> Request:
     """Check the actor, pseudonymize the identifier, and log the signed request."""
     ref = check_ref(ref)
     state = current_state(region)
     principal = require(state, actor, REQUEST_ROLES[action], WHAT[action])
     seed = seed_pseudonym(region.keys.pseudonym_key(), kind, value)
-    return log_request(region, actor, principal.name, action, kind, seed, ref, dry_run, clock)
+    return log_request(region, actor, principal.name, action, kind, seed, ref, dry_run, clock, salt)
+
+
+def new_salt() -> bytes:
+    return os.urandom(SALT_BYTES)
+
+
+def request_statement(region: Region, name: str, action: str, kind: str, value: str, ref: str, dry_run: bool,
+                      at: dt.datetime, salt: bytes) -> SubjectRequestStatement:
+    """The statement `name` signs for this request: what `log_request` builds from the same inputs, so a
+    statement prepared for signing elsewhere (over HTTP) is the one the request logs."""
+    seed = seed_pseudonym(region.keys.pseudonym_key(), kind, value)
+    return _statement(region, name, action, kind, seed, check_ref(ref), dry_run, at, salt)
+
+
+def _statement(region: Region, name: str, action: str, kind: str, seed: str, ref: str, dry_run: bool,
+               at: dt.datetime, salt: bytes) -> SubjectRequestStatement:
+    return SubjectRequestStatement(action=action, region=region.name, ref_digest=ref_digest(ref),
+                                   identifier_kind=kind, identifier_digest=_identifier_digest(salt, kind, seed),
+                                   dry_run=dry_run, by=name, at=at)
+
+
+def _fresh_salt(region: Region, salt: bytes | None) -> bytes:
+    """A new random salt, or the given one if no request used it before: a salt used twice would let the
+    log tell that two requests are about the same person."""
+    if salt is None:
+        return new_salt()
+    if len(salt) != SALT_BYTES:
+        raise SubjectError(f"salt: {SALT_BYTES} bytes, as the prepared statement gave it")
+    if any(row["identifier_salt"] == salt for row in SubjectRecords(region.catalog).requests()):
+        raise SubjectError("salt: already used by another request; prepare the statement again")
+    return salt
 
 
 def log_request(region: Region, actor: Actor, name: str, action: str, kind: str, seed: str, ref: str,
-                dry_run: bool, clock: Clock | None) -> Request:
+                dry_run: bool, clock: Clock | None, salt: bytes | None = None) -> Request:
     now = (clock or Clock()).now()
-    salt = os.urandom(16)
-    statement = SubjectRequestStatement(action=action, region=region.name, ref_digest=ref_digest(ref),
-                                        identifier_kind=kind, identifier_digest=_identifier_digest(salt, kind, seed),
-                                        dry_run=dry_run, by=name, at=now)
+    salt = _fresh_salt(region, salt)
+    statement = _statement(region, name, action, kind, seed, ref, dry_run, now, salt)
     envelope = env.sign_statement(statement.model_dump(mode="json"), env.SUBJECT_REQUEST, actor.signer)
     rid = request_id(envelope)
     with region.catalog.transaction() as conn:

@@ -62,12 +62,12 @@ def erasure_id_of(request: str) -> str:
 
 # ---- find ------------------------------------------------------------------------------------------------
 def find_subject(ws: Workspace, kind: str, value: str, ref: str, actor: Actor, region: str | None = None,
-                 clock: Clock | None = None) -> dict[str, Any]:
+                 clock: Clock | None = None, salt: bytes | None = None) -> dict[str, Any]:
     """`fleetgate subject find`: counts and ids of everything of the person, logged as a signed request."""
     name = ws.config.region(region).name
     reg = ws.region(name)
     state = checked_state(ws, name)
-    request = sign_request(reg, actor, "find", kind, value, ref, clock=clock)
+    request = sign_request(reg, actor, "find", kind, value, ref, clock=clock, salt=salt)
     fp = find_footprint(reg, request.seed, request.domain, state.held_assets())
     summary = _with_recipients(ws, fp.summary())
     _close(reg, request, _counts(summary), clock)
@@ -95,14 +95,14 @@ def _close(region: Region, request: Request, result: dict[str, Any], clock: Cloc
 
 # ---- copy ------------------------------------------------------------------------------------------------
 def export_subject(ws: Workspace, kind: str, value: str, ref: str, out: Path, actor: Actor,
-                   region: str | None = None, clock: Clock | None = None) -> dict[str, Any]:
+                   region: str | None = None, clock: Clock | None = None, salt: bytes | None = None) -> dict[str, Any]:
     """`fleetgate subject export`: the person's own data as a package for them, logged."""
     name = ws.config.region(region).name
     reg = ws.region(name)
     out = Path(out)
     _check_out(ws, out)
     state = checked_state(ws, name)
-    request = sign_request(reg, actor, "export", kind, value, ref, clock=clock)
+    request = sign_request(reg, actor, "export", kind, value, ref, clock=clock, salt=salt)
     fp = find_footprint(reg, request.seed, request.domain, state.held_assets())
     now = (clock or Clock()).now()
     staging = out.with_name(f".{out.name}.partial-{os.getpid()}")
@@ -196,7 +196,7 @@ def _decisions(ws: Workspace, region: Region, fp: Footprint) -> dict[str, Any]:
 
 # ---- erase -----------------------------------------------------------------------------------------------
 def erase_subject(ws: Workspace, kind: str, value: str, ref: str, actor: Actor, region: str | None = None,
-                  dry_run: bool = False, clock: Clock | None = None) -> dict[str, Any]:
+                  dry_run: bool = False, clock: Clock | None = None, salt: bytes | None = None) -> dict[str, Any]:
     """`fleetgate subject erase`: a preview with counts (dry run), or the erasure; a rerun resumes or is a no-op."""
     clock = FixedClock.frozen(clock)
     name = ws.config.region(region).name
@@ -223,7 +223,7 @@ def erase_subject(ws: Workspace, kind: str, value: str, ref: str, actor: Actor, 
         request = Request(earlier["id"], earlier["log_index"], "erase", kind, seed, DOMAINS[kind], ref,
                           earlier["received_at"], False)
     else:
-        request = log_request(reg, actor, actor.name, "erase", kind, seed, ref, dry_run, clock)
+        request = log_request(reg, actor, actor.name, "erase", kind, seed, ref, dry_run, clock, salt)
     fp = find_footprint(reg, seed, DOMAINS[kind], state.held_assets())
     cause = {"type": "subject", "request_id": request.request_id, "ref_digest": ref_digest(ref)}
     removal = Removal(erasure_id_of(request.request_id), cause,
