@@ -23,7 +23,6 @@ from fleetgate.services.models import (
     AssetDetail,
     AssetSummary,
     CheckpointView,
-    CopyResult,
     ErasureResult,
     FindResult,
     Identifier,
