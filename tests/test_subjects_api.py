@@ -177,6 +177,14 @@ def test_erase_over_http_previews_erases_once_and_leaves_no_canary(client: TestC
                                                                    people: list[dict]) -> None:
     officer, person, others = served.team.compliance[0], people[0], people[1:]
     h = served.headers(officer)
+    # plans made over HTTP list the person's files by path (their VIN): a draft, and one its author signed
+    engineer = served.headers(served.team.engineer)
+    drafts = [client.post("/api/v1/plans", headers=engineer, json={"destination": "overseas", "purpose": p}).json()
+              for p in ("draft only", "signed")]
+    r = client.post(f"/api/v1/plans/{drafts[1]['plan_id']}/signature", headers=engineer,
+                    json={"envelope": sign(drafts[1]["sign"], served.team.engineer)})
+    assert r.status_code == 200, r.text
+    assert any(person["vin"] in i["source_path"] for i in drafts[0]["plan"]["items"])
     assert scan(served.home, person, REGION).hits
     _, body = _ask(client, served, officer, "erase", person, "DSR-E1", dry_run=True)
     preview = client.post("/api/v1/subjects/erase", headers=h, json=body).json()
@@ -189,6 +197,8 @@ def test_erase_over_http_previews_erases_once_and_leaves_no_canary(client: TestC
     assert r.status_code == 200, r.text
     erased = r.json()
     assert erased["status"] == "erased" and erased["receipt"]["keys_destroyed"]
+    assert sorted(erased["footprint"]["export_plans"]) == sorted(d["plan_id"] for d in drafts)
+    assert client.get(f"/api/v1/plans/{drafts[1]['plan_id']}", headers=engineer).status_code == 404
     assert scan(served.home, person, REGION).hits == []
     for other in others:
         assert scan(served.home, other, REGION).hits
@@ -199,3 +209,26 @@ def test_erase_over_http_previews_erases_once_and_leaves_no_canary(client: TestC
     done = client.post("/api/v1/subjects/erase", headers=h, json=again).json()
     assert done["status"] == "already erased" and done["erasure_id"] == erased["erasure_id"]
     assert _log_text(served.home).count('"type":"erasure_done"') == 1
+
+
+def test_an_erasure_removes_uploads_a_crash_left_spooled_and_keeps_one_being_received(
+        client: TestClient, served: Served, people: list[dict], sample_drop_master: Path) -> None:
+    import os
+    import time
+
+    from fleetgate.subjects.removal import STALE_TMP_S
+
+    officer, person = served.team.compliance[0], people[0]
+    uploads = served.home / "uploads"
+    stale, live = uploads / "drop-crashed", uploads / "drop-receiving"
+    for spool in (stale, live):
+        spool.mkdir(parents=True)
+        with tarfile.open(spool / "fleet.tar", "w") as tar:
+            tar.add(sample_drop_master / "tables" / "owners.parquet", arcname="tables/owners.parquet")
+    old = time.time() - STALE_TMP_S - 60
+    for f in (stale / "fleet.tar", stale):
+        os.utime(f, (old, old))
+    assert scan(stale, person, REGION).hits
+    result = client.services.subjects.erase(_identifier("vin", person), "DSR-U1", officer)
+    assert result.status == "erased"
+    assert not stale.exists() and (live / "fleet.tar").exists()

@@ -69,6 +69,8 @@ def _print_footprint(footprint: Footprint) -> None:
                       "them (PIPL Art 23)")
     for h in summary["held"]:
         console.print(f"[yellow]under legal hold[/]: {h['asset_id']} ({h['hold']})")
+    for pid in summary.get("export_plans", []):
+        console.print(f"plan made over HTTP that lists their files: {pid} (withdrawn by an erasure)")
     for m in summary.get("models", []):
         console.print(f"model trained with their data: {m} (retrain to remove their influence)")
 
@@ -167,7 +169,8 @@ def _counts_line(counts: dict[str, int]) -> str:
     return (f"{counts['assets']} asset(s), {counts['rows_removed']} row(s) from {counts['tables_rewritten']} "
             f"table(s), {counts['documents_rewritten']} document(s), {counts['quarantine']} quarantined item(s), "
             f"{counts['ledger_rows']} ledger row(s); {counts['packages_left']} package(s) already left; "
-            f"{counts['held']} kept under legal hold")
+            f"{counts['held']} kept under legal hold; {counts.get('export_plans_withdrawn', 0)} plan(s) made over "
+            "HTTP withdrawn")
 
 
 @subject_app.command("requests", help="Open data-subject requests with their 10-working-day deadline.")

@@ -239,6 +239,8 @@ class Footprint(Model):
     ledger_rows: int
     held: list[HeldAsset]
     models: list[str] = Field(description="models whose lineage names their assets")
+    export_plans: list[str] = Field(default=[], description="plans made over HTTP that list their files; an "
+                                    "erasure withdraws them (their decisions stay in the log)")
 
 
 class FindResult(Footprint):
@@ -272,6 +274,7 @@ class ErasureCounts(Model):
     ledger_rows: int
     packages_left: int
     held: int
+    export_plans_withdrawn: int = 0
 
 
 class KeptAsset(Model):

@@ -19,6 +19,7 @@ import os
 import shutil
 import tarfile
 import tempfile
+import time
 from pathlib import Path
 from typing import Any
 
@@ -50,6 +51,7 @@ from fleetgate.subjects import (
     release_hold,
     run_retention,
 )
+from fleetgate.subjects.removal import STALE_TMP_S
 from fleetgate.subjects.requests import new_salt, ref_digest, request_statement
 
 FOOTPRINT_FIELDS = set(Footprint.model_fields)
@@ -69,7 +71,7 @@ class Subjects(Service):
     def erase(self, who: Identifier, ref: str, officer: Actor, region: str | None = None,
               dry_run: bool = False) -> ErasureResult:
         if not dry_run:
-            self._drop_unsent_copies()
+            self._drop_leftovers()
         return erasure_result(erase_subject(self.ws, who.kind, who.value, ref, officer, region, dry_run, self.clock))
 
     def requests(self, region: str | None = None, include_done: bool = False) -> list[SubjectRequestView]:
@@ -123,7 +125,7 @@ class Subjects(Service):
                      region: str | None = None) -> ErasureResult:
         name, st, signer, raw = self._signed(envelope, "erase", who, salt, ref, officer, region)
         if not st.dry_run:
-            self._drop_unsent_copies()
+            self._drop_leftovers()
         return erasure_result(erase_subject(self.ws, who.kind, who.value, ref, signer, name, st.dry_run,
                                             FixedClock(st.at), raw))
 
@@ -149,9 +151,20 @@ class Subjects(Service):
     def discard_copy(self, archive: Path) -> None:
         shutil.rmtree(archive.parent, ignore_errors=True)
 
-    def _drop_unsent_copies(self) -> None:
-        # a copy the API built and has not finished sending (or a crash left) may hold the person's data
+    def _drop_leftovers(self) -> None:
+        """What the service layer leaves in the workspace and may hold the person's data: copies the API
+        built and has not finished sending, and uploads a crash left spooled (`Ingest.spool`; one still
+        being received was written to in the last STALE_TMP_S seconds and is kept)."""
         shutil.rmtree(self.ws.home / "tmp" / COPIES, ignore_errors=True)
+        cutoff = time.time() - STALE_TMP_S
+        for spool in (self.ws.home / "uploads").glob("drop-*"):
+            files = [spool, *spool.rglob("*")]
+            try:
+                newest = max(f.stat().st_mtime for f in files)
+            except OSError:
+                continue
+            if newest < cutoff:
+                shutil.rmtree(spool, ignore_errors=True)
 
     def _signed(self, envelope: dict[str, Any], action: str, who: Identifier, salt: str, ref: str, officer: str,
                 region: str | None) -> tuple[str, SubjectRequestStatement, Actor, bytes]:

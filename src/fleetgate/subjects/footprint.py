@@ -34,7 +34,7 @@ from fleetgate.audit.facts import vehicle_of_path
 from fleetgate.classify.pii_scan import identifier_values
 from fleetgate.errors import FleetgateError, UsageError
 from fleetgate.keys.region_keys import normalize_identifier, pseudonym
-from fleetgate.store import Region
+from fleetgate.store import PlanRepository, Region
 from fleetgate.store.subjects_repo import SubjectRecords
 
 # The identifiers a person may be asked for by, and the pseudonym domain of each (classify's).
@@ -88,6 +88,7 @@ class Footprint:
     ledger: list[dict[str, Any]] = field(default_factory=list)
     held: dict[str, str] = field(default_factory=dict)  # asset id -> hold id
     models: list[str] = field(default_factory=list)  # model checkpoints whose lineage names their assets
+    export_plans: list[str] = field(default_factory=list)  # plans made over HTTP that list their files
     catalog: dict[str, dict[str, Any]] = field(default_factory=dict)  # every asset row, by id
 
     @property
@@ -117,6 +118,7 @@ class Footprint:
             "ledger_rows": len(self.ledger),
             "held": [{"asset_id": a, "hold": h} for a, h in sorted(self.held.items())],
             "models": sorted(self.models),
+            "export_plans": sorted(self.export_plans),
         }
 
 
@@ -246,6 +248,7 @@ def find_footprint(region: Region, seed: str, seed_domain: str, held: dict[str, 
             fp.documents[aid] = (strip_document(doc, naming)[1], naming)
     _quarantine(fp, region, scan, person)
     _left_and_counted(fp, region, person)
+    _export_plans(fp, region, scan, person)
     fp.held = {a: h for a, h in held.items() if a in fp.touched()}
     fp.models = sorted(aid for aid, a in catalog.items() if a["kind"] == "model_checkpoint"
                        and any(t in json.dumps(a["tags"] or {}) for t in fp.touched()))
@@ -345,6 +348,19 @@ def _quarantine(fp: Footprint, region: Region, scan: Scanner, person: set[str]) 
         sets += scan.texts(texts)
         if any(s & person for s in sets):
             fp.quarantine[q["id"]] = q
+
+
+def _export_plans(fp: Footprint, region: Region, scan: Scanner, person: set[str]) -> None:
+    """Plans made over HTTP (drafts and signed ones, kept in the catalog) whose items name the person: a
+    plan lists each asset by path, and a vehicle's paths hold its VIN."""
+    theirs = set(fp.assets)
+    for plan_id, body in PlanRepository(region.catalog).bodies():
+        try:
+            strings = sorted(set(_json_strings(json.loads(body))))
+        except ValueError:
+            strings = [body]
+        if theirs.intersection(strings) or any(found & person for found in scan.texts(strings)):
+            fp.export_plans.append(plan_id)
 
 
 def _left_and_counted(fp: Footprint, region: Region, person: set[str]) -> None:

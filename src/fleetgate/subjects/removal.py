@@ -37,7 +37,7 @@ import pyarrow.parquet as pq
 from fleetgate.audit.facts import Facts, vehicle_of_path
 from fleetgate.audit.log import region_log
 from fleetgate.formats.drop_layout import asset_id
-from fleetgate.store import Region
+from fleetgate.store import PlanRepository, Region
 from fleetgate.store.blobs import fsync_dir
 from fleetgate.store.keyring import Keyring
 from fleetgate.store.subjects_repo import SubjectRecords
@@ -64,12 +64,14 @@ class Removal:
     packages: list[dict[str, Any]] = field(default_factory=list)
     held: dict[str, str] = field(default_factory=dict)  # kept: asset id -> hold id (or why)
     models: list[str] = field(default_factory=list)
+    export_plans: list[str] = field(default_factory=list)  # plans made over HTTP that list the person's files
 
     def counts(self) -> dict[str, int]:
         return {"assets": len(self.assets), "tables_rewritten": len(self.tables),
                 "rows_removed": sum(t.rows for t in self.tables.values()),
                 "documents_rewritten": len(self.documents), "quarantine": len(self.quarantine),
-                "ledger_rows": len(self.ledger_keys), "packages_left": len(self.packages), "held": len(self.held)}
+                "ledger_rows": len(self.ledger_keys), "packages_left": len(self.packages), "held": len(self.held),
+                "export_plans_withdrawn": len(self.export_plans)}
 
 
 @dataclass
@@ -230,14 +232,15 @@ def record(ws: Workspace, region: Region, removal: Removal, new_rows: list[dict[
         records.remove_assets(conn, plan["assets"])  # first: a re-rooted row keeps its path and bytes
         region.catalog.insert_assets(conn, new_rows)
         records.remove_quarantine(conn, plan["quarantine"])
+        PlanRepository(region.catalog).remove(conn, removal.export_plans)  # the decisions stay in the log
         changed = records.tombstone_ledger(conn, removal.ledger_keys)
         ledger = {pkg: facts.ledger_set(records.ledger_rows_of(conn, pkg)) for pkg in changed}
         entry = {"erasure_id": removal.erasure_id, "cause": removal.cause, "counts": summary["counts"],
                  "assets": plan["assets"], "quarantine": plan["quarantine"],
                  "facts": {"assets": [facts.asset(r) for r in new_rows]}, "rewritten": replaced,
                  "ledger": ledger, "packages": summary["packages"], "held": summary["held"],
-                 "models": removal.models, "keys": {"blob": len(plan["keys"]) - plan["subject_keys"],
-                                                    "subject": plan["subject_keys"]}}
+                 "models": removal.models, "export_plans": removal.export_plans,
+                 "keys": {"blob": len(plan["keys"]) - plan["subject_keys"], "subject": plan["subject_keys"]}}
         index, _ = region_log(region).append(conn, "erasure", entry, at=now)
         records.add_erasure(conn, {"id": removal.erasure_id, "cause": removal.cause["type"],
                                    "request_id": removal.cause.get("request_id"), "status": "rows_erased",

@@ -229,7 +229,8 @@ def erase_subject(ws: Workspace, kind: str, value: str, ref: str, actor: Actor, 
     removal = Removal(erasure_id_of(request.request_id), cause,
                       fp.catalog, assets=dict(fp.assets), tables=dict(fp.tables), documents=dict(fp.documents),
                       quarantine=dict(fp.quarantine), ledger_keys={r["subject_key"] for r in fp.ledger},
-                      subjects=set(fp.identifiers), packages=fp.packages, models=fp.models)
+                      subjects=set(fp.identifiers), packages=fp.packages, models=fp.models,
+                      export_plans=list(fp.export_plans))
     keep_held(removal, state.held_assets())
     preview = _with_recipients(ws, fp.summary()) | {"erase": removal.counts(),
                                                     "kept": [{"asset_id": a, "why": w}
