@@ -213,7 +213,10 @@ def main() -> None:
         "Written by `make bench` (`python bench/run.py --out docs/benchmarks.md`); do not edit by hand.",
         "",
         f"- Machine: {machine()}",
-        f"- Command: `{' '.join([Path(sys.argv[0]).as_posix()] + sys.argv[1:])}`",
+        # a run of some sections keeps the others: the header then cannot name one command for all
+        (f"- Command: `{' '.join([Path(sys.argv[0]).as_posix()] + sys.argv[1:])}`" if not args.only else
+         "- Command: `bench/run.py` with `--only` per section (see each section; sections were measured in "
+         "separate runs)"),
         f"- Date: {time.strftime('%Y-%m-%d')}",
         "",
     ]

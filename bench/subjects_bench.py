@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import sqlite3
 import statistics
@@ -67,6 +68,7 @@ def bench_erasure(work: Path, runs: int) -> list[str]:
         assets = len(ws.region().catalog.list_assets())
     vin = pq.read_table(drop / "tables" / "owners.parquet").column("vin")[0].as_py()
     rows: dict[str, list[float]] = {"delete files and rows by hand": [], "fleetgate subject erase": []}
+    load_before = os.getloadavg()[0]
     for run in range(runs):
         for name in rows:
             copy = work / f"run-{run}-{len(rows[name])}"
@@ -81,6 +83,7 @@ def bench_erasure(work: Path, runs: int) -> list[str]:
             rows[name].append(time.perf_counter() - start)
             shutil.rmtree(copy)
     medians = {k: statistics.median(v) for k, v in rows.items()}
+    load_after = os.getloadavg()[0]
     out = [
         "## Erasure of one person (issue 17)",
         "",
@@ -95,6 +98,8 @@ def bench_erasure(work: Path, runs: int) -> list[str]:
         "|---|---:|",
     ]
     out += [f"| {name} | {value:.2f} |" for name, value in medians.items()]
+    out += ["", f"Command: `python bench/run.py --only subjects --runs {runs}`. Load average (1 min) before / after: "
+            f"{load_before:.1f} / {load_after:.1f} (other jobs share this machine)."]
     out += ["", f"Erasing one person takes **{medians['fleetgate subject erase']:.2f} s** (the 10-working-day "
             "deadline is the target; the by-hand floor leaves the person in six tables, the log and the keys).", ""]
     return out
