@@ -17,7 +17,7 @@ from canary import scan
 from fleetgate.services import Services
 from fleetgate.web import create_app
 from fleetgate.workspace import Workspace
-from web_helpers import Served, build_home, copy_home, sign
+from web_helpers import Served, build_home, copy_home, sign, sign_with_cli
 
 REGION = "cn-shanghai"
 
@@ -53,9 +53,9 @@ def people(sample_drop_master: Path) -> list[dict[str, str]]:
 
 
 def _ask(client: TestClient, served: Served, who, action: str, person: dict, ref: str,  # noqa: ANN001
-         kind: str = "vin", dry_run: bool | None = None) -> tuple[dict, dict]:
-    """Prepare the statement, sign it with the officer's own key (as `fleetgate sign` does), and return
-    the signed body to post."""
+         kind: str = "vin", dry_run: bool | None = None, cli: Path | None = None) -> tuple[dict, dict]:
+    """Prepare the statement, sign it with the officer's own key (as `fleetgate sign` does, or with the
+    command itself in folder `cli`), and return the signed body to post."""
     body = {"identifier": {"kind": kind, "value": person[kind]}, "ref": ref}
     if dry_run is not None:
         body["dry_run"] = dry_run
@@ -63,8 +63,9 @@ def _ask(client: TestClient, served: Served, who, action: str, person: dict, ref
     assert r.status_code == 200, r.text
     request = r.json()
     assert person[kind] not in r.text and request["statement"]["identifier_kind"] == kind
+    envelope = json.loads(sign_with_cli(r.text, served.team.key_file(who), cli)) if cli else sign(request, who)
     return request, {**{k: v for k, v in body.items() if k != "dry_run"}, "salt": request["salt"],
-                     "envelope": sign(request, who)}
+                     "envelope": envelope}
 
 
 def _log_text(home: Path) -> str:
@@ -96,9 +97,10 @@ def test_roles_find_and_copy_for_auditors_erase_for_compliance_only(client: Test
 
 
 def test_find_over_http_is_the_signed_request_the_cli_logs(client: TestClient, served: Served,
-                                                           people: list[dict]) -> None:
+                                                           people: list[dict], tmp_path: Path) -> None:
     auditor, person = served.team.auditor, people[0]
-    request, body = _ask(client, served, auditor, "find", person, "DSR-H1", kind="phone")
+    # signed on the auditor's own machine with `fleetgate sign`
+    request, body = _ask(client, served, auditor, "find", person, "DSR-H1", kind="phone", cli=tmp_path)
     r = client.post("/api/v1/subjects/find", headers=served.headers(auditor), json=body)
     assert r.status_code == 200, r.text
     found = r.json()
