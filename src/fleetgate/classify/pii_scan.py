@@ -209,3 +209,12 @@ def scan_table(table: pa.Table, threads: int = 2) -> ScanResult:
                 result.features.add("owner_contact")
                 result.hits.append(ColumnHit(name, "person_name", len(sample), len(sample)))
     return result
+
+
+def identifier_values(table: pa.Table, threads: int = 2) -> list[tuple[str, pa.Array]]:
+    """Every validated identifier of every string column, as (pseudonym domain, values aligned with the
+    rows, null where a row has none): what finds one person's rows (`fleetgate subject find`)."""
+    with ThreadPoolExecutor(max_workers=max(1, threads)) as pool:
+        jobs = [j for js in pool.map(lambda nc: _column_jobs(*nc), _string_columns(table)) for j in js]
+        outputs = list(pool.map(lambda job: (job[2], _scan_column(*job)[1]), jobs))
+    return [(entity.domain, values) for entity, values in outputs if values is not None]

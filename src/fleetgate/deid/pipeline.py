@@ -31,6 +31,7 @@ from fleetgate.deid.video import MediaReport, VideoSettings, anonymize_image, an
 from fleetgate.errors import FleetgateError
 from fleetgate.store.blobs import PutResult
 from fleetgate.store.catalog import utcnow
+from fleetgate.store.sealed import sealed_for
 from fleetgate.workspace import Workspace
 
 _FEATURE = {"face": "faces", "plate": "plates"}
@@ -110,7 +111,7 @@ def deid_region(ws: Workspace, region: str | None = None, policy: TrajectoryPoli
     video = video or VideoSettings()
     cameras = _CameraDetectors(profile, provider, detectors, verifier)
     existing = reg.catalog.existing_asset_ids
-    log, facts = region_log(reg), Facts(key)
+    log, facts = region_log(reg), Facts.of(reg)
     key_uses = 0
     for n, asset in enumerate(parents, 1):
         if asset["kind"] in CAMERA_KINDS:
@@ -125,39 +126,41 @@ def deid_region(ws: Workspace, region: str | None = None, policy: TrajectoryPoli
         if existing([derived_id]):
             report.already += 1
             continue
-        try:
-            tags: dict[str, Any] = {"derived": DERIVED, "parent_sha256": asset["sha256"], "settings": settings}
-            if asset["kind"] in CAMERA_KINDS:
-                with tempfile.TemporaryDirectory(prefix="fleetgate-deid-") as tmp:
-                    put, side, media = _camera_asset(reg, asset, kind_detectors, kind_verifier, video, Path(tmp))
-                # what the verification pass still sees is what the policy must assume is there
-                tags |= {"anonymized": media.anonymized,
-                         "detected_features": sorted({_FEATURE[r.label] for r in media.residuals}),
-                         "removed_features": sorted(_FEATURE[label] for label in media.detected_features),
-                         "sidecar_sha256": side.sha256, "residuals": len(media.residuals),
-                         "residual_reasons": sorted({r.reason for r in media.residuals}),
-                         "verify_frames": media.verify_frames, "verifier": media.verifier,
-                         "boxes": media.boxes, "models": media.models}
-                report.camera.append({"asset_id": derived_id, **{k: v for k, v in media.to_dict().items()
-                                                                 if k not in ("input", "output", "settings")}})
-                out = None
-            elif asset["kind"] == "gnss_trajectory":
-                table = reg.blobs.read_table(asset["sha256"])
-                out, detail = deidentify_trajectory(table, areas, policy)
-                tags |= {"coordinate_precision_m": detail["precision_m"], "trajectory": detail}
-            else:
-                result = deidentify_table(reg.blobs.read_table(asset["sha256"]), key)
-                key_uses += 1
-                out = result.table
-                tags |= {"pseudonymized": bool(result.pseudonymized_features),
-                         "pseudonymized_features": result.pseudonymized_features, "actions": result.actions}
-        except (FleetgateError, DeidError, OSError, ValueError, KeyError) as exc:
-            report.failed.append((asset["id"], f"{asset['source_path']}: {exc}"))
-            continue
-        if out is not None:
-            buf = io.BytesIO()
-            pq.write_table(out, buf)
-            put = reg.blobs.put_bytes(buf.getvalue())
+        # derived from a vehicle's files, it is still its owner's data: sealed under their key
+        with sealed_for(asset["vehicle"]):
+            try:
+                tags: dict[str, Any] = {"derived": DERIVED, "parent_sha256": asset["sha256"], "settings": settings}
+                if asset["kind"] in CAMERA_KINDS:
+                    with tempfile.TemporaryDirectory(prefix="fleetgate-deid-") as tmp:
+                        put, side, media = _camera_asset(reg, asset, kind_detectors, kind_verifier, video, Path(tmp))
+                    # what the verification pass still sees is what the policy must assume is there
+                    tags |= {"anonymized": media.anonymized,
+                             "detected_features": sorted({_FEATURE[r.label] for r in media.residuals}),
+                             "removed_features": sorted(_FEATURE[label] for label in media.detected_features),
+                             "sidecar_sha256": side.sha256, "residuals": len(media.residuals),
+                             "residual_reasons": sorted({r.reason for r in media.residuals}),
+                             "verify_frames": media.verify_frames, "verifier": media.verifier,
+                             "boxes": media.boxes, "models": media.models}
+                    report.camera.append({"asset_id": derived_id, **{k: v for k, v in media.to_dict().items()
+                                                                     if k not in ("input", "output", "settings")}})
+                    out = None
+                elif asset["kind"] == "gnss_trajectory":
+                    table = reg.blobs.read_table(asset["sha256"])
+                    out, detail = deidentify_trajectory(table, areas, policy)
+                    tags |= {"coordinate_precision_m": detail["precision_m"], "trajectory": detail}
+                else:
+                    result = deidentify_table(reg.blobs.read_table(asset["sha256"]), key)
+                    key_uses += 1
+                    out = result.table
+                    tags |= {"pseudonymized": bool(result.pseudonymized_features),
+                             "pseudonymized_features": result.pseudonymized_features, "actions": result.actions}
+            except (FleetgateError, DeidError, OSError, ValueError, KeyError) as exc:
+                report.failed.append((asset["id"], f"{asset['source_path']}: {exc}"))
+                continue
+            if out is not None:
+                buf = io.BytesIO()
+                pq.write_table(out, buf)
+                put = reg.blobs.put_bytes(buf.getvalue())
         row = {k: asset[k] for k in ("kind", "region", "file_format", "vehicle", "clip_id", "t_start", "t_end",
                                      "source_drop", "ingest_run")}
         row |= {"id": derived_id, "sha256": put.sha256, "bytes": put.size,

@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from fleetgate.audit.facts import Facts
+from fleetgate.audit.facts import Facts, vehicle_of_path
 from fleetgate.audit.log import region_log
 from fleetgate.errors import ExitCode, InvalidInputError, ItemError
 from fleetgate.formats.drop_layout import asset_id, classify_drop_path
@@ -23,6 +23,7 @@ from fleetgate.ingest.drop import DropEntry, open_drop
 from fleetgate.ingest.validate import validate_file
 from fleetgate.store import Region
 from fleetgate.store.catalog import utcnow
+from fleetgate.store.sealed import sealed_for
 
 Row = dict[str, Any]
 Stage = Callable[[list[Row]], list[Row]]
@@ -139,7 +140,9 @@ def make_store_stage(region: Region, workers: int = STORE_WORKERS) -> Stage:
             row.update(sha256=None, bytes=None)
             return
         namespace = "quarantine" if row["error"] else "blobs"
-        result = region.blobs.put_file(Path(row["local_path"]), namespace)
+        # a vehicle's files (and quarantined ones under its folder) are its owner's: sealed under their key
+        with sealed_for(row["vehicle"] or vehicle_of_path(row["relpath"])):
+            result = region.blobs.put_file(Path(row["local_path"]), namespace)
         row.update(sha256=result.sha256, bytes=result.size)
 
     def store_stage(rows: list[Row]) -> list[Row]:
@@ -161,7 +164,7 @@ def make_catalog_stage(region: Region, run_id: str, drop_id: str, report: Ingest
 
     The rows and their facts (one `ingest` log entry per batch) commit in one transaction."""
     log = region_log(region)
-    facts = Facts(region.keys.pseudonym_key())
+    facts = Facts.of(region)
 
     def catalog_stage(rows: list[Row]) -> list[Row]:
         good = [r for r in rows if r["error"] is None]
