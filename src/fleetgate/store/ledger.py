@@ -49,7 +49,7 @@ class Ledger:
                  .where(ledger_subjects.c.exporter == exporter, ledger_subjects.c.year == year)
                  .group_by(ledger_subjects.c.category))
         if conn is None:
-            with self.catalog.engine.connect() as own:
+            with self.catalog.connect() as own:
                 rows = own.execute(query).all()
         else:
             rows = conn.execute(query).all()
@@ -84,19 +84,19 @@ class Ledger:
         _insert_ignore(conn, asset_subjects, pairs)
 
     def classification(self, asset_id: str) -> dict[str, Any] | None:
-        with self.catalog.engine.connect() as conn:
+        with self.catalog.connect() as conn:
             row = conn.execute(sa.select(classifications).where(classifications.c.asset_id == asset_id)).first()
         return dict(row._mapping) if row else None
 
     def classifications(self) -> list[dict[str, Any]]:
-        with self.catalog.engine.connect() as conn:
+        with self.catalog.connect() as conn:
             return [dict(r._mapping) for r in conn.execute(sa.select(classifications))]
 
     def subjects_of(self, asset_ids: Iterable[str]) -> list[tuple[str, str]]:
         """(subject_key, category) of the given assets, across them (duplicates removed)."""
         ids = list(asset_ids)
         out: set[tuple[str, str]] = set()
-        with self.catalog.engine.connect() as conn:
+        with self.catalog.connect() as conn:
             for start in range(0, len(ids), 500):
                 query = sa.select(asset_subjects.c.subject_key, asset_subjects.c.category).where(
                     asset_subjects.c.asset_id.in_(ids[start : start + 500]))
