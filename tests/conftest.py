@@ -84,3 +84,17 @@ def s3_env(s3_server, monkeypatch: pytest.MonkeyPatch):
     for key, value in s3_server.environ().items():
         monkeypatch.setenv(key, value)
     return s3_server
+
+
+@pytest.fixture(scope="session")
+def ray_cluster():
+    """A local Ray cluster of two worker CPUs for the session (the `ray` tests' engine)."""
+    import ray
+
+    os.environ.setdefault("RAY_ACCEL_ENV_VAR_OVERRIDE_ON_ZERO", "0")  # CPU stages: leave the GPU variables alone
+    tests = str(Path(__file__).resolve().parent)  # workers import the tests' own stage classes too
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False,
+             runtime_env={"env_vars": {"PYTHONPATH": os.pathsep.join(filter(None, [tests, os.environ.get(
+                 "PYTHONPATH")]))}})
+    yield ray
+    ray.shutdown()

@@ -16,6 +16,7 @@ from fleetgate.deid import models as model_registry
 from fleetgate.deid.detectors import build_detectors
 from fleetgate.deid.obscure import ObscureSettings
 from fleetgate.deid.video import MediaReport, VideoSettings, anonymize_image, anonymize_video
+from fleetgate.engine import runner_for
 from fleetgate.errors import ExitCode
 
 app = typer.Typer(no_args_is_help=True)
@@ -119,13 +120,15 @@ def run(ctx: typer.Context,
     policy = TrajectoryPolicy(precision_m=None if h3 is not None else (precision_m or 100.0), h3_resolution=h3,
                               trim_m=trim_m, excise_buffer_m=buffer_m, time_step_s=time_step_s)
     settings = _settings(method, stride, hold, True)
-    detectors = build_detectors(provider=provider, detect_width=detect_width, face_tiles=tiles) if camera else None
+    options = {"provider": provider, "detect_width": detect_width, "face_tiles": tiles}
+    detectors = build_detectors(**options) if camera else None
     with open_workspace(ctx) as ws, Progress(TextColumn("de-identify"), BarColumn(), MofNCompleteColumn(),
                                              console=console, transient=True,
                                              disable=fmt == OutputFormat.json) as progress:
         task = progress.add_task("assets", total=None)
         report = deid_region(ws, region, policy, on_progress=lambda n, t: progress.update(task, completed=n, total=t),
-                             video=settings, detectors=detectors, camera=camera)
+                             video=settings, detectors=detectors, camera=camera, runner=runner_for(ws.config.engine),
+                             detector_options=options)
     if fmt == OutputFormat.json:
         print_json(report.__dict__)
     else:

@@ -83,12 +83,13 @@ def ingest(
     region: Annotated[str | None, typer.Option(help="Target region (default: the workspace default).")] = None,
 ) -> None:
     """Validate a drop and land it in a region's store and catalog."""
+    from fleetgate.engine import runner_for
     from fleetgate.ingest import ingest_drop
 
     with open_workspace(ctx) as ws, _progress() as progress:
         task = progress.add_task("ingesting", total=None, item="")
         report = ingest_drop(
-            ws.region(region), drop,
+            ws.region(region), drop, runner=runner_for(ws.config.engine), home=ws.home,
             on_start=lambda total: progress.update(task, total=total),
             on_progress=lambda n, item: progress.update(task, advance=n, item=item[-48:]),
         )

@@ -12,6 +12,7 @@ from rich.table import Table
 
 from fleetgate.classify import classify_region, explain_asset
 from fleetgate.cli._common import OutputFormat, console, home_of, open_workspace, print_json
+from fleetgate.engine import runner_for
 from fleetgate.errors import ExitCode
 from fleetgate.policy import builtin_pack_ids, load_pack, load_packs
 from fleetgate.policy.decide import PolicyEngine
@@ -120,7 +121,7 @@ def classify(
                       transient=True, disable=fmt == OutputFormat.json) as progress:
             task = progress.add_task("classify", total=None)
             report = classify_region(ws, region, to, on_progress=lambda n, total: progress.update(
-                task, completed=n, total=total))
+                task, completed=n, total=total), runner=runner_for(ws.config.engine))
     if fmt == OutputFormat.json:
         print_json(report.__dict__)
     else:

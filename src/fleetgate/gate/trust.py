@@ -65,7 +65,9 @@ def decision_settings(ws: Workspace, region: str) -> dict[str, Any]:
     settings = {
         "region": body,
         "packs": {p.id: p.hash_ref for p in packs_for(ws, region)},
-        "destinations": {name: {"country": d.country, "url": d.url} for name, d in ws.config.destinations.items()},
+        # object_lock only where asked, so the settings signed before it existed still match
+        "destinations": {name: {"country": d.country, "url": d.url} | ({"object_lock": True} if d.object_lock else {})
+                         for name, d in ws.config.destinations.items()},
         "gate": {"approvers": dict(ws.config.gate.approvers)},
     }
     return _flatten(settings)

@@ -16,8 +16,8 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 
-from fleetgate.store.catalog import Catalog, utcnow
-from fleetgate.store.schema import asset_subjects, classifications, ledger_subjects
+from fleetgate.store.catalog import Catalog, _row_dict, utcnow
+from fleetgate.store.schema import asset_subjects, assets, classifications, ledger_subjects
 
 
 def _insert_ignore(conn: Connection, table: sa.Table, rows: Sequence[dict[str, Any]]) -> int:
@@ -82,6 +82,14 @@ class Ledger:
         conn.execute(sa.insert(classifications), [row])
         pairs = [{"asset_id": row["asset_id"], "subject_key": k, "category": c} for k, c in set(subjects)]
         _insert_ignore(conn, asset_subjects, pairs)
+
+    def unclassified_assets(self, region: str) -> list[dict[str, Any]]:
+        """Assets of a region without a classification, oldest first (an anti-join in SQL)."""
+        query = (sa.select(assets).outerjoin(classifications, classifications.c.asset_id == assets.c.id)
+                 .where(assets.c.region == region, classifications.c.asset_id.is_(None))
+                 .order_by(assets.c.created_at, assets.c.source_path))
+        with self.catalog.connect() as conn:
+            return [_row_dict(r) for r in conn.execute(query)]
 
     def classification(self, asset_id: str) -> dict[str, Any] | None:
         with self.catalog.connect() as conn:

@@ -63,6 +63,8 @@ class DestinationConfig:
     name: str
     country: str
     url: str
+    # Refuse to export unless the destination bucket has S3 object lock enabled (write-once packages).
+    object_lock: bool = False
 
 
 # Outcomes that leave only under approvals, and how many distinct compliance officers each needs
@@ -77,6 +79,22 @@ class GateConfig:
     approvers: dict[str, int] = field(default_factory=lambda: dict(DEFAULT_APPROVERS))
 
 
+ENGINE_KINDS = ("local", "ray")
+
+
+@dataclass
+class EngineConfig:
+    """`[engine]`: where the ingest, deid and classify stages run.
+
+    kind "local" (default) runs them in this process; "ray" runs them as Ray Data stages on actors,
+    on a local Ray started on demand or on the cluster at `address` ("ray://head:10001", "auto").
+    `workers` caps the actors per stage (default: the cluster's CPUs)."""
+
+    kind: str = "local"
+    address: str | None = None
+    workers: int | None = None
+
+
 @dataclass
 class WorkspaceConfig:
     """The whole parsed `fleetgate.toml`."""
@@ -88,6 +106,7 @@ class WorkspaceConfig:
     packs: list[str] = field(default_factory=lambda: list(DEFAULT_PACKS))
     keys: dict[str, str] = field(default_factory=dict)
     gate: GateConfig = field(default_factory=GateConfig)
+    engine: EngineConfig = field(default_factory=EngineConfig)
 
     def region(self, name: str | None) -> RegionConfig:
         """The named region, or the default one; a clear error for an unknown name."""
@@ -158,7 +177,10 @@ def save_config(config: WorkspaceConfig) -> None:
     for name, region in config.regions.items():
         doc["regions"][name] = {k: v for k, v in asdict(region).items() if k != "name" and v is not None}
     for name, dest in config.destinations.items():
-        doc["destinations"][name] = {k: v for k, v in asdict(dest).items() if k != "name"}
+        doc["destinations"][name] = {k: v for k, v in asdict(dest).items()
+                                     if k != "name" and not (k == "object_lock" and not v)}
+    if config.engine != EngineConfig():
+        doc["engine"] = {k: v for k, v in asdict(config.engine).items() if v is not None}
     config.home.mkdir(parents=True, exist_ok=True)
     tmp = config.home / (CONFIG_FILE + ".tmp")
     tmp.write_text(tomli_w.dumps(doc), encoding="utf-8")
@@ -205,11 +227,31 @@ def load_config(home: Path) -> WorkspaceConfig:
         for key in ("country", "url"):
             if not isinstance(body.get(key), str) or not body[key]:
                 raise ConfigError(f"{path}: destinations.{name}.{key}: required text value is missing")
-        destinations[name] = DestinationConfig(name=name, country=body["country"], url=body["url"])
+        if "object_lock" in body and not isinstance(body["object_lock"], bool):
+            raise ConfigError(f"{path}: destinations.{name}.object_lock: must be true or false")
+        destinations[name] = DestinationConfig(name=name, country=body["country"], url=body["url"],
+                                               object_lock=bool(body.get("object_lock", False)))
     packs = (doc.get("policy") or {}).get("packs", list(DEFAULT_PACKS))
     return WorkspaceConfig(home=home, default_region=default_region, regions=regions,
                            destinations=destinations, packs=list(packs), keys=dict(doc.get("keys") or {}),
-                           gate=_gate_config(doc.get("gate") or {}, path))
+                           gate=_gate_config(doc.get("gate") or {}, path),
+                           engine=_engine_config(doc.get("engine") or {}, path))
+
+
+def _engine_config(body: dict[str, Any], path: Path) -> EngineConfig:
+    unknown = sorted(set(body) - {"kind", "address", "workers"})
+    if unknown:
+        raise ConfigError(f"{path}: engine.{unknown[0]}: unknown key (allowed: kind, address, workers)")
+    kind = body.get("kind", "local")
+    if kind not in ENGINE_KINDS:
+        raise ConfigError(f"{path}: engine.kind: {kind!r} is not one of {', '.join(ENGINE_KINDS)}")
+    address = body.get("address")
+    if address is not None and (not isinstance(address, str) or not address):
+        raise ConfigError(f"{path}: engine.address: a Ray address like \"ray://head:10001\" or \"auto\"")
+    workers = body.get("workers")
+    if workers is not None and (isinstance(workers, bool) or not isinstance(workers, int) or workers < 1):
+        raise ConfigError(f"{path}: engine.workers: a whole number of at least 1")
+    return EngineConfig(kind=kind, address=address, workers=workers)
 
 
 def _gate_config(body: dict[str, Any], path: Path) -> GateConfig:
