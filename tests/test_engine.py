@@ -89,8 +89,9 @@ class _Upper:
 
 
 def test_an_actor_works_for_one_region_only() -> None:
-    import numpy as np
     import pickle
+
+    import numpy as np
 
     actor = RegionActor(Work(_Upper, "", "cn-shanghai"))
     try:
