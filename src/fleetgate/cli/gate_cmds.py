@@ -19,10 +19,10 @@ from fleetgate.gate import (
     make_plan,
     read_plan,
     run_export,
-    verify_package,
     verify_region,
     write_plan,
 )
+from fleetgate.gate.package import verify_package_at
 
 export_app = typer.Typer(no_args_is_help=True)
 audit_app = typer.Typer(no_args_is_help=True)
@@ -184,11 +184,12 @@ def witness(ctx: typer.Context, region: RegionOpt = None,
     typer.echo(cosigned.text(), nl=False)
 
 
-def verify_package_cmd(path: Annotated[Path, typer.Argument(metavar="DIR", help="The package folder.")],
+def verify_package_cmd(path: Annotated[str, typer.Argument(metavar="DIR", help="The package folder (or its "
+                                                                            "s3:// URL).")],
                        key: Annotated[str | None, typer.Option(help="Pin the region's Ed25519 public key (hex).")]
                        = None, fmt: FormatOpt = OutputFormat.table) -> None:
     """Check a received package: signature, hashes, and inclusion of its export entry."""
-    report = verify_package(path, key)
+    report = verify_package_at(path, key)
     if fmt == OutputFormat.json:
         print_json(report.__dict__)
         return
