@@ -1,8 +1,17 @@
 """Vectorized scan of table columns for Chinese personal identifiers.
 
-Arrow's RE2 kernels find candidates column by column (no Python loop over cells); only the
-candidates are validated in Python: GB 11643 check characters for resident IDs, ISO 3779 check
-digits for VINs, plate shapes. Columns are scanned in parallel threads (Arrow releases the GIL).
+Arrow's RE2 kernels do the matching, column by column, with no Python loop over cells:
+
+1. A column that repeats itself (a VIN or a phone number per ticket) is dictionary-encoded and its
+   distinct values are scanned once; rows map back through the indices.
+2. One multi-pattern pass (every entity's pattern as alternatives, a DFA without captures) finds
+   the values that could hold any identifier; nothing else is looked at again.
+3. Per entity, on those candidates only: a match pass, then the value itself where the whole cell
+   is the identifier (an anchored match), and a capturing extract only for identifiers inside text.
+4. Candidates are validated in numpy: GB 11643 check characters for resident IDs, ISO 3779 check
+   digits for VINs, plate shapes.
+
+Columns are scanned in parallel threads (Arrow releases the GIL).
 """
 
 from __future__ import annotations
@@ -129,23 +138,116 @@ class ScanResult:
                 for h in self.hits]
 
 
-def _scan_column(name: str, column: pa.ChunkedArray, entity: Entity) -> tuple[ColumnHit | None, pa.Array | None]:
-    """Validated matches of one entity in one column, as an array aligned with the rows (null: none)."""
-    values = pc.struct_field(pc.extract_regex(column, entity.pattern), [0])
-    if isinstance(values, pa.ChunkedArray):
-        values = values.combine_chunks()
-    candidates = len(values) - values.null_count
-    if candidates == 0:
-        return None, None
+SAMPLE_ROWS = 2000
+
+
+def _strip_groups(pattern: str) -> str:
+    return pattern.replace("(?P<v>", "(?:")
+
+
+def _group(pattern: str) -> str:
+    """The body of the named group `v` of an entity's pattern: what a whole cell must be to be the identifier."""
+    start = pattern.index("(?P<v>") + len("(?P<v>")
+    depth = 1
+    for i in range(start, len(pattern)):
+        depth += {"(": 1, ")": -1}.get(pattern[i], 0) if pattern[i - 1] != "\\" else 0
+        if depth == 0:
+            return pattern[start:i]
+    raise ValueError(f"unbalanced group in {pattern!r}")
+
+
+def _mask(array: pa.Array) -> np.ndarray:
+    return array.to_numpy(zero_copy_only=False).astype(bool, copy=False)
+
+
+def _entity_values(candidates: pa.Array, entity: Entity) -> tuple[pa.Array, np.ndarray] | None:
+    """One entity among candidate values: its validated identifiers aligned with them (null: none) and the
+    mask of the candidates its pattern matched."""
+    hit = _mask(pc.fill_null(pc.match_substring_regex(candidates, _strip_groups(entity.pattern)), False))
+    if not hit.any():
+        return None
+    where = np.flatnonzero(hit)
+    sub = candidates.take(pa.array(where))
+    whole = _mask(pc.match_substring_regex(sub, f"^(?:{_group(entity.pattern)})$"))
+    if whole.all():
+        values = sub
+    else:  # identifiers inside text: the capturing extract, on those values only
+        inner = pc.struct_field(pc.extract_regex(sub.filter(pa.array(~whole)), entity.pattern), [0])
+        order = np.concatenate([np.flatnonzero(whole), np.flatnonzero(~whole)])
+        values = pa.concat_arrays([sub.filter(pa.array(whole)), inner]).take(pa.array(np.argsort(order)))
     ok = entity.validate(values)
-    matches = int(ok.sum())
-    if matches == 0:
-        return None, None
-    if matches < candidates:  # blank out the candidates that failed validation
-        keep = np.zeros(len(values), dtype=bool)
-        keep[np.flatnonzero(values.is_valid().to_numpy(zero_copy_only=False))[ok]] = True
-        values = pc.if_else(pa.array(keep), values, pa.scalar(None, pa.string()))
-    return ColumnHit(name, entity.name, matches, candidates), values
+    valid = np.zeros(len(values), dtype=bool)
+    valid[np.flatnonzero(values.is_valid().to_numpy(zero_copy_only=False))[ok]] = True
+    out = np.full(len(candidates), -1, dtype=np.int64)
+    out[where[valid]] = np.arange(int(valid.sum()))
+    return values.filter(pa.array(valid)).take(pa.array(out, mask=out < 0)), hit
+
+
+DISTINCT_SAMPLE = 16384
+
+
+def _distinct(col: pa.ChunkedArray) -> tuple[pa.Array, pa.Array | None]:
+    """The distinct values to scan and the row → value indices; a column that does not repeat, as it is.
+
+    Encoding costs one hash pass; every regex pass after it then runs once per distinct value, which
+    for a VIN or a phone number repeated per ticket is a fraction of the rows. Rows spread over the
+    whole column tell whether it repeats (a sorted table's head would show only distinct values)."""
+    values = col.combine_chunks() if isinstance(col, pa.ChunkedArray) else col
+    if len(values) <= 2 * DISTINCT_SAMPLE:
+        return values, None
+    spread = values.take(pa.array(np.linspace(0, len(values) - 1, DISTINCT_SAMPLE).astype(np.int64)))
+    if pc.count_distinct(spread).as_py() > 0.99 * DISTINCT_SAMPLE:
+        return values, None  # (nearly) every value distinct: encoding would only add a pass
+    encoded = pc.dictionary_encode(values)
+    return encoded.dictionary, encoded.indices
+
+
+def _union(entities: list[Entity] | tuple[Entity, ...]) -> str:
+    return "|".join(f"(?:{_strip_groups(e.pattern)})" for e in entities)
+
+
+def _entities_in(candidates: pa.Array, positions: np.ndarray) -> list[tuple[Entity, np.ndarray]]:
+    """Which entities to look for at which value positions: those a sample of the candidates shows, at every
+    candidate; the others, found by one more multi-pattern pass, only where that pass matched."""
+    probe = candidates.slice(0, SAMPLE_ROWS)
+    seen = [e for e in ENTITIES if pc.any(pc.match_substring_regex(probe, _strip_groups(e.pattern))).as_py()]
+    jobs = [(e, positions) for e in seen]
+    rest = [e for e in ENTITIES if e not in seen]
+    if rest and len(candidates) > len(probe):
+        mask = _mask(pc.fill_null(pc.match_substring_regex(candidates, _union(rest)), False))
+        if mask.any():
+            jobs += [(e, positions[mask]) for e in rest]
+    return jobs
+
+
+UNION = _union(ENTITIES)
+
+
+def _scan_column(name: str, col: pa.ChunkedArray) -> list[tuple[Entity, ColumnHit, pa.Array]]:
+    """Every entity found in one column: (entity, hit, validated values aligned with the rows, null: none)."""
+    values, rows = _distinct(col)
+    rows_np = None if rows is None else rows.to_numpy(zero_copy_only=False)
+    candidate = np.flatnonzero(_mask(pc.fill_null(pc.match_substring_regex(values, UNION), False)))
+    if len(candidate) == 0:
+        return []
+    out = []
+    for entity, subset in _entities_in(values.take(pa.array(candidate)), candidate):
+        found = _entity_values(values.take(pa.array(subset)), entity)
+        if found is None:
+            continue
+        valid, hit = found
+        per_value = np.full(len(values), -1, dtype=np.int64)
+        per_value[subset] = np.arange(len(subset))
+        row_of = per_value if rows_np is None else per_value[rows_np]
+        aligned = valid.take(pa.array(row_of, mask=row_of < 0))  # back to the rows, through the indices
+        matches = len(aligned) - aligned.null_count
+        if matches == 0:
+            continue
+        matched = np.zeros(len(values), dtype=bool)
+        matched[subset[hit]] = True
+        candidates = int(matched.sum() if rows_np is None else matched[rows_np].sum())
+        out.append((entity, ColumnHit(name, entity.name, matches, candidates), aligned))
+    return out
 
 
 def _string_columns(table: pa.Table) -> list[tuple[str, pa.ChunkedArray]]:
@@ -159,42 +261,13 @@ def _string_columns(table: pa.Table) -> list[tuple[str, pa.ChunkedArray]]:
     return out
 
 
-SAMPLE_ROWS = 2000
-
-
-def _strip_groups(pattern: str) -> str:
-    return pattern.replace("(?P<v>", "(?:")
-
-
-def _column_jobs(name: str, col: pa.ChunkedArray) -> list[tuple[str, pa.ChunkedArray, Entity]]:
-    """Which entities to extract from a column, screened with one combined pass.
-
-    Entities seen in a sample of the column are extracted in full. For the rest, one RE2 pass with
-    all their patterns as alternatives finds the rows that could hold any of them; only those rows
-    are searched entity by entity. Every row is still covered by every pattern.
-    """
-    sample = col.slice(0, SAMPLE_ROWS)
-    seen = [e for e in ENTITIES if pc.any(pc.match_substring_regex(sample, _strip_groups(e.pattern))).as_py()]
-    rest = [e for e in ENTITIES if e not in seen]
-    jobs = [(name, col, e) for e in seen]
-    if rest:
-        combined = "|".join(f"(?:{_strip_groups(e.pattern)})" for e in rest)
-        mask = pc.match_substring_regex(col, combined)
-        if pc.any(mask).as_py():
-            jobs += [(name, pc.if_else(mask, col, pa.scalar(None, col.type)), e) for e in rest]
-    return jobs
-
-
 def scan_table(table: pa.Table, threads: int = 2) -> ScanResult:
     """Find identifiers in every string column; set policy features and a subject per row."""
     result = ScanResult(rows=table.num_rows)
     with ThreadPoolExecutor(max_workers=max(1, threads)) as pool:
-        jobs = [j for js in pool.map(lambda nc: _column_jobs(*nc), _string_columns(table)) for j in js]
-        outputs = list(pool.map(lambda job: (job, _scan_column(*job)), jobs))
+        outputs = [hit for hits in pool.map(lambda nc: _scan_column(*nc), _string_columns(table)) for hit in hits]
     found: dict[str, list[pa.Array]] = {}
-    for (_name, _col, entity), (hit, values) in outputs:
-        if hit is None:
-            continue
+    for entity, hit, values in outputs:
         result.hits.append(hit)
         result.features.add(entity.feature)
         found.setdefault(entity.name, []).append(values)
