@@ -132,7 +132,9 @@ def measure(work: Path, n: int, runs: int) -> dict[str, float]:
 
 
 ROWS = [("plan (per asset planned)", "plan_us", "µs"),
-        ("classify one batch of 64 (per asset)", "classify_batch_us", "µs"), ("checkpoint (one)", "checkpoint_ms", "ms"), ("inclusion proof (one)", "proof_ms", "ms"),
+        ("classify one batch of 64 (per asset)", "classify_batch_us", "µs"),
+        ("checkpoint (one)", "checkpoint_ms", "ms"),
+        ("inclusion proof (one)", "proof_ms", "ms"),
         ("`audit verify` (per asset)", "verify_us", "µs")]
 
 
