@@ -28,7 +28,7 @@ from queue import Queue
 from typing import BinaryIO
 
 from fleetgate.errors import FleetgateError, StoreError, UsageError
-from fleetgate.store.blobs import fsync_dir, precondition_failed
+from fleetgate.store.blobs import error_code, fsync_dir, precondition_failed
 
 PUBLISHED = "PUBLISHED"
 CHUNK = 32 << 20
@@ -206,10 +206,10 @@ class BucketDestination(Destination):
         try:
             config = self.fs.call_s3("get_object_lock_configuration", Bucket=bucket)
             enabled = config.get("ObjectLockConfiguration", {}).get("ObjectLockEnabled") == "Enabled"
-        except Exception as exc:  # a bucket without a lock configuration answers with an error
-            if "ObjectLockConfigurationNotFound" not in f"{type(exc).__name__} {exc}" and \
-                    not isinstance(exc, FileNotFoundError | PermissionError | OSError):
-                raise StoreError(f"destination '{self.name}': cannot read bucket {bucket}: {exc}") from exc
+        except Exception as exc:  # a bucket without a lock configuration answers with an error code
+            if not (error_code(exc) or "").startswith("ObjectLockConfigurationNotFound"):
+                raise StoreError(f"destination '{self.name}': cannot read bucket {bucket}'s object lock: "
+                                 f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}") from exc
             enabled = False
         if not enabled:
             raise ExportRefused(f"destination '{self.name}': bucket {bucket} has no object lock, and the workspace "

@@ -189,13 +189,23 @@ def fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-def precondition_failed(exc: BaseException) -> bool:
-    """Whether an object store refused a conditional write because the key exists (HTTP 412)."""
+def error_code(exc: BaseException) -> str | None:
+    """The S3 error code (`PreconditionFailed`, `NoSuchKey`, ...) behind an exception fsspec translated, if any."""
     seen: BaseException | None = exc
     while seen is not None:
         response = getattr(seen, "response", None)
-        if isinstance(response, dict) and response.get("Error", {}).get("Code") in ("PreconditionFailed", "412"):
-            return True
+        if isinstance(response, dict) and response.get("Error", {}).get("Code"):
+            return str(response["Error"]["Code"])
+        seen = seen.__cause__ or seen.__context__
+    return None
+
+
+def precondition_failed(exc: BaseException) -> bool:
+    """Whether an object store refused a conditional write because the key exists (HTTP 412)."""
+    if error_code(exc) in ("PreconditionFailed", "412"):
+        return True
+    seen: BaseException | None = exc
+    while seen is not None:
         if isinstance(seen, FileExistsError) or "pre-condition" in str(seen):
             return True
         seen = seen.__cause__ or seen.__context__
