@@ -33,7 +33,8 @@ def bench_people(ws: Workspace, folder: Path) -> Actor:
     """An admin and the engineer who plans and runs the benchmark's exports; returns the engineer."""
     people = {}
     for name in ("Bench Admin", "Bench Engineer"):
-        new_key_pair(folder / f"{name.split()[1].lower()}.key")
+        if not (folder / f"{name.split()[1].lower()}.key").exists():  # one pair per folder, reused by each bench
+            new_key_pair(folder / f"{name.split()[1].lower()}.key")
         people[name] = Actor.from_key_file(name, folder / f"{name.split()[1].lower()}.key")
     bootstrap_region(ws, ws.config.default_region, people["Bench Admin"])
     add_principal(ws.region(), "Bench Engineer", Role.engineer, people["Bench Engineer"].signer.public_key,

@@ -169,6 +169,24 @@ def merge_sections(path: Path, fresh: list[str]) -> list[str]:
     return [line for section in merged.values() for line in section]
 
 
+def write(args: argparse.Namespace, sections: list[str]) -> str:
+    """Merge what was measured so far into --out (so a later benchmark failing loses nothing)."""
+    merged = merge_sections(args.out, sections)
+    header = [
+        "# Benchmarks",
+        "",
+        "Written by `make bench` (`python bench/run.py --out docs/benchmarks.md`); do not edit by hand.",
+        "",
+        f"- Machine: {machine()}",
+        f"- Command: `{' '.join([Path(sys.argv[0]).as_posix()] + sys.argv[1:])}`",
+        f"- Date: {time.strftime('%Y-%m-%d')}",
+        "",
+    ]
+    text = "\n".join(header + merged)
+    args.out.write_text(text, encoding="utf-8")
+    return text
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--out", type=Path, default=Path("docs/benchmarks.md"))
@@ -185,46 +203,46 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="fleetgate-bench-", dir=os.environ.get("FLEETGATE_BENCH_DIR")) as tmp:
         if "ingest" in only:
             sections += bench_ingest(Path(tmp), args.runs)
+            write(args, sections)
         if "policy" in only:
             sections += bench_decisions(args.runs)
+            write(args, sections)
         if "pii" in only or "policy" in only:
             (Path(tmp) / "pii").mkdir()
             sections += bench_pii_scan(Path(tmp) / "pii", max(3, args.runs // 2))
+            write(args, sections)
         if "gate" in only:
             (Path(tmp) / "gate").mkdir()
             sections += bench_export(Path(tmp) / "gate", args.runs)
+            write(args, sections)
             sections += bench_log(Path(tmp) / "gate", args.runs)
+            write(args, sections)
         if "scale" in only:
             (Path(tmp) / "scale").mkdir()
             sections += bench_scale(Path(tmp) / "scale", args.runs,
                                     tuple(int(n) for n in args.scale_sizes.split(",")))
+            write(args, sections)
         if "ray" in only:
             (Path(tmp) / "ray").mkdir()
             sections += bench_ray(Path(tmp) / "ray", max(3, args.runs // 2), deid_fps_per_core(args.out))
+            write(args, sections)
         if "trust" in only:
             (Path(tmp) / "trust").mkdir()
             big = Path(tmp) / "drop" if "ingest" in only else None  # the large-video drop bench_ingest made
             sections += bench_fact_logging(Path(tmp) / "trust", args.runs, big)
+            write(args, sections)
         if "deid" in only:
             sections += bench_quality(Path(tmp) / "deid-quality")
+            write(args, sections)
             sections += bench_speed(Path(tmp) / "deid-speed", max(3, args.runs // 2 + 1))
+            write(args, sections)
         if "train" in only:
             sections += bench_train(Path(tmp) / "train", args.runs)
+            write(args, sections)
         if "federate" in only:
             sections += bench_federate(Path(tmp) / "federate", args.runs)
-    sections = merge_sections(args.out, sections)
-    header = [
-        "# Benchmarks",
-        "",
-        "Written by `make bench` (`python bench/run.py --out docs/benchmarks.md`); do not edit by hand.",
-        "",
-        f"- Machine: {machine()}",
-        f"- Command: `{' '.join([Path(sys.argv[0]).as_posix()] + sys.argv[1:])}`",
-        f"- Date: {time.strftime('%Y-%m-%d')}",
-        "",
-    ]
-    args.out.write_text("\n".join(header + sections), encoding="utf-8")
-    print("\n".join(header + sections))
+            write(args, sections)
+    print(write(args, sections))
 
 
 if __name__ == "__main__":

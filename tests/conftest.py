@@ -86,9 +86,10 @@ def s3_env(s3_server, monkeypatch: pytest.MonkeyPatch):
     return s3_server
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def ray_cluster():
-    """A local Ray cluster of two worker CPUs for the session (the `ray` tests' engine)."""
+    """A local Ray cluster of two worker CPUs for a module of `ray` tests, shut down after it so its
+    daemons do not share the CPUs with the rest of the suite."""
     import ray
 
     os.environ.setdefault("RAY_ACCEL_ENV_VAR_OVERRIDE_ON_ZERO", "0")  # CPU stages: leave the GPU variables alone
