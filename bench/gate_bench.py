@@ -100,7 +100,7 @@ def bench_export(work: Path, runs: int) -> list[str]:
             rows["fleetgate export run"].append(time.perf_counter() - start)
     med = {k: statistics.median(v) for k, v in rows.items()}
     cp = size / med["cp (same blobs)"] / 1e6
-    out = ["## Export vs copy (issues 4 and 18)", "",
+    out = ["## Export vs copy (issue 4)", "",
            f"{len(leaving)} assets that may leave ({size / 1e6:,.0f} MB, mostly one uncompressed R&D table) exported "
            "to a local destination folder. `export run` verifies the log and checks the catalog against it, "
            "checks the signed plan against its logged decision, re-decides every item (probing each blob's content "

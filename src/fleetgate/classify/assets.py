@@ -11,6 +11,7 @@ region's packs and ledger, so `fleetgate explain` can show why.
 from __future__ import annotations
 
 import datetime as dt
+import io
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,7 +20,7 @@ from typing import Any
 from fleetgate.audit.facts import Facts
 from fleetgate.audit.log import region_log
 from fleetgate.classify.geo import SensitiveAreas, is_precise
-from fleetgate.classify.pii_scan import scan_table
+from fleetgate.classify.pii_scan import read_table_for_scan, scan_table
 from fleetgate.domain.clock import Clock, FixedClock
 from fleetgate.engine import LocalRunner, Runner, Work
 from fleetgate.errors import FleetgateError, UsageError
@@ -111,8 +112,7 @@ def classify_asset(ws: Workspace, region: str, asset: dict[str, Any], key: bytes
         subjects.add(pseudonym(key, asset["vehicle"], "vin"))
         evidence.append({"method": "path", "feature": "vin", "why": "stored under the vehicle's VIN"})
     if kind in TABLE_KINDS and asset["file_format"] == "parquet":
-        table = blobs.read_table(asset["sha256"])
-        scan = scan_table(table)
+        scan = scan_table(read_table_for_scan(io.BytesIO(blobs.read_bytes(asset["sha256"]))))
         features.update(scan.features)
         evidence.extend({"method": "pii_scan", **hit} for hit in scan.evidence())
         subjects.update(pseudonym(key, value, domain) for domain, value in scan.distinct_subjects())

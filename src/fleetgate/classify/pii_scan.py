@@ -223,30 +223,59 @@ def _entities_in(candidates: pa.Array, positions: np.ndarray) -> list[tuple[Enti
 UNION = _union(ENTITIES)
 
 
-def _scan_column(name: str, col: pa.ChunkedArray) -> list[tuple[Entity, ColumnHit, pa.Array]]:
-    """Every entity found in one column: (entity, hit, validated values aligned with the rows, null: none)."""
+def _parts(col: pa.ChunkedArray) -> list[tuple[pa.Array, np.ndarray | None, int]]:
+    """(values to scan, row → value indices or None, rows) per part of a column. A column read as dictionaries
+    (`read_table_for_scan`) brings its own per-row-group dictionaries; any other is encoded here if it repeats."""
+    if pa.types.is_dictionary(col.type):
+        out = []
+        for chunk in col.chunks:
+            values = chunk.dictionary.cast(pa.string()) if not pa.types.is_string(chunk.dictionary.type) \
+                else chunk.dictionary
+            # a null index points one past the values, where the lookups below keep a "none"
+            rows = pc.fill_null(chunk.indices, len(values)).to_numpy(zero_copy_only=False).astype(np.int64)
+            out.append((values, rows, len(chunk)))
+        return out
     values, rows = _distinct(col)
-    rows_np = None if rows is None else rows.to_numpy(zero_copy_only=False)
+    return [(values, None if rows is None else pc.fill_null(rows, len(values)).to_numpy(zero_copy_only=False)
+             .astype(np.int64), len(values) if rows is None else len(rows))]
+
+
+def _scan_part(values: pa.Array, rows: np.ndarray | None) -> dict[str, tuple[pa.Array, int]]:
+    """Per entity found in one part: its validated values aligned with the part's rows, and its candidate rows."""
     candidate = np.flatnonzero(_mask(pc.fill_null(pc.match_substring_regex(values, UNION), False)))
     if len(candidate) == 0:
-        return []
-    out = []
+        return {}
+    out = {}
     for entity, subset in _entities_in(values.take(pa.array(candidate)), candidate):
         found = _entity_values(values.take(pa.array(subset)), entity)
         if found is None:
             continue
         valid, hit = found
-        per_value = np.full(len(values), -1, dtype=np.int64)
+        per_value = np.full(len(values) + 1, -1, dtype=np.int64)  # the extra slot: null rows
         per_value[subset] = np.arange(len(subset))
-        row_of = per_value if rows_np is None else per_value[rows_np]
+        row_of = per_value[: len(values)] if rows is None else per_value[rows]
         aligned = valid.take(pa.array(row_of, mask=row_of < 0))  # back to the rows, through the indices
-        matches = len(aligned) - aligned.null_count
-        if matches == 0:
-            continue
-        matched = np.zeros(len(values), dtype=bool)
+        matched = np.zeros(len(values) + 1, dtype=bool)
         matched[subset[hit]] = True
-        candidates = int(matched.sum() if rows_np is None else matched[rows_np].sum())
-        out.append((entity, ColumnHit(name, entity.name, matches, candidates), aligned))
+        out[entity.name] = (aligned, int(matched[: len(values)].sum() if rows is None else matched[rows].sum()))
+    return out
+
+
+def _scan_column(name: str, col: pa.ChunkedArray) -> list[tuple[Entity, ColumnHit, pa.Array]]:
+    """Every entity found in one column: (entity, hit, validated values aligned with the rows, null: none)."""
+    parts = _parts(col)
+    found = [_scan_part(values, rows) for values, rows, _ in parts]
+    out = []
+    for entity in ENTITIES:
+        if not any(entity.name in f for f in found):
+            continue
+        pieces = [f[entity.name][0] if entity.name in f else pa.nulls(length, pa.string())
+                  for f, (_, _, length) in zip(found, parts, strict=True)]
+        aligned = pa.concat_arrays(pieces) if len(pieces) > 1 else pieces[0]
+        matches = len(aligned) - aligned.null_count
+        if matches:
+            candidates = sum(f[entity.name][1] for f in found if entity.name in f)
+            out.append((entity, ColumnHit(name, entity.name, matches, candidates), aligned))
     return out
 
 
@@ -254,11 +283,23 @@ def _string_columns(table: pa.Table) -> list[tuple[str, pa.ChunkedArray]]:
     out = []
     for name in table.column_names:
         col = table.column(name)
-        if pa.types.is_dictionary(col.type):
-            col = col.cast(col.type.value_type)
-        if pa.types.is_string(col.type) or pa.types.is_large_string(col.type):
+        value_type = col.type.value_type if pa.types.is_dictionary(col.type) else col.type
+        if pa.types.is_string(value_type) or pa.types.is_large_string(value_type):
             out.append((name, col))
     return out
+
+
+def read_table_for_scan(source: object, columns: list[str] | None = None) -> pa.Table:
+    """Read a Parquet file (path or file object) for `scan_table`: string columns as dictionaries where the file
+    stores them so, which hands the scan each row group's distinct values without hashing a row."""
+    import pyarrow.parquet as pq
+
+    schema = pq.read_schema(source)
+    strings = [f.name for f in schema if pa.types.is_string(f.type) or pa.types.is_large_string(f.type)
+               or (pa.types.is_dictionary(f.type) and pa.types.is_string(f.type.value_type))]
+    if hasattr(source, "seek"):
+        source.seek(0)
+    return pq.read_table(source, columns=columns, read_dictionary=strings)
 
 
 def scan_table(table: pa.Table, threads: int = 2) -> ScanResult:
