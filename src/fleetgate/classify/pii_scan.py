@@ -227,17 +227,34 @@ def _parts(col: pa.ChunkedArray) -> list[tuple[pa.Array, np.ndarray | None, int]
     """(values to scan, row → value indices or None, rows) per part of a column. A column read as dictionaries
     (`read_table_for_scan`) brings its own per-row-group dictionaries; any other is encoded here if it repeats."""
     if pa.types.is_dictionary(col.type):
-        out = []
+        # a reader hands each batch of one row group the same dictionary: scan it once for all of them
+        groups: dict[tuple, list] = {}
         for chunk in col.chunks:
-            values = chunk.dictionary.cast(pa.string()) if not pa.types.is_string(chunk.dictionary.type) \
-                else chunk.dictionary
+            key = (len(chunk.dictionary), tuple(b.address if b is not None else 0 for b in chunk.dictionary.buffers()))
+            groups.setdefault(key, []).append(chunk)
+        if len(groups) == len(col.chunks) or any(list(g) != col.chunks[i:i + len(g)] for i, g in _runs(groups)):
+            groups = {(i,): [chunk] for i, chunk in enumerate(col.chunks)}  # not in runs: keep the row order simple
+        out = []
+        for chunks in groups.values():
+            dictionary = chunks[0].dictionary
+            values = dictionary if pa.types.is_string(dictionary.type) else dictionary.cast(pa.string())
             # a null index points one past the values, where the lookups below keep a "none"
-            rows = pc.fill_null(chunk.indices, len(values)).to_numpy(zero_copy_only=False).astype(np.int64)
-            out.append((values, rows, len(chunk)))
+            rows = np.concatenate([pc.fill_null(c.indices, len(values)).to_numpy(zero_copy_only=False)
+                                   .astype(np.int64) for c in chunks])
+            out.append((values, rows, len(rows)))
         return out
     values, rows = _distinct(col)
     return [(values, None if rows is None else pc.fill_null(rows, len(values)).to_numpy(zero_copy_only=False)
              .astype(np.int64), len(values) if rows is None else len(rows))]
+
+
+def _runs(groups: dict[tuple, list]) -> list[tuple[int, list]]:
+    """(first chunk position, chunks) of each group, assuming the groups follow each other in order."""
+    out, position = [], 0
+    for chunks in groups.values():
+        out.append((position, chunks))
+        position += len(chunks)
+    return out
 
 
 def _scan_part(values: pa.Array, rows: np.ndarray | None) -> dict[str, tuple[pa.Array, int]]:
