@@ -296,7 +296,6 @@ class TransparencyLog:
         checkpoints = [Checkpoint.parse(note) for _, _, note in rows]
         public = self.public_key()
         levels = tree_levels(leaves)
-        self._verify_tiles(levels, conn)
         for (size, root_hex, _), cp in zip(rows, checkpoints, strict=True):
             if cp.origin != self.origin:
                 raise LogError(f"checkpoint of size {cp.size}: origin {cp.origin!r} is not {self.origin!r}")
@@ -309,6 +308,7 @@ class TransparencyLog:
             if prefix_root(levels, cp.size) != cp.root:
                 raise LogError(f"checkpoint of size {cp.size}: root differs from the entries; the first bad "
                                f"entry is below index {cp.size}")
+        self._verify_tiles(levels, conn)  # after the checkpoints: a truncated log is named by its first gap
         return VerifyReport(entries=len(leaves), checkpoints=len(checkpoints),
                             root=prefix_root(levels, len(leaves)).hex())
 

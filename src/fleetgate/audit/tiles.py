@@ -1,11 +1,12 @@
 """The log's Merkle tree interior as C2SP tlog-tiles (height 8), kept in the catalog beside the entries.
 
 A tile of level L holds, in order, the hashes of the complete subtrees of height 8·L (each over
-256^L leaves): level 0 is the leaf hashes themselves (read from `log_entries`), levels >= 1 are
-stored in `log_tiles`, one row of up to 256 × 32 bytes per tile. Every node a checkpoint or a
-proof needs is the root of at most 128 consecutive hashes of one tile, so both read O(log n)
-rows whatever the log's size. Appends extend the tiles in their own transaction: a tile row is
-touched only when 256 hashes below it complete, so most appends write nothing here.
+256^L leaves; level 0: the leaf hashes), stored in `log_tiles`, one row of up to 256 × 32 bytes
+per tile, the last one of a level partial. Every node a checkpoint or a proof needs is the root
+of at most 128 consecutive hashes of one tile, so both read O(log n) small rows whatever the
+log's size, and never the entries (whose rows are large). Appends extend the tiles in their own
+transaction: the partial level-0 tile on every append, a tile above only when 256 hashes below
+it complete.
 
 `audit verify` recomputes the whole tree from the leaves and compares every stored tile.
 """
@@ -29,15 +30,15 @@ def _split_blob(blob: bytes) -> list[bytes]:
 
 
 def extend(repo: LogRepository, conn: Connection, old_size: int, new_leaves: Sequence[bytes]) -> None:
-    """Add to the stored tiles every subtree that the leaves appended after `old_size` complete."""
+    """Add the leaves appended after `old_size` to the level-0 tiles, and to the tiles above every subtree
+    they complete."""
+    _append(repo, conn, 0, old_size, list(new_leaves))
     count, fresh, level = old_size, list(new_leaves), 0
     while fresh:
         first, end = count // WIDTH, (count + len(fresh)) // WIDTH  # parents complete at positions first..end-1
         if end == first:
             return  # no tile of this level filled up: nothing above it changes
-        tile_start = first * WIDTH
-        below = (repo.leaf_hash_range(conn, tile_start, count) if level == 0
-                 else _split_blob(repo.tile(conn, level, first))[: count - tile_start]) + fresh
+        below = _split_blob(repo.tile(conn, level, first))[: count - first * WIDTH] + fresh
         parents = [root_from_leaf_hashes(below[k * WIDTH:(k + 1) * WIDTH]) for k in range(end - first)]
         _append(repo, conn, level + 1, first, parents)
         count, fresh, level = first, parents, level + 1
@@ -67,11 +68,7 @@ class TileReader:
     def _tile(self, level: int, index: int) -> list[bytes]:
         key = (level, index)
         if key not in self._tiles:
-            if level == 0:
-                start = index * WIDTH
-                self._tiles[key] = self.repo.leaf_hash_range(self.conn, start, min(start + WIDTH, self.size))
-            else:
-                self._tiles[key] = _split_blob(self.repo.tile(self.conn, level, index))
+            self._tiles[key] = _split_blob(self.repo.tile(self.conn, level, index))
         return self._tiles[key]
 
     def node(self, height: int, index: int) -> bytes:
@@ -105,10 +102,10 @@ class TileReader:
 
 
 def expected_tiles(levels: list[list[bytes]]) -> dict[tuple[int, int], bytes]:
-    """Every tile of levels >= 1 that a tree with these complete levels (merkle.tree_levels) must have stored."""
+    """Every tile that a tree with these complete levels (merkle.tree_levels) must have stored."""
     out: dict[tuple[int, int], bytes] = {}
-    level = 1
-    while HEIGHT * level < len(levels):
+    level = 0
+    while HEIGHT * level < len(levels) and levels[HEIGHT * level]:
         nodes = levels[HEIGHT * level]
         for tile in range((len(nodes) + WIDTH - 1) // WIDTH):
             out[(level, tile)] = b"".join(nodes[tile * WIDTH:(tile + 1) * WIDTH])

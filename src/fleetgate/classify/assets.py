@@ -177,9 +177,11 @@ class ClassifyWork:
 
 def classify_region(ws: Workspace, region: str | None = None, destination: str | None = None,
                     on_progress: Callable[[int, int], None] | None = None, runner: Runner | None = None,
-                    clock: Clock | None = None, pending_only: bool = False) -> ClassifyReport:
+                    clock: Clock | None = None, pending_only: bool = False,
+                    asset_ids: list[str] | None = None) -> ClassifyReport:
     """Classify and decide every asset of a region (only the unclassified ones with `pending_only`, which
-    resumes an interrupted run); a failing asset is reported, the rest go on."""
+    resumes an interrupted run; only the unclassified ones among `asset_ids`, say what an ingest landed,
+    when given); a failing asset is reported, the rest go on."""
     clock = FixedClock.frozen(clock)
     cfg = ws.config.region(region)
     reg = ws.region(cfg.name)
@@ -190,7 +192,10 @@ def classify_region(ws: Workspace, region: str | None = None, destination: str |
     # One engine, exporter and ledger reading for the whole run, not one per asset.
     as_of = clock.today()
     ytd = ledger_ytd(ws, cfg.name, as_of.year)
-    assets = ledger.unclassified_assets(cfg.name) if pending_only else reg.catalog.list_assets(region=cfg.name)
+    if asset_ids is not None:
+        assets = ledger.unclassified_assets(cfg.name, asset_ids)
+    else:
+        assets = ledger.unclassified_assets(cfg.name) if pending_only else reg.catalog.list_assets(region=cfg.name)
     work = Work(ClassifyWork, str(ws.home.resolve()), cfg.name, {"destination": destination, "as_of": as_of,
                                                                  "ytd": ytd},
                 local=lambda: ClassifyWork("", cfg.name, destination, as_of, ytd, opened=ws))

@@ -83,13 +83,19 @@ class Ledger:
         pairs = [{"asset_id": row["asset_id"], "subject_key": k, "category": c} for k, c in set(subjects)]
         _insert_ignore(conn, asset_subjects, pairs)
 
-    def unclassified_assets(self, region: str) -> list[dict[str, Any]]:
-        """Assets of a region without a classification, oldest first (an anti-join in SQL)."""
-        query = (sa.select(assets).outerjoin(classifications, classifications.c.asset_id == assets.c.id)
-                 .where(assets.c.region == region, classifications.c.asset_id.is_(None))
-                 .order_by(assets.c.created_at, assets.c.source_path))
+    def unclassified_assets(self, region: str, ids: Iterable[str] | None = None) -> list[dict[str, Any]]:
+        """Assets of a region without a classification, oldest first (an anti-join in SQL); among `ids` only
+        when given, by primary key, so classifying what one ingest landed costs the same in any catalog."""
+        base = (sa.select(assets).outerjoin(classifications, classifications.c.asset_id == assets.c.id)
+                .where(assets.c.region == region, classifications.c.asset_id.is_(None)))
+        out: list[dict[str, Any]] = []
         with self.catalog.connect() as conn:
-            return [_row_dict(r) for r in conn.execute(query)]
+            if ids is None:
+                return [_row_dict(r) for r in conn.execute(base.order_by(assets.c.created_at, assets.c.source_path))]
+            wanted = sorted(set(ids))
+            for start in range(0, len(wanted), 500):
+                out += [_row_dict(r) for r in conn.execute(base.where(assets.c.id.in_(wanted[start:start + 500])))]
+        return sorted(out, key=lambda a: (a["created_at"], a["source_path"]))
 
     def classification(self, asset_id: str) -> dict[str, Any] | None:
         with self.catalog.connect() as conn:

@@ -30,12 +30,6 @@ class LogRepository:
         """Insert entry rows ({idx, entry, leaf_hash, kind}); a taken index fails the transaction (ConflictError)."""
         conn.execute(sa.insert(log_entries), list(rows))
 
-    def leaf_hash_range(self, conn: Connection, start: int, end: int) -> list[bytes]:
-        """Leaf hashes of entries start..end-1 (a range of the primary key)."""
-        query = (sa.select(log_entries.c.leaf_hash).where(log_entries.c.idx >= start, log_entries.c.idx < end)
-                 .order_by(log_entries.c.idx))
-        return [bytes.fromhex(h) for h in conn.execute(query).scalars()]
-
     def of_kind(self, kind: str | None, limit: int | None = None) -> list[str]:
         """Entry texts of one type (all when None), oldest first; the last `limit` when given."""
         query = sa.select(log_entries.c.entry)

@@ -128,10 +128,10 @@ log_entries = sa.Table(
     sa.Column("kind", sa.String(32), index=True),
 )
 
-# The Merkle tree's interior as C2SP tlog-tiles (height 8): tile `idx` of `level` L >= 1 holds the
-# hashes of the complete subtrees of height 8·L at positions 256·idx.., 32 bytes each, a partial
-# tile growing until it holds 256. Level 0 is the leaf hashes of log_entries. Maintained on append
-# in the same transaction, so a checkpoint or a proof reads O(log n) hashes, never every leaf.
+# The Merkle tree as C2SP tlog-tiles (height 8): tile `idx` of `level` L holds the hashes of the
+# complete subtrees of height 8·L (level 0: the leaf hashes) at positions 256·idx.., 32 bytes each,
+# a partial tile growing until it holds 256. Maintained on append in the same transaction, so a
+# checkpoint or a proof reads O(log n) small rows, never every leaf (nor the large entry rows).
 log_tiles = sa.Table(
     "log_tiles",
     metadata,

@@ -1,7 +1,8 @@
 """The log's entry type as a column (filtered in SQL) and its Merkle tree interior as tiles.
 
 Fills both for the entries already logged: the type from each entry's JSON, the tiles from the
-stored leaf hashes (RFC 6962 node hashes of every complete height-8·L subtree, L >= 1).
+stored leaf hashes (level 0: the leaf hashes; level L: the RFC 6962 node hashes of every complete
+height-8·L subtree).
 
 Revision ID: 0002
 Revises: 0001
@@ -30,7 +31,8 @@ def _perfect_root(hashes: list[bytes]) -> bytes:
 
 
 def _tiles(leaves: list[bytes]) -> list[tuple[int, int, bytes]]:
-    out = []
+    out = [(0, t, b"".join(leaves[t * TILE_WIDTH:(t + 1) * TILE_WIDTH]))
+           for t in range((len(leaves) + TILE_WIDTH - 1) // TILE_WIDTH)]
     level, below = 1, leaves
     while len(below) >= TILE_WIDTH:
         nodes = [_perfect_root(below[i:i + TILE_WIDTH]) for i in range(0, len(below) - TILE_WIDTH + 1, TILE_WIDTH)]
