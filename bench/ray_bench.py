@@ -76,7 +76,8 @@ def bench_ray(work: Path, runs: int, deid_fps_per_core: float | None = None) -> 
     one = med["Ray Data, 1 worker"]
     out = ["## Ray scaling: ingest + classify (issue 18)", "",
            f"The same drop ({size / 1e6:,.0f} MB: 2 vehicles × 2 clips of 6 s 1080p H.264 video at a high bitrate, "
-           "CAN, GNSS and the business tables) ingested in batches of 8 files (validated, stored, catalogued with facts) and classified, on a local Ray "
+           "CAN, GNSS and the business tables) ingested in batches of 8 files (validated, stored, catalogued with "
+           "facts) and classified, on a local Ray "
            f"cluster of 2 CPUs, median of {runs} runs after a warm-up; load average (1 min) while measured: "
            f"{min(loads):.1f}–{max(loads):.1f} (other work shares this 2-core machine).", "",
            "| engine | median s | MB/s | video s per s | vs 1 worker |", "|---|---:|---:|---:|---:|"]
