@@ -307,16 +307,29 @@ def _string_columns(table: pa.Table) -> list[tuple[str, pa.ChunkedArray]]:
 
 
 def read_table_for_scan(source: object, columns: list[str] | None = None) -> pa.Table:
-    """Read a Parquet file (path or file object) for `scan_table`: string columns as dictionaries where the file
-    stores them so, which hands the scan each row group's distinct values without hashing a row."""
+    """Read a Parquet file (path or file object) for `scan_table`: string columns that the file keeps
+    dictionary-encoded are read as those dictionaries, which hands the scan each row group's distinct values
+    without hashing a row. Which ones: a few bytes per row in every row group (indices, not strings) can only
+    be dictionary pages; a column that fell back to plain pages is read as strings (encoding it on read would
+    hash every row)."""
     import pyarrow.parquet as pq
 
-    schema = pq.read_schema(source)
-    strings = [f.name for f in schema if pa.types.is_string(f.type) or pa.types.is_large_string(f.type)
-               or (pa.types.is_dictionary(f.type) and pa.types.is_string(f.type.value_type))]
+    meta = pq.read_metadata(source)
+    schema = meta.schema.to_arrow_schema()
+    groups = [meta.row_group(g) for g in range(meta.num_row_groups)]
+    dictionary = [field.name for i, field in enumerate(schema)
+                  if (pa.types.is_string(field.type) or pa.types.is_large_string(field.type)) and groups
+                  and all(g.num_rows and g.column(i).has_dictionary_page
+                          and g.column(i).total_uncompressed_size / g.num_rows < DICTIONARY_BYTES_PER_ROW
+                          for g in groups)]
     if hasattr(source, "seek"):
         source.seek(0)
-    return pq.read_table(source, columns=columns, read_dictionary=strings)
+    return pq.read_table(source, columns=columns, read_dictionary=dictionary)
+
+
+# A dictionary-encoded column chunk holds bit-packed indices (a few bytes a row) and a dictionary page of at
+# most 1 MiB; plain strings cost their length plus 4 bytes a row.
+DICTIONARY_BYTES_PER_ROW = 8
 
 
 def scan_table(table: pa.Table, threads: int = 2) -> ScanResult:
