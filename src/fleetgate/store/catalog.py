@@ -76,6 +76,8 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.execute("PRAGMA foreign_keys=ON")
+    # a catalog of a million assets has index pages beyond SQLite's 2 MiB default cache: keep the hot ones
+    cursor.execute("PRAGMA cache_size=-65536")
     cursor.close()
 
 
