@@ -85,17 +85,20 @@ class Ledger:
 
     def unclassified_assets(self, region: str, ids: Iterable[str] | None = None) -> list[dict[str, Any]]:
         """Assets of a region without a classification, oldest first (an anti-join in SQL); among `ids` only
-        when given, by primary key, so classifying what one ingest landed costs the same in any catalog."""
-        base = (sa.select(assets).outerjoin(classifications, classifications.c.asset_id == assets.c.id)
-                .where(assets.c.region == region, classifications.c.asset_id.is_(None)))
-        out: list[dict[str, Any]] = []
+        when given, looked up by primary key (the region checked here: an index on it would make the
+        database read every asset), so classifying what one ingest landed costs the same in any catalog."""
+        unclassified = (sa.select(assets).outerjoin(classifications, classifications.c.asset_id == assets.c.id)
+                        .where(classifications.c.asset_id.is_(None)))
         with self.catalog.connect() as conn:
             if ids is None:
-                return [_row_dict(r) for r in conn.execute(base.order_by(assets.c.created_at, assets.c.source_path))]
-            wanted = sorted(set(ids))
+                query = unclassified.where(assets.c.region == region).order_by(assets.c.created_at,
+                                                                              assets.c.source_path)
+                return [_row_dict(r) for r in conn.execute(query)]
+            wanted, out = sorted(set(ids)), []
             for start in range(0, len(wanted), 500):
-                out += [_row_dict(r) for r in conn.execute(base.where(assets.c.id.in_(wanted[start:start + 500])))]
-        return sorted(out, key=lambda a: (a["created_at"], a["source_path"]))
+                chunk = unclassified.where(assets.c.id.in_(wanted[start:start + 500]))
+                out += [_row_dict(r) for r in conn.execute(chunk)]
+        return sorted((a for a in out if a["region"] == region), key=lambda a: (a["created_at"], a["source_path"]))
 
     def classification(self, asset_id: str) -> dict[str, Any] | None:
         with self.catalog.connect() as conn:
