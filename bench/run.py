@@ -32,6 +32,7 @@ from ray_bench import bench_ray
 from scale_bench import bench_scale
 from train_bench import bench_train
 from trust_bench import bench_fact_logging
+from web_bench import bench_web
 
 
 def machine() -> str:
@@ -195,10 +196,11 @@ def main() -> None:
                         help="Catalog sizes of the scale benchmark, comma-separated.")
     parser.add_argument("--only", action="append",
                         choices=["ingest", "policy", "pii", "gate", "scale", "ray", "trust", "deid", "train",
-                                 "federate"],
+                                 "federate", "web"],
                         help="Run only these benchmarks; the other sections of --out are kept.")
     args = parser.parse_args()
-    only = set(args.only or ["ingest", "policy", "pii", "gate", "scale", "ray", "trust", "deid", "train", "federate"])
+    only = set(args.only or ["ingest", "policy", "pii", "gate", "scale", "ray", "trust", "deid", "train", "federate",
+                             "web"])
     sections: list[str] = []
     with tempfile.TemporaryDirectory(prefix="fleetgate-bench-", dir=os.environ.get("FLEETGATE_BENCH_DIR")) as tmp:
         if "ingest" in only:
@@ -241,6 +243,9 @@ def main() -> None:
             write(args, sections)
         if "federate" in only:
             sections += bench_federate(Path(tmp) / "federate", args.runs)
+            write(args, sections)
+        if "web" in only:  # 60 s per run with 50 readers and 5 writers; three runs are enough for a median
+            sections += bench_web(Path(tmp) / "web", min(args.runs, 3))
             write(args, sections)
     print(write(args, sections))
 

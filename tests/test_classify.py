@@ -76,7 +76,10 @@ def test_classify_sample_fleet(workspace: Workspace, sample_drop: Path) -> None:
     assert "geo_precise" in by_kind["gnss_trajectory"]["features"]
     assert by_kind["gnss_trajectory"]["outcome"] == "LOCAL_ONLY"
     assert by_kind["exterior_video"]["outcome"] == "LOCAL_ONLY"
-    assert by_kind["procurement"]["outcome"] == "EXPORT_FTZ_LIST"  # cn-shanghai is in Lingang
+    # cn-shanghai is in Lingang, but the Lingang list's trial ended on 16 May 2025 and this workspace records
+    # no renewal (LG-ICV.LAPSED): procurement data without PI leaves under Art 3 instead
+    assert by_kind["procurement"]["outcome"] == "EXPORT_FREE"
+    assert "LG-ICV.LAPSED" in by_kind["procurement"]["decision"]["rules"]
     assert by_kind["clip_manifest"]["outcome"] == "LOCAL_ONLY"
     assert by_kind["clip_manifest"]["decision"]["reasons"][0] == "unclassified"
     # subjects are stored as keyed pseudonyms, never raw identifiers

@@ -116,5 +116,27 @@ def test_demo_end_to_end(tmp_path: Path) -> None:
         assert all(u["received"] for r in both["rounds"] for u in r["updates"])
         assert both["final_evaluation"]["cn-shanghai"]["ade_m"] < alone["final_evaluation"]["cn-shanghai"]["ade_m"]
         assert "federated learning" in proc.stdout
+    # `make serve` after `make demo`: the demo home is served, and each demo person's token logs in
+    tokens = sorted((home / "demo-people").glob("*.token"))
+    assert len(tokens) == 5 and all(p.stat().st_mode & 0o077 == 0 for p in tokens)
+    _serves_the_demo_home(home, (home / "demo-people" / "auditor-liu-yang.token").read_text().strip())
     rerun = run_cli("demo", home=home)
     assert rerun.returncode == 0, rerun.stderr
+    assert sorted((home / "demo-people").glob("*.token")) == tokens
+
+
+def _serves_the_demo_home(home: Path, token: str) -> None:
+    from fastapi.testclient import TestClient
+
+    from fleetgate.services import Services
+    from fleetgate.web import create_app
+    from fleetgate.workspace import Workspace
+
+    services = Services(Workspace.open(home))
+    try:
+        with TestClient(create_app(services)) as client:
+            overview = client.get("/api/v1/overview", headers={"Authorization": f"Bearer {token}"})
+            assert overview.status_code == 200 and overview.json()["assets"] > 0 and overview.json()["exports"] == 1
+            assert client.get("/login").status_code == 200
+    finally:
+        services.close()

@@ -19,7 +19,7 @@ from fleetgate.classify.pii_scan import scan_table
 from fleetgate.deid import DeidError, TrajectoryPolicy, deid_region, deidentify_table, deidentify_trajectory
 from fleetgate.deid.trajectory import haversine_m
 from fleetgate.errors import UsageError
-from fleetgate.gate import make_plan, run_export, verify_region
+from fleetgate.gate import make_plan, record_basis, run_export, verify_region
 from fleetgate.ingest import ingest_drop
 from fleetgate.sample import identities
 from fleetgate.workspace import Workspace
@@ -134,14 +134,20 @@ def test_deid_run_derives_assets_that_the_gate_can_export(workspace: Workspace, 
     by_kind = {}
     for item in plan.plan.items:
         by_kind.setdefault(item.kind, item)
-    assert by_kind["after_sales"].outcome == "EXPORT_FTZ_LIST"  # Lingang list: pseudonymized VINs only
+    # the Lingang list's trial ended on 16 May 2025 and no renewal is recorded: pseudonymized VINs of a few
+    # people leave under Art 5(4) instead of the list
+    assert by_kind["after_sales"].outcome == "EXPORT_FREE" and "LG-ICV.LAPSED" in by_kind["after_sales"].rules
     assert by_kind["owner_record"].outcome == "EXPORT_FREE"  # PI of a few people, no SPI left
     assert "geo_precise" not in by_kind["gnss_trajectory"].features
-    assert by_kind["gnss_trajectory"].outcome == "STANDARD_CONTRACT_OR_CERT"  # still a trajectory (SPI)
+    # coarsening is not the state-approved confidentiality technique: by default the trajectory keeps its
+    # surveying character (GEO-2.TRAJECTORY, docs/policy.md) and stays without an approval
+    trajectory = by_kind["gnss_trajectory"]
+    assert trajectory.outcome == "LOCAL_ONLY" and "GEO-2.TRAJECTORY" in trajectory.rules
     assert by_kind["owner_record"].subjects == 2  # lineage keeps the people
     # faces and plates are gone, yet road video is surveying data: it stays without an approval
     assert by_kind["exterior_video"].outcome == "LOCAL_ONLY"
     assert not {"faces", "plates"} & set(by_kind["exterior_video"].features)
+    record_basis(workspace, plan, "separate_consent", "CONSENT-1", "PIPIA-1", team.compliance[0], clock=CLOCK)
     result = run_export(workspace, plan, team.engineer, clock=CLOCK)
     blobs = b"".join(p.read_bytes() for p in result.path.rglob("*") if p.is_file())
     owners = pq.read_table(sample_drop / "tables" / "owners.parquet").to_pylist()

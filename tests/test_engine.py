@@ -153,5 +153,16 @@ def test_engine_settings_are_checked(tmp_path: Path) -> None:
     assert load_config(tmp_path / "ws").engine == config.engine
     text = (tmp_path / "ws" / "fleetgate.toml").read_text()
     (tmp_path / "ws" / "fleetgate.toml").write_text(text.replace('kind = "ray"', 'kind = "spark"'))
-    with pytest.raises(ConfigError, match="engine.kind: 'spark' is not one of local, ray"):
+    with pytest.raises(ConfigError, match="fleetgate.toml: engine.kind: Input should be 'local' or 'ray'"):
         load_config(tmp_path / "ws")
+    (tmp_path / "ws" / "fleetgate.toml").write_text(text.replace("workers = 4", "workers = 0"))
+    with pytest.raises(ConfigError, match="engine.workers"):
+        load_config(tmp_path / "ws")
+
+
+def test_engine_settings_from_the_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    init_workspace(tmp_path / "ws", "cn-shanghai")
+    monkeypatch.setenv("FLEETGATE_ENGINE__KIND", "ray")
+    monkeypatch.setenv("FLEETGATE_ENGINE__WORKERS", "2")
+    engine = load_config(tmp_path / "ws").engine
+    assert (engine.kind, engine.workers, engine.address) == ("ray", 2, None)

@@ -26,6 +26,7 @@ from fleetgate.gate import (
     approve_plan,
     make_plan,
     read_plan,
+    record_basis,
     run_export,
     sign_config,
     verify_package,
@@ -64,8 +65,14 @@ def team(classified_master: Path) -> Team:
     return load_team(classified_master.parent / "people")
 
 
-def _plan(ws: Workspace, team: Team, select: str | None = None, purpose: str = PURPOSE) -> SignedPlan:
-    return make_plan(ws, "overseas", team.engineer, select, purpose, as_of=AS_OF, clock=CLOCK)
+def _plan(ws: Workspace, team: Team, select: str | None = None, purpose: str = PURPOSE,
+          basis: bool = True) -> SignedPlan:
+    """A plan by the engineer, with its legal basis and PIPIA recorded by a compliance officer (unless not)."""
+    plan = make_plan(ws, "overseas", team.engineer, select, purpose, as_of=AS_OF, clock=CLOCK)
+    if basis and any(i.blocking for i in plan.plan.items):
+        record_basis(ws, plan, "separate_consent", "CONSENT-2026-11", "PIPIA-2026-07", team.compliance[1],
+                     clock=CLOCK)
+    return plan
 
 
 def _run(ws: Workspace, team: Team, plan: SignedPlan):
@@ -289,3 +296,31 @@ def test_cli_export_audit_and_verify_package(home: Path, team: Team, tmp_path: P
     (Path(out["path"]) / "PUBLISHED").unlink()
     proc = run_cli("verify-package", out["path"], home=home)
     assert proc.returncode == 1 and "not a published package" in proc.stderr
+
+
+def test_the_same_plan_made_twice_is_one_logged_decision(home: Path, team: Team) -> None:
+    with Workspace.open(home) as ws:
+        first = _plan(ws, team, "asset.kind == 'procurement'")
+        again = _plan(ws, team, "asset.kind == 'procurement'")  # same clock, same content: the same plan
+        assert again.plan_id == first.plan_id and again.statement == first.statement
+        assert [e["plan_id"] for e in open_log(ws).entries("decision")].count(first.plan_id) == 1
+        assert not verify_region(ws).findings
+
+
+def test_personal_information_waits_for_its_legal_basis_and_pipia(home: Path, team: Team) -> None:
+    with Workspace.open(home) as ws:
+        plan = _plan(ws, team, "asset.kind == 'after_sales'", basis=False)
+        blocked = [i for i in plan.plan.items if i.blocking]
+        assert blocked and {b.requires for i in blocked for b in i.blocking} == {"legal_basis", "pipia_ref"}
+        result = _run(ws, team, plan)
+        assert result.status == "nothing to export"
+        assert all("blocked until recorded" in h["held"] for h in result.held)
+        with pytest.raises(Exception, match="needs role compliance; Eng Zhang has role engineer"):
+            record_basis(ws, plan, "separate_consent", "C-1", "P-1", team.engineer, clock=CLOCK)
+        with pytest.raises(Exception, match="not a legal basis"):
+            record_basis(ws, plan, "because", "C-1", "P-1", team.compliance[0], clock=CLOCK)
+        record_basis(ws, plan, "separate_consent", "CONSENT-1", "PIPIA-1", team.compliance[0], clock=CLOCK)
+        result = _run(ws, team, plan)
+        assert result.status == "published" and {a["asset_id"] for a in result.exported} == \
+            {i.asset_id for i in blocked}
+        assert not verify_region(ws).findings

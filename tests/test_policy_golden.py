@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from pathlib import Path
 
 import pytest
@@ -31,7 +32,7 @@ def _request(scenario: dict) -> dict:
 def test_golden_scenario(scenario: dict) -> None:
     assert scenario.get("cite"), "every golden scenario names the article it tests"
     packs = load_packs(scenario.get("packs") or DEFAULT_PACKS_BY_JURISDICTION["CN"])
-    failures = run_case(packs, parse_request(_request(scenario)), scenario["expect"])
+    failures = run_case(packs, parse_request(_request(scenario)), scenario["expect"], scenario.get("switches"))
     assert not failures, failures
 
 
@@ -60,9 +61,12 @@ def test_embedded_pack_scenarios_pass() -> None:
     assert {r.pack for r in results} == set(builtin_pack_ids())
 
 
-def test_decision_records_every_active_pack_hash() -> None:
+@pytest.mark.parametrize("as_of", ["2023-06-01", "2026-11-21"])
+def test_decision_records_the_hash_of_every_pack_in_force(as_of: str) -> None:
     packs = load_packs(DEFAULT_PACKS_BY_JURISDICTION["CN"])
-    decision = PolicyEngine(packs).decide(parse_request({"destination": "US", "as_of": "2026-11-21",
+    decision = PolicyEngine(packs).decide(parse_request({"destination": "US", "as_of": as_of,
                                                          "items": [{"id": "a", "kind": "production"}]}))
-    assert set(decision.packs) == {p.id for p in packs}
+    in_force = {p.id for p in packs if p.in_force(dt.date.fromisoformat(as_of))}
+    assert set(decision.packs) == in_force and len(in_force) < len(packs)
+    assert ("cn-xborder-2022" in in_force) == (as_of < "2024-03-22")
     assert all(h.startswith("sha256:") and len(h) == 71 for h in decision.packs.values())

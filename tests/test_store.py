@@ -135,3 +135,13 @@ def test_sqlite_catalog_runs_in_wal_mode(tmp_path: Path) -> None:
     with catalog.engine.connect() as conn:
         assert conn.execute(sa.text("PRAGMA journal_mode")).scalar() == "wal"
     catalog.close()
+
+
+def test_a_process_pinned_to_a_region_cannot_act_for_another(monkeypatch) -> None:
+    from fleetgate.store.residency import ACTING_ENV, ResidencyError, acting_for, acting_region
+
+    monkeypatch.setenv(ACTING_ENV, "cn-shanghai")
+    with acting_for("cn-shanghai"):
+        assert acting_region() == "cn-shanghai"
+    with pytest.raises(ResidencyError, match="pinned to region cn-shanghai"), acting_for("eu-frankfurt"):
+        pass

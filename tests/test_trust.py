@@ -32,6 +32,7 @@ from fleetgate.gate import (
     approve_plan,
     make_plan,
     read_plan,
+    record_basis,
     run_export,
     sign_config,
     verify_region,
@@ -66,6 +67,8 @@ def exported_master(sample_drop_master: Path, tmp_path_factory: pytest.TempPathF
         deid_region(ws, camera=False)
         classify_region(ws)
         plan = make_plan(ws, "overseas", team.engineer, None, PURPOSE, as_of=AS_OF, clock=CLOCK)
+        record_basis(ws, plan, "separate_consent", "CONSENT-2026-11", "PIPIA-2026-07", team.compliance[1],
+                     clock=CLOCK)
         write_plan(plan, root / "plan.json")
         approve_plan(ws, plan, "CAC-2026-0042", UNTIL, team.compliance[0], clock=CLOCK)
         assert run_export(ws, plan, team.engineer, clock=CLOCK).status == "published"
@@ -106,8 +109,12 @@ def _has(findings: list, table: str, row: str, field: str, text: str = "") -> bo
 
 
 def _new_plan(home: Path, team: Team, select: str | None = None):
+    """A plan by the engineer, its legal basis and PIPIA recorded by a compliance officer."""
     with Workspace.open(home) as ws:
-        return make_plan(ws, "overseas", team.engineer, select, PURPOSE, as_of=AS_OF, clock=CLOCK)
+        plan = make_plan(ws, "overseas", team.engineer, select, PURPOSE, as_of=AS_OF, clock=CLOCK)
+        record_basis(ws, plan, "separate_consent", "CONSENT-2026-11", "PIPIA-2026-07", team.compliance[1],
+                     clock=CLOCK)
+        return plan
 
 
 def _run(home: Path, team: Team, plan):

@@ -2,7 +2,8 @@
 
     FleetgateError                 exit 1   anything fleetgate raises on purpose
     ├── UsageError                 exit 2   a bad argument, option or request
-    │   └── ConfigError            exit 2   fleetgate.toml is missing or wrong
+    │   ├── ConfigError            exit 2   fleetgate.toml is missing or wrong
+    │   └── NotFoundError          exit 2   no asset, plan or credential with that id
     ├── InvalidInputError          exit 2   a whole input is unusable (an empty drop, a missing path)
     ├── ItemError                  (n/a)    one item of a batch is bad; the item is quarantined
     │   ├── UnsafePathError                 absolute path, '..', symlink escape, odd characters
@@ -64,6 +65,10 @@ class UsageError(FleetgateError):
 
 class ConfigError(UsageError):
     """The workspace configuration is missing or wrong."""
+
+
+class NotFoundError(UsageError):
+    """Something asked for by id (an asset, a plan, a credential) that does not exist."""
 
 
 class InvalidInputError(FleetgateError):

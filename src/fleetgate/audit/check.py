@@ -20,9 +20,13 @@ from typing import Any
 from sqlalchemy.engine import Connection
 
 from fleetgate.audit.facts import Facts, differing_fields, iso, ledger_set
+from fleetgate.audit.log import digest
 from fleetgate.audit.state import LogState
+from fleetgate.domain import SignedPlan
+from fleetgate.errors import StoreError
 from fleetgate.formats.content import content_problem
 from fleetgate.formats.drop_layout import asset_id, classify_drop_path
+from fleetgate.keys.envelope import canonical_json
 from fleetgate.store import Region
 
 CLEAR_FIELDS = {"id", "kind", "region", "sha256", "bytes", "file_format", "t_start", "t_end", "source_drop",
@@ -30,7 +34,8 @@ CLEAR_FIELDS = {"id", "kind", "region", "sha256", "bytes", "file_format", "t_sta
                 "anonymized", "pseudonymized", "packs", "outcome", "classified_at", "field", "error_type", "status",
                 "published_at", "name", "role", "added_index", "added_by", "removed_index", "removed_by", "plan_id",
                 "approver", "valid_from", "valid_until", "max_subjects", "kinds", "outcomes", "destination",
-                "log_index", "publish_index", "keyid", "count"}
+                "log_index", "publish_index", "keyid", "count", "issued_by",
+                "issued_index", "revoked_index", "revoked_by"}
 
 
 @dataclass(frozen=True)
@@ -91,7 +96,7 @@ class CatalogCheck:
         findings = [Finding("log", f"entry {p.index}", "statement", p.what) for p in self.state.problems]
         findings += self.keys()
         for check in (self.assets, self.quarantine, self.classifications, self.principals, self.approvals,
-                      self.exports, self.ledger):
+                      self.exports, self.ledger, self.credentials, self.plans):
             try:
                 findings += check()
             except UnreadableTable as exc:
@@ -161,7 +166,10 @@ class CatalogCheck:
                 out.append(Finding("assets", row["id"], "kind",
                                    f"the drop layout makes its path a {role.kind if role else 'misplaced file'}"))
         if self.content:
-            problem = content_problem(row["kind"], lambda: self.region.blobs.open(row["sha256"]), deep=False)
+            try:
+                problem = content_problem(row["kind"], lambda: self.region.blobs.open(row["sha256"]), deep=False)
+            except (StoreError, OSError):
+                problem = "no blob with this sha256 in the region's store"
             if problem:
                 out.append(Finding("assets", row["id"], "content", problem))
         return out
@@ -213,6 +221,41 @@ class CatalogCheck:
                     for pid, e in self.state.exports.items()}
         return self._rebuilt("exports", "package_id", expected)
 
+    def credentials(self) -> list[Finding]:
+        """API tokens and passwords: each row as its signed, logged issuance (and revocation) says."""
+        expected = {cid: (c.index, credential_row(c)) for cid, c in self.state.credentials.items()}
+        rows = [{**{k: v for k, v in r.items() if k != "hash"}, "hash_digest": digest(str(r["hash"]).encode())}
+                for r in self._rows("credentials")]
+        out = []
+        keyed = _keyed_rows(rows, "id")
+        for row_id, row in keyed.items():
+            want = expected.get(row_id)
+            if want is None:
+                out.append(Finding("credentials", row_id, "*", "no logged statement for this row"))
+            else:
+                out += _compare("credentials", row_id, row, want[1], want[0])
+        for row_id in sorted(set(expected) - set(keyed)):
+            out.append(Finding("credentials", row_id, "*", f"logged in entry {expected[row_id][0]} but missing from "
+                                                           "the catalog"))
+        return out
+
+    def plans(self) -> list[Finding]:
+        """Plans made over HTTP: a signed one is exactly the plan, statement and signature its decision logged."""
+        out = []
+        for row in self._rows("plans"):
+            pid = str(row["plan_id"])
+            decision = self.state.decisions.get(pid)
+            if row["status"] == "draft":
+                if row["log_index"] is not None:
+                    out.append(Finding("plans", pid, "log_index", "a draft names a log entry"))
+                continue
+            if row["status"] != "signed" or decision is None:
+                out.append(Finding("plans", pid, "status", f"{row['status']!r}, but no signed decision for this plan "
+                                                           "is logged"))
+                continue
+            out += _plan_problems(pid, row, decision)
+        return out
+
     def ledger(self) -> list[Finding]:
         by_export: dict[str, list[Mapping[str, Any]]] = defaultdict(list)
         for r in self._rows("ledger_subjects"):
@@ -243,6 +286,35 @@ class CatalogCheck:
         return [Finding("config", self.region.name, key, f"differs from the settings an admin signed in entry "
                                                          f"{index}; `fleetgate config sign` after review")
                 for key in differing_fields(settings, statement.settings)]
+
+
+def _plan_problems(pid: str, row: Mapping[str, Any], decision: Any) -> list[Finding]:
+    try:
+        signed = SignedPlan.model_validate_json(row["body"])
+    except ValueError:
+        return [Finding("plans", pid, "body", "not a signed plan")]
+    # the plan digest as the gate computes it (`fleetgate.gate.plan.plan_digest`): sha256 of the canonical body
+    body_digest = digest(canonical_json(signed.plan.model_dump(mode="json")))
+    out = []
+    if signed.plan_id != pid or body_digest != decision.statement.plan_digest:
+        out.append(Finding("plans", pid, "body", f"not the plan whose digest was logged in entry {decision.index}"))
+    if signed.statement != decision.envelope:
+        out.append(Finding("plans", pid, "body", f"the signature differs from the one logged in entry "
+                                                 f"{decision.index}"))
+    if row["statement"] != canonical_json(decision.statement.model_dump(mode="json")).decode("utf-8"):
+        out.append(Finding("plans", pid, "statement", f"differs from the statement logged in entry {decision.index}"))
+    if row["log_index"] != decision.index:
+        out.append(Finding("plans", pid, "log_index", f"{row['log_index']} in the catalog, {decision.index} in the "
+                                                      "log"))
+    return out
+
+
+def credential_row(c: Any) -> dict[str, Any]:
+    """The credentials row (with its hash as a digest) a logged issuance stands for."""
+    st = c.statement
+    return {"id": st.credential_id, "kind": st.kind, "keyid": st.keyid, "name": st.name,
+            "hash_digest": st.hash_digest, "issued_by": st.by, "issued_index": c.index,
+            "revoked_index": c.revoked_index, "revoked_by": c.revoked_by}
 
 
 def _when(text: str) -> dt.datetime | str:

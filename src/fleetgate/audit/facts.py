@@ -16,8 +16,10 @@ names its table, row and field. Facts are appended in the same transaction as th
     config       {statement}                                 the settings that decide (fleetgate.toml, packs)
     decision     {plan_id, statement}                        (plans: digest and author)
     approval     {approval_id, statement}                    export_approvals
+    credential   {statement}                                 credentials (API tokens, dashboard passwords)
     export       {package_id, ..., ledger}                   exports, ledger_subjects
     publish      {package_id, published_at}                  exports (status)
+    web_request  {principal, route, body digest, ...}        (who asked for a change over HTTP; no table)
 """
 
 from __future__ import annotations

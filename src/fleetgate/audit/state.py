@@ -12,16 +12,18 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 from sqlalchemy.engine import Connection
 
 from fleetgate.audit.facts import FACT_ENTRY_TYPES, FACT_KEYS, WRITE_ONCE, differing_fields
 from fleetgate.audit.log import GENESIS, TransparencyLog, VerifyReport, canonical
 from fleetgate.domain import (
     ApprovalStatement,
+    BasisStatement,
     ConfigStatement,
+    CredentialStatement,
     PlanStatement,
     Principal,
     PrincipalStatement,
@@ -30,6 +32,8 @@ from fleetgate.domain import (
 )
 from fleetgate.keys import envelope as env
 from fleetgate.keys.personal import KeyFileError, public_key_from_pem
+
+_S = TypeVar("_S", bound=BaseModel)
 
 
 def approval_id(envelope: dict[str, Any]) -> str:
@@ -71,6 +75,16 @@ class LoggedExport:
 
 
 @dataclass
+class LoggedCredential:
+    """An API token or dashboard password, as its signed issuance (and revocation) logged it."""
+
+    index: int
+    statement: CredentialStatement
+    revoked_index: int | None = None
+    revoked_by: str | None = None
+
+
+@dataclass
 class LogState:
     """Everything the log vouches for, after replaying entries 0..size-1."""
 
@@ -85,6 +99,8 @@ class LogState:
     exports: dict[str, LoggedExport] = field(default_factory=dict)  # by package id
     published: dict[str, tuple[int, dict[str, Any]]] = field(default_factory=dict)
     config: tuple[int, ConfigStatement] | None = None
+    bases: dict[str, tuple[int, BasisStatement]] = field(default_factory=dict)  # the latest valid one per plan
+    credentials: dict[str, LoggedCredential] = field(default_factory=dict)  # by credential id
     problems: list[Problem] = field(default_factory=list)
 
     # -- queries the gate asks --------------------------------------------------------------------
@@ -149,12 +165,19 @@ class LogState:
             return f"the signature does not verify with {name}'s registered key"
         return principal
 
+    def _statement(self, index: int, envelope: dict[str, Any], model: type[_S], payload_type: str,
+                   what: str) -> _S | None:
+        """The typed statement inside an envelope, or None (and a problem) when it does not parse."""
+        try:
+            return model.model_validate(env.read_statement(envelope, payload_type))
+        except (env.EnvelopeError, ValidationError) as exc:
+            self._problem(index, f"{what} statement: {_short(exc)}")
+            return None
+
     def _principal(self, index: int, entry: dict[str, Any], _text: str | None) -> None:
         envelope = entry.get("statement") or {}
-        try:
-            st = PrincipalStatement.model_validate(env.read_statement(envelope, env.PRINCIPAL))
-        except (env.EnvelopeError, ValidationError) as exc:
-            self._problem(index, f"principal statement: {_short(exc)}")
+        st = self._statement(index, envelope, PrincipalStatement, env.PRINCIPAL, "principal")
+        if st is None:
             return
         if st.region != self.region:
             self._problem(index, f"principal statement for region {st.region}, not {self.region}")
@@ -198,10 +221,8 @@ class LogState:
 
     def _decision(self, index: int, entry: dict[str, Any], _text: str | None) -> None:
         envelope = entry.get("statement") or {}
-        try:
-            st = PlanStatement.model_validate(env.read_statement(envelope, env.PLAN))
-        except (env.EnvelopeError, ValidationError) as exc:
-            self._problem(index, f"plan statement: {_short(exc)}")
+        st = self._statement(index, envelope, PlanStatement, env.PLAN, "plan")
+        if st is None:
             return
         if st.plan_id != entry.get("plan_id") or st.region != self.region:
             self._problem(index, f"plan statement of {st.plan_id}: names another plan or region")
@@ -210,14 +231,16 @@ class LogState:
         if isinstance(signer, str):
             self._problem(index, f"plan {st.plan_id}: {signer}; ignored")
             return
+        if st.plan_id in self.decisions:
+            self._problem(index, f"plan {st.plan_id}: decided before, in entry {self.decisions[st.plan_id].index}; "
+                                 "the first decision stands")
+            return
         self.decisions[st.plan_id] = LoggedDecision(index, st, envelope, signer.keyid)
 
     def _approval(self, index: int, entry: dict[str, Any], _text: str | None) -> None:
         envelope = entry.get("statement") or {}
-        try:
-            st = ApprovalStatement.model_validate(env.read_statement(envelope, env.APPROVAL))
-        except (env.EnvelopeError, ValidationError) as exc:
-            self._problem(index, f"approval statement: {_short(exc)}")
+        st = self._statement(index, envelope, ApprovalStatement, env.APPROVAL, "approval")
+        if st is None:
             return
         aid = approval_id(envelope)
         reason = self.check_approval(index, st, envelope, aid, entry)
@@ -256,11 +279,7 @@ class LogState:
     def _export(self, index: int, entry: dict[str, Any], text: str | None) -> None:
         package = entry.get("package_id")
         envelope = entry.get("run") or {}
-        try:
-            st = RunStatement.model_validate(env.read_statement(envelope, env.RUN))
-        except (env.EnvelopeError, ValidationError) as exc:
-            self._problem(index, f"export {package}: run statement: {_short(exc)}")
-            st = None
+        st = self._statement(index, envelope, RunStatement, env.RUN, f"export {package}: run")
         if st is not None:
             signer = self._signed_by(envelope, st.by, index, {Role.engineer})
             decision = self.decisions.get(st.plan_id)
@@ -284,10 +303,8 @@ class LogState:
 
     def _config(self, index: int, entry: dict[str, Any], _text: str | None) -> None:
         envelope = entry.get("statement") or {}
-        try:
-            st = ConfigStatement.model_validate(env.read_statement(envelope, env.CONFIG))
-        except (env.EnvelopeError, ValidationError) as exc:
-            self._problem(index, f"config statement: {_short(exc)}")
+        st = self._statement(index, envelope, ConfigStatement, env.CONFIG, "config")
+        if st is None:
             return
         signer = self._signed_by(envelope, st.by, index, {Role.admin})
         if isinstance(signer, str) or st.region != self.region:
@@ -295,6 +312,57 @@ class LogState:
                                  "ignored")
             return
         self.config = (index, st)
+
+    def _basis(self, index: int, entry: dict[str, Any], _text: str | None) -> None:
+        envelope = entry.get("statement") or {}
+        st = self._statement(index, envelope, BasisStatement, env.BASIS, "legal basis")
+        if st is None:
+            return
+        decision = self.decisions.get(st.plan_id)
+        signer = self._signed_by(envelope, st.by, index, {Role.compliance})
+        if isinstance(signer, str) or decision is None or decision.statement.plan_digest != st.plan_digest \
+                or st.region != self.region:
+            why = signer if isinstance(signer, str) else "it names a plan the log has no signed decision for"
+            self._problem(index, f"legal basis of {st.plan_id} by {st.by}: {why}; ignored")
+            return
+        self.bases[st.plan_id] = (index, st)
+    def _credential(self, index: int, entry: dict[str, Any], _text: str | None) -> None:
+        envelope = entry.get("statement") or {}
+        try:
+            st = CredentialStatement.model_validate(env.read_statement(envelope, env.CREDENTIAL))
+        except (env.EnvelopeError, ValidationError) as exc:
+            self._problem(index, f"credential statement: {_short(exc)}")
+            return
+        reason = self.check_credential(index, st, envelope)
+        if reason:
+            self._problem(index, f"credential {st.action} of {st.credential_id} for {st.name}: {reason}; ignored")
+            return
+        if st.action == "issue":
+            self.credentials[st.credential_id] = LoggedCredential(index, st)
+        else:
+            old = self.credentials[st.credential_id]
+            self.credentials[st.credential_id] = LoggedCredential(old.index, old.statement, index, st.by)
+
+    def check_credential(self, index: int, st: CredentialStatement, envelope: dict[str, Any]) -> str | None:
+        """Why a credential statement may not stand at log position `index` (None: it may)."""
+        if st.region != self.region:
+            return f"for region {st.region}, not {self.region}"
+        principal = self.principals.get(st.keyid)
+        if principal is None or principal.name != st.name or not principal.active_at(index):
+            return "no such registered principal"
+        if st.credential_id.startswith("tok-") != (st.kind == "token"):
+            return "the credential id does not match its kind"
+        if st.action == "issue":
+            if st.credential_id in self.credentials:
+                return "this credential id was issued before"
+            if st.hash_digest is None:
+                return "an issuance names the digest of its hash"
+        elif st.credential_id not in self.credentials or self.credentials[st.credential_id].revoked_index is not None:
+            return "no such live credential"
+        # an admin issues credentials for anyone; a person may issue their own, signing with their own key
+        roles = set(Role) if st.by == st.name else {Role.admin}
+        signer = self._signed_by(envelope, st.by, index, roles)
+        return signer if isinstance(signer, str) else None
 
     def _genesis(self, index: int, entry: dict[str, Any], _text: str | None) -> None:
         if index != 0:
@@ -311,6 +379,8 @@ _HANDLERS: dict[str, Callable[[LogState, int, dict[str, Any], str | None], None]
     "export": LogState._export,
     "publish": LogState._publish,
     "config": LogState._config,
+    "basis": LogState._basis,
+    "credential": LogState._credential,
 }
 
 _STATEFUL = frozenset(_HANDLERS) | frozenset(FACT_ENTRY_TYPES)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
@@ -13,6 +15,7 @@ from rich.console import Console
 
 from fleetgate.errors import UsageError
 from fleetgate.keys.personal import Actor
+from fleetgate.services import Services
 from fleetgate.workspace import Workspace
 
 console = Console()
@@ -33,6 +36,16 @@ def home_of(ctx: typer.Context) -> Path:
 def open_workspace(ctx: typer.Context) -> Workspace:
     """Open the workspace named by --home."""
     return Workspace.open(home_of(ctx))
+
+
+@contextmanager
+def open_services(ctx: typer.Context) -> Iterator[Services]:
+    """The services of the workspace named by --home (closed afterwards)."""
+    services = Services(open_workspace(ctx))
+    try:
+        yield services
+    finally:
+        services.close()
 
 
 def print_json(data: object) -> None:

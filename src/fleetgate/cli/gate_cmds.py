@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
+import sys
 from pathlib import Path
 from typing import Annotated
 
@@ -10,19 +12,21 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 from rich.table import Table
 
-from fleetgate.audit import Witness, open_log
-from fleetgate.cli._common import AsOpt, KeyOpt, OutputFormat, actor, console, human_bytes, open_workspace, print_json
-from fleetgate.errors import ExitCode, UsageError
-from fleetgate.gate import (
-    approve_plan,
-    list_exports,
-    make_plan,
-    read_plan,
-    run_export,
-    verify_region,
-    write_plan,
+from fleetgate.cli._common import (
+    AsOpt,
+    KeyOpt,
+    OutputFormat,
+    actor,
+    console,
+    human_bytes,
+    open_services,
+    print_json,
 )
+from fleetgate.errors import ExitCode, UsageError
+from fleetgate.gate import read_plan, write_plan
 from fleetgate.gate.package import verify_package_at
+from fleetgate.keys import envelope as env
+from fleetgate.keys.personal import load_signer
 
 export_app = typer.Typer(no_args_is_help=True)
 audit_app = typer.Typer(no_args_is_help=True)
@@ -48,8 +52,8 @@ def plan(ctx: typer.Context,
          as_of: Annotated[str | None, typer.Option("--as-of", help="Decide as on this date.")] = None,
          as_: AsOpt = None, key: KeyOpt = None, fmt: FormatOpt = OutputFormat.table) -> None:
     author = actor(as_, key, "an export plan")
-    with open_workspace(ctx) as ws:
-        signed = make_plan(ws, to, author, select, purpose, region, _date(as_of, "--as-of") if as_of else None)
+    with open_services(ctx) as services:
+        signed = services.gate.plan(to, author, select, purpose, region, _date(as_of, "--as-of") if as_of else None)
     write_plan(signed, out)
     p = signed.plan
     if fmt == OutputFormat.json:
@@ -60,6 +64,11 @@ def plan(ctx: typer.Context,
     for outcome, s in sorted(p.summary.items()):
         table.add_row(outcome, str(s.assets), human_bytes(s.bytes), f"{s.subjects:,}")
     console.print(table)
+    blocked = [i for i in p.items if i.blocking]
+    if blocked:
+        needs = sorted({b.requires for i in blocked for b in i.blocking})
+        console.print(f"{len(blocked)} item(s) with personal information leave only once {' and '.join(needs)} "
+                      f"are recorded: `fleetgate export basis {out} --legal-basis TYPE:REF --pipia REF`")
     console.print(f"wrote {out}")
 
 
@@ -74,12 +83,29 @@ def approve(ctx: typer.Context, plan_path: Annotated[Path, typer.Argument(metava
             as_: AsOpt = None, key: KeyOpt = None) -> None:
     approver = actor(as_, key, "an approval")
     signed = read_plan(plan_path)
-    with open_workspace(ctx) as ws:
-        a = approve_plan(ws, signed, ref, _date(valid_until, "--valid-until"), approver, kinds, max_subjects)
-    st = a.statement
-    console.print(f"approval {a.approval_id} ({st.ref}) by {st.approver} for {', '.join(st.kinds)} → "
-                  f"{st.destination_country}, up to {st.max_subjects:,} people, valid until {st.valid_until}; "
-                  f"log entry {a.index}")
+    with open_services(ctx) as services:
+        a = services.gate.approve(signed, ref, _date(valid_until, "--valid-until"), approver, kinds, max_subjects)
+    console.print(f"approval {a.approval_id} ({a.ref}) by {a.approver} for {', '.join(a.kinds)} → "
+                  f"{signed.plan.destination.country}, up to {a.max_subjects:,} people, valid until {a.valid_until}; "
+                  f"log entry {a.log_index}")
+
+
+@export_app.command("basis", help="Record the legal basis and PIPIA of a plan's personal information "
+                                   "(compliance-signed, logged).")
+def basis(ctx: typer.Context, plan_path: Annotated[Path, typer.Argument(metavar="PLAN")],
+          legal_basis: Annotated[str, typer.Option("--legal-basis", help="TYPE:REF, e.g. "
+                                                   "separate_consent:CONSENT-2026-7 or contract_necessity:C-1.")],
+          pipia: Annotated[str, typer.Option("--pipia", help="Reference of the PI protection impact assessment.")],
+          as_: AsOpt = None, key: KeyOpt = None) -> None:
+    officer = actor(as_, key, "a legal basis")
+    basis_type, sep, basis_ref = legal_basis.partition(":")
+    if not sep:
+        raise UsageError(f"--legal-basis: TYPE:REF, got {legal_basis!r}")
+    signed = read_plan(plan_path)
+    with open_services(ctx) as services:
+        index, st = services.gate.basis(signed, basis_type, basis_ref, pipia, officer)
+    console.print(f"recorded {st.legal_basis.type} ({st.legal_basis.ref}) and PIPIA {st.pipia_ref} for "
+                  f"{signed.plan_id} by {st.by}; log entry {index}")
 
 
 @export_app.command("run", help="Re-check a signed plan and publish what may leave as a signed package.")
@@ -87,12 +113,12 @@ def run(ctx: typer.Context, plan_path: Annotated[Path, typer.Argument(metavar="P
         as_: AsOpt = None, key: KeyOpt = None, fmt: FormatOpt = OutputFormat.table) -> None:
     runner = actor(as_, key, "an export run")
     signed = read_plan(plan_path)
-    with open_workspace(ctx) as ws:
+    with open_services(ctx) as services:
         with Progress(TextColumn("export"), BarColumn(), MofNCompleteColumn(), console=console, transient=True,
                       disable=fmt == OutputFormat.json) as progress:
             task = progress.add_task("export", total=None)
-            result = run_export(ws, signed, runner, on_progress=lambda n, t: progress.update(task, completed=n,
-                                                                                             total=t))
+            result = services.gate.run(signed, runner, on_progress=lambda n, t: progress.update(task, completed=n,
+                                                                                                total=t))
     if fmt == OutputFormat.json:
         print_json({"package_id": result.package_id, "path": str(result.path) if result.path else None,
                     "status": result.status, "exported": len(result.exported), "held": len(result.held),
@@ -109,8 +135,8 @@ def run(ctx: typer.Context, plan_path: Annotated[Path, typer.Argument(metavar="P
 
 @export_app.command("ls", help="List exports of a region.")
 def ls(ctx: typer.Context, region: RegionOpt = None, fmt: FormatOpt = OutputFormat.table) -> None:
-    with open_workspace(ctx) as ws:
-        rows = list_exports(ws, region)
+    with open_services(ctx) as services:
+        rows = services.gate.exports(region)
     if fmt == OutputFormat.json:
         print_json(rows)
         return
@@ -126,8 +152,8 @@ def ls(ctx: typer.Context, region: RegionOpt = None, fmt: FormatOpt = OutputForm
 def verify(ctx: typer.Context, region: RegionOpt = None,
            content: Annotated[bool, typer.Option(help="Also check each blob's bytes against its kind.")] = True,
            fmt: FormatOpt = OutputFormat.table) -> None:
-    with open_workspace(ctx) as ws:
-        result = verify_region(ws, region, content)
+    with open_services(ctx) as services:
+        result = services.audit.verify(region, content)
     if fmt == OutputFormat.json:
         print_json({"entries": result.report.entries, "checkpoints": result.report.checkpoints,
                     "root": result.report.root, "findings": [f.__dict__ for f in result.findings]})
@@ -146,41 +172,34 @@ def verify(ctx: typer.Context, region: RegionOpt = None,
 
 @audit_app.command("checkpoint", help="Sign and print a checkpoint of the log (C2SP format).")
 def checkpoint(ctx: typer.Context, region: RegionOpt = None) -> None:
-    with open_workspace(ctx) as ws:
-        cp = open_log(ws, region).checkpoint()
+    with open_services(ctx) as services:
+        cp = services.audit.checkpoint(region)
     typer.echo(cp.text(), nl=False)
 
 
 @audit_app.command("prove", help="Inclusion proof of a log entry under the latest checkpoint.")
 def prove(ctx: typer.Context, entry: Annotated[int, typer.Argument(help="Entry index.")], region: RegionOpt = None,
           size: Annotated[int | None, typer.Option(help="Tree size (default: latest checkpoint).")] = None) -> None:
-    with open_workspace(ctx) as ws:
-        log = open_log(ws, region)
-        proof = log.prove(entry, size)
-        proof["entry"] = log.entry(entry)
-    print_json(proof)
+    with open_services(ctx) as services:
+        proof = services.audit.prove(entry, region, size)
+    print_json(proof.model_dump(mode="json"))
 
 
 @audit_app.command("log", help="Show the latest log entries.")
 def show_log(ctx: typer.Context, region: RegionOpt = None,
              kind: Annotated[str | None, typer.Option(help="Only entries of this type.")] = None,
              limit: Annotated[int, typer.Option(help="At most this many.")] = 20) -> None:
-    with open_workspace(ctx) as ws:
-        print_json(open_log(ws, region).entries(kind, limit))
+    with open_services(ctx) as services:
+        _, entries = services.audit.entries(region, limit=limit, kind=kind)
+    print_json([e.entry for e in reversed(entries)])
 
 
 @audit_app.command("witness", help="Cosign the latest checkpoint after checking it extends the last one cosigned.")
 def witness(ctx: typer.Context, region: RegionOpt = None,
             folder: Annotated[Path | None, typer.Option(help="The witness's own folder (key and state).")] = None,
             name: Annotated[str, typer.Option(help="Witness key name.")] = "fleetgate-witness") -> None:
-    with open_workspace(ctx) as ws:
-        log = open_log(ws, region)
-        cp = log.latest_checkpoint() or log.checkpoint()
-        w = Witness(folder or ws.home / "witness", name)
-        last = w.state(cp.origin)
-        proof = log.consistency(int(last["size"]), cp.size) if last and 0 < int(last["size"]) < cp.size else []
-        cosigned = w.cosign(cp, log.key_name, log.public_key(), proof)
-        log.store_cosigned(cosigned)
+    with open_services(ctx) as services:
+        cosigned = services.audit.witness(region, folder, name)
     typer.echo(cosigned.text(), nl=False)
 
 
@@ -199,3 +218,35 @@ def verify_package_cmd(path: Annotated[str, typer.Argument(metavar="DIR", help="
         console.print(f"  signed by {report.key[:16]}… (pin it with --key to check it is the region's key)")
 
 
+
+
+def sign_cmd(statement_file: Annotated[Path, typer.Argument(metavar="STATEMENT", help="The statement to sign, as the "
+                                                             "server showed it (JSON; '-' reads stdin).")],
+             key: KeyOpt = None,
+             out: Annotated[Path | None, typer.Option("-o", "--out", help="Write the envelope here.")] = None) -> None:
+    """Sign a statement the server showed (a plan, an approval, a run) with your own key, on your machine.
+
+    Accepts the statement itself or the whole signing request (`statement`, `payload`, `payload_type`);
+    prints the DSSE envelope to paste into the dashboard or send to the API."""
+    if key is None:
+        raise UsageError("--key: your own private key file (or FLEETGATE_KEY)")
+    text = sys.stdin.read() if str(statement_file) == "-" else statement_file.read_text(encoding="utf-8")
+    try:
+        doc = json.loads(text)
+    except ValueError:
+        raise UsageError(f"{statement_file}: not JSON") from None
+    if isinstance(doc, dict) and "payload" in doc and "payload_type" in doc:
+        statement = json.loads(doc["payload"])
+        if env.PAYLOAD_TYPES.get(statement.get("type")) != doc["payload_type"]:
+            raise UsageError(f"{statement_file}: payload_type does not match the statement's type")
+    else:
+        statement = doc.get("statement", doc) if isinstance(doc, dict) else doc
+    if not isinstance(statement, dict):
+        raise UsageError(f"{statement_file}: not a statement (a JSON object)")
+    envelope = env.sign_offline(statement, load_signer(key))
+    text = json.dumps(envelope, indent=2)
+    if out:
+        out.write_text(text + "\n", encoding="utf-8")
+        console.print(f"wrote {out}")
+    else:
+        sys.stdout.write(text + "\n")

@@ -9,7 +9,7 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from fleetgate.cli._common import console, home_of, human_bytes, open_workspace
+from fleetgate.cli._common import console, home_of, human_bytes, open_services
 from fleetgate.errors import UsageError
 from fleetgate.gate.trust import bootstrap_region
 from fleetgate.keys.personal import Actor, new_key_pair
@@ -83,13 +83,10 @@ def ingest(
     region: Annotated[str | None, typer.Option(help="Target region (default: the workspace default).")] = None,
 ) -> None:
     """Validate a drop and land it in a region's store and catalog."""
-    from fleetgate.engine import runner_for
-    from fleetgate.ingest import ingest_drop
-
-    with open_workspace(ctx) as ws, _progress() as progress:
+    with open_services(ctx) as services, _progress() as progress:
         task = progress.add_task("ingesting", total=None, item="")
-        report = ingest_drop(
-            ws.region(region), drop, runner=runner_for(ws.config.engine), home=ws.home,
+        report = services.ingest.drop(
+            drop, region,
             on_start=lambda total: progress.update(task, total=total),
             on_progress=lambda n, item: progress.update(task, advance=n, item=item[-48:]),
         )
@@ -126,3 +123,6 @@ def demo(ctx: typer.Context) -> None:
     for table in result.summary_tables():
         console.print(table)
     console.print(f"report: [bold]{result.report_path}[/]")
+    console.print(f"dashboard: `make serve` (or `fleetgate --home {home_of(ctx)} serve`), then open "
+                  f"http://127.0.0.1:8787 and log in with a token from {home_of(ctx) / 'demo-people'}/*.token",
+                  highlight=False)

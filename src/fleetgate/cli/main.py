@@ -20,6 +20,8 @@ from fleetgate.cli import (
     ingest_cmds,
     people_cmds,
     policy_cmds,
+    report_cmds,
+    serve_cmds,
     train_cmds,
 )
 from fleetgate.errors import ExitCode, FleetgateError
@@ -58,6 +60,7 @@ app.add_typer(policy_cmds.app, name="policy", help="Lint, show and test rule pac
 app.add_typer(deid_cmds.app, name="deid", help="De-identify camera media, trajectories and identifier columns.")
 app.command("train")(train_cmds.train)
 app.command("federate")(federate_cmds.federate)
+app.add_typer(federate_cmds.federation_app, name="federation")
 app.add_typer(deid_cmds.models_app, name="models", help="List, fetch and verify the detector models.")
 app.add_typer(gate_cmds.export_app, name="export", help="Plan, approve and run exports through the gate.")
 app.add_typer(gate_cmds.audit_app, name="audit", help="Verify, prove, checkpoint and witness the transparency log.")
@@ -68,6 +71,11 @@ app.add_typer(people_cmds.principals_app, name="principals", help="Add, list and
 app.add_typer(people_cmds.config_app, name="config", help="Sign and show the settings that decide exports.")
 app.add_typer(catalog_cmds.app, name="catalog", help="Inspect a region's catalog, runs and quarantine.")
 app.add_typer(compute_cmds.app, name="compute", help="Plan a training cluster under US export controls.")
+app.add_typer(report_cmds.report_app, name="report", help="Write the PIPIA, assessment, contract and annual filings.")
+app.command("status", help="The region's log and how close it is to each legal threshold.")(report_cmds.status)
+app.command("sign", help="Sign a statement the server showed (plan, approval, run) with your own key, offline.")(
+    gate_cmds.sign_cmd)
+app.command("serve", help="Serve the JSON API (/api/v1) and the dashboard; loopback by default.")(serve_cmds.serve)
 
 
 class _NoteHandler(logging.Handler):

@@ -9,13 +9,10 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from fleetgate.cli._common import AsOpt, KeyOpt, OutputFormat, actor, console, home_of, open_workspace, print_json
+from fleetgate.cli._common import AsOpt, KeyOpt, OutputFormat, actor, console, home_of, open_services, print_json
 from fleetgate.domain import Role
 from fleetgate.errors import UsageError
-from fleetgate.gate import sign_config
-from fleetgate.gate.trust import decision_settings
 from fleetgate.keys.personal import load_public_key, new_key_pair, public_path
-from fleetgate.people import add_principal, current_state, list_principals, remove_principal
 
 keys_app = typer.Typer(no_args_is_help=True)
 principals_app = typer.Typer(no_args_is_help=True)
@@ -49,8 +46,8 @@ def principals_add(ctx: typer.Context, name: Annotated[str, typer.Argument(help=
                    public_key: Annotated[Path, typer.Option("--public-key", help="Their FILE.pub.")],
                    as_: AsOpt = None, key: KeyOpt = None, region: RegionOpt = None) -> None:
     admin = actor(as_, key, "adding a principal")
-    with open_workspace(ctx) as ws:
-        p = add_principal(ws.region(region), name, role, load_public_key(public_key), admin)
+    with open_services(ctx) as services:
+        p = services.principals.add(name, role, load_public_key(public_key), admin, region)
     console.print(f"registered {p.name} as {p.role.value} (key {p.keyid[:16]}…) in log entry {p.added_index}")
 
 
@@ -58,8 +55,8 @@ def principals_add(ctx: typer.Context, name: Annotated[str, typer.Argument(help=
 def principals_remove(ctx: typer.Context, name: Annotated[str, typer.Argument(help="The person's name.")],
                       as_: AsOpt = None, key: KeyOpt = None, region: RegionOpt = None) -> None:
     admin = actor(as_, key, "removing a principal")
-    with open_workspace(ctx) as ws:
-        p = remove_principal(ws.region(region), name, admin)
+    with open_services(ctx) as services:
+        p = services.principals.remove(name, admin, region)
     console.print(f"removed {p.name} ({p.role.value}) in log entry {p.removed_index}")
 
 
@@ -67,8 +64,8 @@ def principals_remove(ctx: typer.Context, name: Annotated[str, typer.Argument(he
 def principals_ls(ctx: typer.Context, region: RegionOpt = None,
                   all_: Annotated[bool, typer.Option("--all", help="Include removed principals.")] = False,
                   fmt: FormatOpt = OutputFormat.table) -> None:
-    with open_workspace(ctx) as ws:
-        people = list_principals(ws.region(region), include_removed=all_)
+    with open_services(ctx) as services:
+        people = services.principals.list(region, include_removed=all_)
     if fmt == OutputFormat.json:
         print_json([p.model_dump(mode="json", exclude={"public_key"}) for p in people])
         return
@@ -83,28 +80,79 @@ def principals_ls(ctx: typer.Context, region: RegionOpt = None,
 @config_app.command("sign", help="Sign the settings that decide exports (fleetgate.toml, packs) as an admin.")
 def config_sign(ctx: typer.Context, as_: AsOpt = None, key: KeyOpt = None, region: RegionOpt = None) -> None:
     admin = actor(as_, key, "signing the configuration")
-    with open_workspace(ctx) as ws:
-        name = ws.config.region(region).name
-        index = sign_config(ws, name, admin)
+    with open_services(ctx) as services:
+        name = services.ws.config.region(region).name
+        index = services.principals.sign_config(admin, name)
     console.print(f"signed the settings of region {name} in log entry {index}")
 
 
 @config_app.command("show", help="The settings that decide exports, and whether they match the signed ones.")
 def config_show(ctx: typer.Context, region: RegionOpt = None, fmt: FormatOpt = OutputFormat.table) -> None:
-    with open_workspace(ctx) as ws:
-        name = ws.config.region(region).name
-        settings = decision_settings(ws, name)
-        signed = current_state(ws.region(name)).config
-    signed_settings = signed[1].settings if signed else {}
+    with open_services(ctx) as services:
+        status = services.principals.config_status(region)
+    name, settings, signed_settings = status["region"], status["settings"], status["signed_settings"]
     if fmt == OutputFormat.json:
-        print_json({"settings": settings, "signed_in_entry": signed[0] if signed else None,
-                    "differs": sorted(k for k in settings.keys() | signed_settings.keys()
-                                      if settings.get(k) != signed_settings.get(k))})
+        print_json({k: status[k] for k in ("settings", "signed_in_entry", "differs")})
         return
     table = Table("setting", "value", "signed", title=f"settings of {name}", title_justify="left")
     for k in sorted(settings.keys() | signed_settings.keys()):
         same = settings.get(k) == signed_settings.get(k)
         table.add_row(k, str(settings.get(k)), "yes" if same else "[red]differs[/]")
     console.print(table)
-    console.print(f"last signed in log entry {signed[0]} by {signed[1].by}" if signed else
+    console.print(f"last signed in log entry {status['signed_in_entry']} by {status['signed_by']}"
+                  if status["signed_in_entry"] is not None else
                   "[red]never signed[/]: `fleetgate config sign --as ADMIN --key FILE`")
+
+
+@principals_app.command("token", help="Issue a new API token for a principal; it is printed once, on the last line.")
+def principals_token(ctx: typer.Context, name: Annotated[str, typer.Argument(help="The principal's name.")],
+                     as_: AsOpt = None, key: KeyOpt = None, region: RegionOpt = None) -> None:
+    issuer = actor(as_, key, "issuing a token")
+    with open_services(ctx) as services:
+        issued = services.principals.issue_token(name, issuer, region)
+    console.print(f"issued {issued.credential_id} for {name} in log entry {issued.log_index}; the token is shown "
+                  "only now (stored as an argon2 hash):", highlight=False)
+    typer.echo(issued.secret)
+
+
+@principals_app.command("password", help="Set a principal's dashboard password (argon2; earlier ones are revoked).")
+def principals_password(ctx: typer.Context, name: Annotated[str, typer.Argument(help="The principal's name.")],
+                        stdin: Annotated[bool, typer.Option("--password-stdin", help="Read the password from "
+                                                                                    "stdin.")] = False,
+                        as_: AsOpt = None, key: KeyOpt = None, region: RegionOpt = None) -> None:
+    issuer = actor(as_, key, "setting a password")
+    if stdin:
+        import sys
+
+        password = sys.stdin.readline().rstrip("\n")
+    else:
+        password = getpass.getpass("password: ")
+        if password != getpass.getpass("again: "):
+            raise UsageError("the two passwords differ")
+    with open_services(ctx) as services:
+        issued = services.principals.set_password(name, password, issuer, region)
+    console.print(f"set the password of {name} ({issued.credential_id}) in log entry {issued.log_index}")
+
+
+@principals_app.command("revoke", help="Revoke an API token or password by its id (tok-… or pwd-…).")
+def principals_revoke(ctx: typer.Context, credential: Annotated[str, typer.Argument(help="tok-… or pwd-….")],
+                      as_: AsOpt = None, key: KeyOpt = None, region: RegionOpt = None) -> None:
+    issuer = actor(as_, key, "revoking a credential")
+    with open_services(ctx) as services:
+        index = services.principals.revoke(credential, issuer, region)
+    console.print(f"revoked {credential} in log entry {index}")
+
+
+@principals_app.command("credentials", help="List the API tokens and passwords of a region (never their secrets).")
+def principals_credentials(ctx: typer.Context, region: RegionOpt = None, fmt: FormatOpt = OutputFormat.table) -> None:
+    with open_services(ctx) as services:
+        rows = services.principals.credentials(region)
+    if fmt == OutputFormat.json:
+        print_json(rows)
+        return
+    table = Table("id", "kind", "principal", "issued (entry, by)", "revoked (entry, by)", title="credentials",
+                  title_justify="left")
+    for r in rows:
+        revoked = f"{r['revoked_index']}, {r['revoked_by']}" if r["revoked_index"] is not None else ""
+        table.add_row(r["id"], r["kind"], r["name"], f"{r['issued_index']}, {r['issued_by']}", revoked)
+    console.print(table)

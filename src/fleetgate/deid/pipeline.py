@@ -23,9 +23,10 @@ from fleetgate.audit import canonical, digest
 from fleetgate.audit.facts import Facts
 from fleetgate.audit.log import region_log
 from fleetgate.classify.geo import SensitiveAreas
-from fleetgate.deid.detectors import build_detectors
+from fleetgate.deid.detectors import IMAGE, VIDEO, Profile, build_detectors
 from fleetgate.deid.tables import DeidError, deidentify_table
 from fleetgate.deid.trajectory import TrajectoryPolicy, deidentify_trajectory
+from fleetgate.deid.verify import Verifier, build_verifier
 from fleetgate.deid.video import MediaReport, VideoSettings, anonymize_image, anonymize_video
 from fleetgate.domain.clock import Clock, FixedClock
 from fleetgate.engine import LocalRunner, Runner, Work
@@ -56,7 +57,27 @@ def _derived_id(region: str, parent: str, settings: dict[str, Any]) -> str:
     return "as_" + hashlib.sha256(key).hexdigest()[:24]
 
 
-def _camera_asset(reg: Any, asset: dict[str, Any], detectors: list, settings: VideoSettings,
+@dataclass
+class _CameraDetectors:
+    """The obscuring detectors and the independent verifier for videos and for stills, built on first use."""
+
+    profile: Profile = VIDEO
+    provider: str = "auto"
+    given: list | None = None  # detectors a caller passed in (used for videos and stills alike)
+    verifier: Verifier | None = None
+    _built: dict = field(default_factory=dict)
+
+    def for_kind(self, kind: str) -> tuple[list, Verifier]:
+        profile = IMAGE if kind == "exterior_image" else self.profile
+        key = "image" if kind == "exterior_image" else "video"
+        if key not in self._built:
+            detectors = self.given if self.given is not None else build_detectors(provider=self.provider,
+                                                                                   profile=profile)
+            self._built[key] = (detectors, self.verifier or build_verifier(profile, self.provider))
+        return self._built[key]
+
+
+def _camera_asset(reg: Any, asset: dict[str, Any], detectors: list, verifier: Verifier, settings: VideoSettings,
                   tmp: Path) -> tuple[PutResult, PutResult, MediaReport]:
     """Anonymize one catalogued video or image; returns the stored output, sidecar and report."""
     suffix = {"mp4": ".mp4", "png": ".png", "jpg": ".jpg", "jpeg": ".jpg"}.get(asset["file_format"], ".mp4")
@@ -65,9 +86,9 @@ def _camera_asset(reg: Any, asset: dict[str, Any], detectors: list, settings: Vi
         shutil.copyfileobj(fh, out, 1 << 20)
     dst, sidecar = tmp / f"out{suffix}", tmp / "detections.parquet"
     if asset["kind"] == "exterior_image":
-        report = anonymize_image(src, dst, detectors, settings, sidecar)
+        report = anonymize_image(src, dst, detectors, settings, sidecar, verifier=verifier)
     else:
-        report = anonymize_video(src, dst, detectors, settings, sidecar)
+        report = anonymize_video(src, dst, detectors, settings, sidecar, verifier=verifier)
     return reg.blobs.put_file(dst), reg.blobs.put_file(sidecar), report
 
 
@@ -78,12 +99,12 @@ class DeidWork:
     detector models load once per actor, on the first camera asset."""
 
     def __init__(self, home: str, region: str, policy: TrajectoryPolicy, video: VideoSettings,
-                 detector_options: dict[str, Any] | None = None, opened: Workspace | None = None,
-                 detectors: list | None = None) -> None:
+                 profile: Profile = VIDEO, provider: str = "auto", opened: Workspace | None = None,
+                 cameras: _CameraDetectors | None = None) -> None:
         self.ws = opened or Workspace.open(Path(home))
         cfg = self.ws.config.region(region)
-        self.reg, self.policy, self.video, self.detectors = self.ws.region(cfg.name), policy, video, detectors
-        self.detector_options = detector_options or {}
+        self.reg, self.policy, self.video = self.ws.region(cfg.name), policy, video
+        self.cameras = cameras or _CameraDetectors(profile, provider)
         self.areas = SensitiveAreas.load(self.ws.config.resolve(cfg.sensitive_areas) if cfg.sensitive_areas else None)
         self.key = self.ws.keys(cfg.name).pseudonym_key()
 
@@ -96,15 +117,16 @@ class DeidWork:
         out, camera, key_uses = None, None, 0
         try:
             if asset["kind"] in CAMERA_KINDS:
-                if self.detectors is None:
-                    self.detectors = build_detectors(**self.detector_options)
+                detectors, verifier = self.cameras.for_kind(asset["kind"])
                 with tempfile.TemporaryDirectory(prefix="fleetgate-deid-") as tmp:
-                    put, side, media = _camera_asset(self.reg, asset, self.detectors, self.video, Path(tmp))
+                    put, side, media = _camera_asset(self.reg, asset, detectors, verifier, self.video, Path(tmp))
                 # what the verification pass still sees is what the policy must assume is there
                 tags |= {"anonymized": media.anonymized,
                          "detected_features": sorted({_FEATURE[r.label] for r in media.residuals}),
                          "removed_features": sorted(_FEATURE[label] for label in media.detected_features),
                          "sidecar_sha256": side.sha256, "residuals": len(media.residuals),
+                         "residual_reasons": sorted({r.reason for r in media.residuals}),
+                         "verify_frames": media.verify_frames, "verifier": media.verifier,
                          "boxes": media.boxes, "models": media.models}
                 camera = {"asset_id": job["derived_id"], **{k: v for k, v in media.to_dict().items()
                                                             if k not in ("input", "output", "settings")}}
@@ -130,11 +152,12 @@ class DeidWork:
 
 def deid_region(ws: Workspace, region: str | None = None, policy: TrajectoryPolicy | None = None,
                 on_progress: Callable[[int, int], None] | None = None, video: VideoSettings | None = None,
-                detectors: list | None = None, camera: bool = True, runner: Runner | None = None,
-                clock: Clock | None = None, detector_options: dict[str, Any] | None = None) -> DeidReport:
+                detectors: list | None = None, camera: bool = True, profile: Profile = VIDEO,
+                provider: str = "auto", verifier: Verifier | None = None, runner: Runner | None = None,
+                clock: Clock | None = None) -> DeidReport:
     """De-identify a region's tables, trajectories and camera media into derived assets, on `runner`
-    (in this process by default); `detector_options` (build_detectors' arguments) rebuild `detectors`
-    in each worker."""
+    (in this process by default). Workers elsewhere build their own detectors from `profile` and
+    `provider`; `detectors` and `verifier` given here are used only by the local engine."""
     clock = FixedClock.frozen(clock)
     cfg = ws.config.region(region)
     reg = ws.region(cfg.name)
@@ -147,12 +170,13 @@ def deid_region(ws: Workspace, region: str | None = None, policy: TrajectoryPoli
         parents += [a for a in originals if a["kind"] in CAMERA_KINDS]
     report.cabin_kept_local = sum(a["kind"] in CABIN_KINDS for a in originals)
     video = video or VideoSettings()
+    cameras = _CameraDetectors(profile, provider, detectors, verifier)
     jobs = []
     for asset in parents:
         if asset["kind"] in CAMERA_KINDS:
-            if detectors is None:
-                detectors = build_detectors(**(detector_options or {}))
-            settings = {"media": video.to_dict(), "models": sorted({d.model_id for d in detectors})}
+            kind_detectors, kind_verifier = cameras.for_kind(asset["kind"])
+            settings = {"media": video.to_dict(), "models": sorted({d.model_id for d in kind_detectors}),
+                        "verifier": kind_verifier.describe()}
         elif asset["kind"] == "gnss_trajectory":
             settings = {"trajectory": policy.to_dict()}
         else:
@@ -162,8 +186,8 @@ def deid_region(ws: Workspace, region: str | None = None, policy: TrajectoryPoli
     report.already = sum(j["derived_id"] in already for j in jobs)
     jobs = [j for j in jobs if j["derived_id"] not in already]
     work = Work(DeidWork, str(ws.home.resolve()), cfg.name,
-                {"policy": policy, "video": video, "detector_options": detector_options},
-                local=lambda: DeidWork("", cfg.name, policy, video, opened=ws, detectors=detectors))
+                {"policy": policy, "video": video, "profile": profile, "provider": provider},
+                local=lambda: DeidWork("", cfg.name, policy, video, opened=ws, cameras=cameras))
     log, facts = region_log(reg), Facts(ws.keys(cfg.name).pseudonym_key())
     key_uses, n = 0, report.already
     for results in (runner or LocalRunner()).map(work, jobs, 1):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import os
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import date
@@ -20,15 +21,27 @@ from fleetgate.compute import MODEL_PRESETS, ModelSpec, PlanRow, load_chips, pla
 from fleetgate.compute.chips import find_chip
 from fleetgate.compute.plot import plot_time_vs_chips
 from fleetgate.deid import DeidReport, deid_region
+from fleetgate.deid.showcase import real_photo_before_after
 from fleetgate.domain import Role
-from fleetgate.gate import approve_plan, make_plan, run_export, sign_config, verify_package, verify_region, write_plan
-from fleetgate.gate.trust import bootstrap_region
+from fleetgate.gate import (
+    approve_plan,
+    make_plan,
+    record_basis,
+    run_export,
+    sign_config,
+    verify_package,
+    verify_region,
+    write_plan,
+)
+from fleetgate.gate.trust import bootstrap_region, decision_settings
 from fleetgate.ingest import IngestReport, ingest_drop
 from fleetgate.keys.personal import Actor, new_key_pair
 from fleetgate.people import add_principal, current_state
 from fleetgate.policy.vocabulary import Outcome
 from fleetgate.report import HtmlReport, figure_png
+from fleetgate.report.watch import watch_section
 from fleetgate.sample import SampleSpec, generate_sample
+from fleetgate.services import Services
 from fleetgate.store import Ledger, Region
 from fleetgate.workspace import Workspace, init_workspace
 from fleetgate.workspace.config import save_config
@@ -76,8 +89,8 @@ class DemoResult:
         for outcome, rows in sorted(by_outcome.items()):
             d.add_row(outcome, str(len(rows)), ", ".join(sorted({r["kind"] for r in rows})))
         e = Table("what", "value", title="export to overseas (US)", title_justify="left")
-        for key in ("package", "planned_by", "approved_by", "left", "stayed", "ledger", "log", "verify-package",
-                    "witness"):
+        for key in ("package", "planned_by", "basis", "approved_by", "left", "stayed", "ledger", "log",
+                    "verify-package", "witness"):
             if key in self.export:
                 e.add_row(key, str(self.export[key]))
         f = Table("model", "trained in", f"ADE on {DEMO_REGION} m", f"ADE on {PEER_REGION} m", "updates sent / kept",
@@ -137,6 +150,7 @@ def run_demo(home: Path, on_step: Step | None = None,
         quarantine = region.catalog.list_quarantine(region.name)
         report = _build_report(region, ingest, inventory, quarantine, decisions, export, model, plans, sized,
                                plot_path, deid, federation)
+        watch_section(report, ws, DEMO_REGION)
         path = report.write(home / "report.html")
     return DemoResult(path, ingest, inventory, quarantine, plans, decisions, export, federation)
 
@@ -198,6 +212,8 @@ DEMO_PEOPLE = (DemoPerson(Role.admin, "Wang Fang"), DemoPerson(Role.engineer, "Z
                DemoPerson(Role.compliance, "Li Na"), DemoPerson(Role.compliance, "Chen Jie"),
                DemoPerson(Role.auditor, "Liu Yang"))
 DEMO_FILING = "CAC-SCC-2026-0042"
+DEMO_CONSENT = "CONSENT-APP-2026-v3"  # the separate-consent records of the owners, by their version
+DEMO_PIPIA = "PIPIA-2026-003"
 
 
 def demo_people(ws: Workspace, home: Path) -> dict[str, Actor]:
@@ -218,9 +234,24 @@ def demo_people(ws: Workspace, home: Path) -> dict[str, Actor]:
     for person in DEMO_PEOPLE[1:]:
         if current_state(region).active(person.name) is None:
             add_principal(region, person.name, person.role, actors[person.name].signer.public_key, admin)
-    if current_state(region).config is None or verify_region(ws, DEMO_REGION, content=False).findings:
+    signed = current_state(region).config
+    if signed is None or signed[1].settings != decision_settings(ws, DEMO_REGION):
         sign_config(ws, DEMO_REGION, admin)  # the demo changed fleetgate.toml (sensitive areas) since
+    _demo_tokens(ws, folder, actors)
     return actors
+
+
+def _demo_tokens(ws: Workspace, folder: Path, actors: dict[str, Actor]) -> None:
+    """An API/dashboard token per demo person, next to their key (demo only), for `make serve`."""
+    principals = Services(ws).principals
+    for person in DEMO_PEOPLE:
+        path = folder / person.key_file.replace(".key", ".token")
+        if path.exists():
+            continue
+        token = principals.issue_token(person.name, actors[DEMO_PEOPLE[0].name], DEMO_REGION).secret
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as out:
+            out.write(token + "\n")
 
 
 def _actor(people: dict[str, Actor], role: Role, n: int = 0) -> Actor:
@@ -244,6 +275,11 @@ def _export(ws: Workspace, home: Path, people: dict[str, Actor]) -> dict[str, An
         for n in (0, 1):
             approvals.append(approve_plan(ws, signed, DEMO_FILING, until, _actor(people, Role.compliance, n),
                                           kinds=kinds))
+    basis = None
+    if any(i.blocking for i in plan.items):
+        # personal information leaves only with its legal basis and a PIPIA on record (PIPL Arts 39, 55, 56)
+        _, basis = record_basis(ws, signed, "separate_consent", DEMO_CONSENT, DEMO_PIPIA,
+                                _actor(people, Role.compliance, 0))
     result = run_export(ws, signed, engineer)
     verified = verify_region(ws, DEMO_REGION)  # the auditor's check: log, catalog, keys, content, settings
     log = open_log(ws, DEMO_REGION)
@@ -272,6 +308,8 @@ def _export(ws: Workspace, home: Path, people: dict[str, Actor]) -> dict[str, An
         "verify-package": "; ".join(package.checks) if package else "no package",
         "witness": "cosigned",
         "planned_by": f"{plan.author} (engineer), plan {signed.plan_id}",
+        "basis": (f"{basis.legal_basis.type} ({basis.legal_basis.ref}) and PIPIA {basis.pipia_ref}, recorded by "
+                  f"{basis.by}") if basis else "no personal information needed one",
         "approved_by": "; ".join(f"{a.statement.approver} ({a.statement.ref}: {', '.join(a.statement.kinds)}, "
                                  f"log entry {a.index})" for a in approvals) or "nothing needed an approval",
         "left_rows": [[a["kind"], a["asset_id"], a["outcome"], ", ".join(a["rules"][-2:]),
@@ -332,7 +370,7 @@ def _build_report(region: Region, ingest: IngestReport, inventory: list[dict], q
     report.heading("De-identification")
     videos = [a for a in region.catalog.list_assets(region=region.name)
               if a["kind"] == "exterior_video" and (a["tags"] or {}).get("derived") == "deid"]
-    report.text(f"Front-camera clips: faces (CenterFace) and Chinese plates found on every 2nd frame, carried and "
+    report.text(f"Front-camera clips: faces (CenterFace) and Chinese plates (clp-det) found on key frames, carried and "
                 f"interpolated by tracking, blurred, re-encoded as H.264 without audio or metadata, then checked "
                 f"again on the output. {len(deid.derived)} assets derived in this run, {deid.already} done before; "
                 f"{deid.cabin_kept_local} cabin audio/video assets stay in the region.")
@@ -345,6 +383,10 @@ def _build_report(region: Region, ingest: IngestReport, inventory: list[dict], q
     still = _before_after(region, videos)
     if still:
         report.image(still, "a front-camera frame before (left) and after (right) de-identification")
+    real = real_photo_before_after()  # only where ../shared/fixtures/real is at hand
+    if real:
+        report.image(real.png, real.caption)
+        report.text(real.caption, muted=True)
     report.heading("Classification and export decisions")
     report.text("Every asset is classified from its format and content (identifiers in tables, GNSS precision and "
                 "sensitive areas, media assumed to show faces and plates until de-identification), then decided "
@@ -360,7 +402,8 @@ def _build_report(region: Region, ingest: IngestReport, inventory: list[dict], q
     report.text(f"Package {export['package']} at {export['path']}: {export['left']} left; "
                 f"{export['stayed']} stayed. Ledger: {export['ledger']}. Transparency log: {export['log']}. "
                 f"verify-package: {export['verify-package']}.")
-    report.text(f"Planned by {export['planned_by']}. Approved by {export['approved_by']}.")
+    report.text(f"Planned by {export['planned_by']}. Legal basis: {export['basis']}. "
+                f"Approved by {export['approved_by']}.")
     report.text("The people of this demo: their keys are files under the workspace (demo only, so a script can "
                 "act as each of them with FLEETGATE_AS / FLEETGATE_KEY); in production each person keeps their "
                 "own key, outside the workspace, or on a hardware token.", muted=True)

@@ -7,8 +7,12 @@ refused instead of half-read.
 from fleetgate.domain.models import (
     ApprovalScope,
     ApprovalStatement,
+    BasisStatement,
+    Blocked,
     ConfigStatement,
+    CredentialStatement,
     Destination,
+    LegalBasisRecord,
     OutcomeSummary,
     Plan,
     PlanItem,
@@ -21,6 +25,6 @@ from fleetgate.domain.models import (
     Ytd,
 )
 
-__all__ = ["ApprovalScope", "ApprovalStatement", "ConfigStatement", "Destination", "OutcomeSummary", "Plan",
-           "PlanItem", "PlanStatement", "Principal", "PrincipalStatement", "Role", "RunStatement", "SignedPlan",
-           "Ytd"]
+__all__ = ["ApprovalScope", "ApprovalStatement", "BasisStatement", "Blocked", "ConfigStatement", "CredentialStatement",
+           "Destination", "LegalBasisRecord", "OutcomeSummary", "Plan", "PlanItem", "PlanStatement", "Principal",
+           "PrincipalStatement", "Role", "RunStatement", "SignedPlan", "Ytd"]

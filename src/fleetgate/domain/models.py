@@ -23,12 +23,14 @@ Country = Annotated[str, StringConstraints(pattern=r"^[A-Z]{2}$")]
 
 
 class Role(StrEnum):
-    """What a principal may do: plan and run exports, approve them, read and verify, manage people."""
+    """What a principal may do: plan and run exports, approve them, read and verify, manage people,
+    upload drops (an upload agent: a machine with its own key, registered like a person)."""
 
     engineer = "engineer"
     compliance = "compliance"
     auditor = "auditor"
     admin = "admin"
+    ingest = "ingest"
 
 
 class Strict(BaseModel):
@@ -88,6 +90,15 @@ class Ytd(Strict):
     spi_subjects: int = 0
 
 
+class Blocked(Strict):
+    """A blocking obligation on an item: it may not leave until the request field `requires` is recorded."""
+
+    rule: str
+    requires: str  # legal_basis | pipia_ref
+    text: str
+    cite: str
+
+
 class PlanItem(Strict):
     """One asset of a plan: what it is, what the packs decided, and why."""
 
@@ -105,6 +116,7 @@ class PlanItem(Strict):
     rules: list[str]
     reasons: list[str]
     obligations: list[str]
+    blocking: list[Blocked] = Field(default_factory=list)
 
 
 class Plan(Strict):
@@ -178,6 +190,28 @@ class ApprovalStatement(Strict):
     at: dt.datetime
 
 
+class LegalBasisRecord(Strict):
+    """The PIPL Art 13 basis personal information is exported on, with the reference of its record."""
+
+    type: str
+    ref: Annotated[str, StringConstraints(min_length=1, max_length=128)]
+
+
+class BasisStatement(Strict):
+    """A compliance officer records the legal basis and the PI protection impact assessment of one plan's
+    personal information (PIPL Arts 13, 39, 55, 56; 2024 Provisions Art 10)."""
+
+    type: Literal["fleetgate/basis/v1"] = "fleetgate/basis/v1"
+    plan_id: str
+    plan_digest: Digest
+    region: str
+    legal_basis: LegalBasisRecord
+    pipia_ref: Annotated[str, StringConstraints(min_length=1, max_length=128)]
+    by: PersonName
+    role: Literal["compliance"] = "compliance"
+    at: dt.datetime
+
+
 class ConfigStatement(Strict):
     """An admin's signed statement of the settings that can change a region's decisions."""
 
@@ -197,5 +231,23 @@ class RunStatement(Strict):
     plan_digest: Digest
     package_id: str
     region: str
+    by: PersonName
+    at: dt.datetime
+
+
+class CredentialStatement(Strict):
+    """An admin (or the principal themselves) vouches for a login credential of a principal.
+
+    The credential's secret never appears: only its id and a digest of its argon2 hash, which the
+    catalog check compares with the stored row. Logged whole in a `credential` entry."""
+
+    type: Literal["fleetgate/credential/v1"] = "fleetgate/credential/v1"
+    action: Literal["issue", "revoke"]
+    region: str
+    credential_id: Annotated[str, StringConstraints(pattern=r"^(tok|pwd)-[0-9a-f]{16}$")]
+    kind: Literal["token", "password"]
+    name: PersonName
+    keyid: KeyId
+    hash_digest: Digest | None = None  # issue only
     by: PersonName
     at: dt.datetime

@@ -24,8 +24,8 @@ from fleetgate.gate.trust import trusted_state
 from fleetgate.keys import envelope as env
 from fleetgate.keys.personal import Actor
 from fleetgate.people import PrincipalError, require
-from fleetgate.policy.packs import load_packs
-from fleetgate.policy.service import pack_ids_for
+from fleetgate.policy.packs import approval_term
+from fleetgate.policy.service import packs_for
 from fleetgate.policy.vocabulary import Outcome
 from fleetgate.store import GateRecords
 from fleetgate.workspace import Workspace
@@ -35,10 +35,12 @@ class ApprovalRefused(UsageError):
     """An approval that may not be given: wrong role, the plan's author, beyond the filing's validity."""
 
 
-def max_validity_years(ws: Workspace, region: str, outcomes: list[str]) -> int:
-    """The shortest validity any pack gives the outcomes (default 3 years)."""
-    years = [term.valid_years for p in load_packs(pack_ids_for(ws, region))
-             for o, term in p.approvals.items() if o.value in outcomes]
+def max_validity_years(ws: Workspace, region: str, outcomes: list[str], granted_on: dt.date) -> int:
+    """The shortest term the packs in force on `granted_on` give the outcomes (a security assessment
+    approved before 22 March 2024 lasted 2 years, 3 after); 3 years when no pack states one."""
+    packs = packs_for(ws, region)
+    terms = [approval_term(packs, Outcome(o), granted_on) for o in outcomes]
+    years = [t.valid_years for t in terms if t is not None]
     return min(years) if years else 3
 
 
@@ -46,10 +48,13 @@ def _years_after(day: dt.date, years: int) -> dt.date:
     return day.replace(year=day.year + years, day=28 if (day.month, day.day) == (2, 29) else day.day)
 
 
-def approve_plan(ws: Workspace, signed: SignedPlan, ref: str, valid_until: dt.date, approver: Actor,
-                 kinds: list[str] | None = None, max_subjects: int | None = None,
-                 clock: Clock | None = None) -> LoggedApproval:
-    """Sign and log an approval of `signed`'s approval-bound items as `approver`."""
+def approval_statement(ws: Workspace, signed: SignedPlan, ref: str, valid_until: dt.date, approver: Actor,
+                       kinds: list[str] | None = None, max_subjects: int | None = None,
+                       clock: Clock | None = None) -> tuple[ApprovalStatement, LogState]:
+    """The approval `approver` may sign for `signed` now, after every check; nothing is signed or logged.
+
+    `approve_plan` signs and logs exactly this statement; the HTTP API shows it to the approver, who
+    signs it with their own key elsewhere (the server never holds it) and sends the signature back."""
     region = signed.plan.region
     state = trusted_state(ws, region)
     decision = logged_decision(state, signed)
@@ -73,7 +78,7 @@ def approve_plan(ws: Workspace, signed: SignedPlan, ref: str, valid_until: dt.da
                               f"this plan asks approval for ({', '.join(scope.kinds)})")
     now = (clock or Clock()).now()
     today = now.date()
-    years = max_validity_years(ws, region, scope.outcomes)
+    years = max_validity_years(ws, region, scope.outcomes, today)
     limit = _years_after(today, years)
     if valid_until <= today:
         raise ApprovalRefused(f"--valid-until: {valid_until} is not after today ({today})")
@@ -86,6 +91,15 @@ def approve_plan(ws: Workspace, signed: SignedPlan, ref: str, valid_until: dt.da
         packs=plan.packs, kinds=kinds, outcomes=list(scope.outcomes),
         max_subjects=scope.subjects if max_subjects is None else max_subjects, ref=ref.strip(),
         valid_from=today, valid_until=valid_until, approver=approver.name, at=now)
+    return statement, state
+
+
+def approve_plan(ws: Workspace, signed: SignedPlan, ref: str, valid_until: dt.date, approver: Actor,
+                 kinds: list[str] | None = None, max_subjects: int | None = None,
+                 clock: Clock | None = None) -> LoggedApproval:
+    """Sign and log an approval of `signed`'s approval-bound items as `approver`."""
+    statement, state = approval_statement(ws, signed, ref, valid_until, approver, kinds, max_subjects, clock)
+    region, now = statement.region, statement.at
     envelope = env.sign_statement(statement.model_dump(mode="json"), env.APPROVAL, approver.signer)
     aid = approval_id(envelope)
     if aid in state.approvals:

@@ -16,8 +16,9 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
 
@@ -25,6 +26,8 @@ from fleetgate.audit.log import region_log
 from fleetgate.audit.state import LoggedDecision, LogState
 from fleetgate.domain import (
     ApprovalScope,
+    BasisStatement,
+    Blocked,
     Destination,
     OutcomeSummary,
     Plan,
@@ -43,11 +46,14 @@ from fleetgate.keys.personal import Actor
 from fleetgate.people import require
 from fleetgate.policy.decide import Decision
 from fleetgate.policy.engine import compile_condition, new_context
-from fleetgate.policy.request import DecisionRequest, Item
+from fleetgate.policy.request import DecisionRequest, Item, LegalBasis
 from fleetgate.policy.service import decide_in_workspace, exporter_of
 from fleetgate.policy.vocabulary import Outcome
 from fleetgate.store import Ledger
 from fleetgate.workspace import Workspace
+
+if TYPE_CHECKING:
+    from sqlalchemy.engine import Connection
 
 RAW_CAMERA_KINDS = {"exterior_video", "exterior_image", "cabin_video"}
 GATE_RAW_MEDIA = "GATE-RAW-MEDIA"
@@ -99,18 +105,21 @@ def _gate_hold(ws: Workspace, region: str, asset: dict[str, Any]) -> tuple[str, 
 
 
 def decide_assets(ws: Workspace, region: str, destination_country: str, assets: list[dict[str, Any]],
-                  as_of: dt.date) -> tuple[Decision, list[PlanItem]]:
-    """Decide the assets together; returns the decision and one plan item per asset."""
+                  as_of: dt.date, basis: BasisStatement | None = None) -> tuple[Decision, list[PlanItem]]:
+    """Decide the assets together, with the plan's recorded legal basis and PIPIA if any; returns the
+    decision and one plan item per asset."""
     cfg = ws.config.region(region)
     if not assets:
         raise UsageError("the selection matches no assets")
     holds = {a["id"]: hold for a in assets if (hold := _gate_hold(ws, region, a))}
+    legal = LegalBasis(type=basis.legal_basis.type, ref=basis.legal_basis.ref) if basis else None
     items = []
     for asset in assets:
         cls = asset["classification"] or {}
         items.append(Item(id=asset["id"], kind=cls.get("policy_kind") or f"unmapped:{asset['kind']}",
                           features=tuple(cls.get("features") or ()), anonymized=bool(cls.get("anonymized")),
-                          pseudonymized=bool(cls.get("pseudonymized")), subjects=int(cls.get("subjects") or 0)))
+                          pseudonymized=bool(cls.get("pseudonymized")), subjects=int(cls.get("subjects") or 0),
+                          legal_basis=legal, pipia_ref=basis.pipia_ref if basis else None))
     request = DecisionRequest(destination=destination_country, items=tuple(items), exporter=exporter_of(cfg),
                               as_of=as_of)
     decision = decide_in_workspace(ws, request, region)
@@ -127,7 +136,8 @@ def decide_assets(ws: Workspace, region: str, destination_country: str, assets: 
             source_path=asset["source_path"], sha256=asset["sha256"], bytes=int(asset["bytes"]),
             features=list(cls.get("features") or []), subjects=int(cls.get("subjects") or 0),
             anonymized=bool(cls.get("anonymized")), counted_as=item.counted_as if leaves else None,
-            outcome=outcome.value, rules=rules, reasons=reasons, obligations=item.obligations if leaves else []))
+            outcome=outcome.value, rules=rules, reasons=reasons, obligations=item.obligations if leaves else [],
+            blocking=[Blocked(**b.to_dict()) for b in item.blocking] if leaves else []))
     return decision, rows
 
 
@@ -150,9 +160,19 @@ def _summary(rows: list[PlanItem]) -> dict[str, OutcomeSummary]:
     return {k: OutcomeSummary(**v) for k, v in sorted(acc.items())}
 
 
-def make_plan(ws: Workspace, destination: str, author: Actor, select: str | None = None, purpose: str = "",
-              region: str | None = None, as_of: dt.date | None = None, clock: Clock | None = None) -> SignedPlan:
-    """Decide the selected assets for a destination, sign the plan as `author` and log the decision."""
+def draft_plan(ws: Workspace, destination: str, author: Actor, select: str | None = None, purpose: str = "",
+               region: str | None = None, as_of: dt.date | None = None,
+               clock: Clock | None = None) -> tuple[Plan, PlanStatement]:
+    """Decide the selected assets for a destination: the plan and the statement its author signs.
+
+    Nothing is signed or logged: `make_plan` signs and logs exactly this; the HTTP API shows the
+    statement to the author, who signs it with their own key elsewhere and sends the signature back."""
+    plan, statement, _ = _draft(ws, destination, author, select, purpose, region, as_of, clock)
+    return plan, statement
+
+
+def _draft(ws: Workspace, destination: str, author: Actor, select: str | None, purpose: str, region: str | None,
+           as_of: dt.date | None, clock: Clock | None) -> tuple[Plan, PlanStatement, LogState]:
     cfg = ws.config.region(region)
     if destination not in ws.config.destinations:
         known = ", ".join(sorted(ws.config.destinations)) or "none"
@@ -179,11 +199,29 @@ def make_plan(ws: Workspace, destination: str, author: Actor, select: str | None
                               destination=plan.destination, exporter=plan.exporter, purpose=plan.purpose,
                               as_of=plan.as_of, packs=plan.packs, summary=plan.summary,
                               approval_scope=plan.approval_scope, items=len(rows), author=author.name, at=now)
+    return plan, statement, state
+
+
+def make_plan(ws: Workspace, destination: str, author: Actor, select: str | None = None, purpose: str = "",
+              region: str | None = None, as_of: dt.date | None = None, clock: Clock | None = None,
+              also: Callable[[Connection, int, SignedPlan], None] | None = None) -> SignedPlan:
+    """Decide the selected assets for a destination, sign the plan as `author` and log the decision.
+
+    `also(conn, index, signed)` writes the caller's own rows (the service's `plans` table) in the same
+    transaction as the decision entry, so the two never part."""
+    plan, statement, state = _draft(ws, destination, author, select, purpose, region, as_of, clock)
     envelope = env.sign_statement(statement.model_dump(mode="json"), env.PLAN, author.signer)
-    reg = ws.region(cfg.name)
+    signed = SignedPlan(plan_id=statement.plan_id, plan=plan, statement=envelope)
+    known = state.decisions.get(statement.plan_id)
+    if known is not None and known.envelope == envelope:  # the very same plan, made again, is logged once
+        return signed
+    reg = ws.region(plan.region)
     with reg.catalog.transaction() as conn:
-        region_log(reg).append(conn, "decision", {"plan_id": statement.plan_id, "statement": envelope}, at=now)
-    return SignedPlan(plan_id=statement.plan_id, plan=plan, statement=envelope)
+        index, _ = region_log(reg).append(conn, "decision", {"plan_id": statement.plan_id, "statement": envelope},
+                                          at=statement.at)
+        if also is not None:
+            also(conn, index, signed)
+    return signed
 
 
 def logged_decision(state: LogState, signed: SignedPlan) -> LoggedDecision:

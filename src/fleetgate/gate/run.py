@@ -144,6 +144,25 @@ def run_export(ws: Workspace, signed: SignedPlan, runner: Actor, clock: Clock | 
         return _run_locked(run, state, on_progress)
 
 
+def run_statement(decision: LoggedDecision, package_id: str, by: str, at: dt.datetime) -> RunStatement:
+    """What the engineer who runs a plan signs: this plan (its logged digest), this package, now."""
+    logged = decision.statement
+    return RunStatement(plan_id=logged.plan_id, plan_digest=logged.plan_digest, package_id=package_id,
+                        region=logged.region, by=by, at=at)
+
+
+def prepare_run(ws: Workspace, signed: SignedPlan, runner: Actor, clock: Clock | None = None) -> RunStatement:
+    """The run statement `runner` would sign to run `signed` now, after the checks `run_export` makes
+    before copying; nothing is copied, signed or logged."""
+    dest_name = signed.plan.destination.name
+    if dest_name not in ws.config.destinations:
+        raise UsageError(f"the plan's destination '{dest_name}' is not configured")
+    open_destination(ws, dest_name)  # a bucket without the object lock asked for is refused here too
+    state = trusted_state(ws, signed.plan.region)
+    decision = _check_plan(ws, state, signed, runner, dest_name)
+    return run_statement(decision, package_id_of(signed.plan_id), runner.name, (clock or Clock()).now())
+
+
 def _check_plan(ws: Workspace, state: LogState, signed: SignedPlan, runner: Actor, dest_name: str) -> LoggedDecision:
     decision = logged_decision(state, signed)
     require(state, runner, {Role.engineer}, "running an export")
@@ -176,7 +195,7 @@ def _run_locked(run: _Run, state: LogState, on_progress: Callable[[int, int], No
         if not exported:
             return ExportResult(run.package_id, None, "nothing to export", [], held)
         _stage(run, exported, on_progress)
-        row = _commit(run, exported, approvals)
+        row = _commit(run, exported, approvals, held)
     else:
         row = GateRecords(run.ws.region(run.region).catalog).export(run.package_id)
         if not run.dest.staged(run.package_id, [a["file"] for a in row["assets"]]):
@@ -208,14 +227,19 @@ def _permitted(run: _Run, state: LogState) -> tuple[list[tuple[PlanItem, list[st
     missing = wanted - {a["id"] for a in assets}
     if not assets:
         return [], [{"asset_id": a, "held": "no longer in the catalog"} for a in sorted(missing)], []
-    _, rows = decide_assets(run.ws, run.region, run.decision.statement.destination.country, assets, run.today)
+    basis = state.bases.get(run.signed.plan_id)
+    _, rows = decide_assets(run.ws, run.region, run.decision.statement.destination.country, assets, run.today,
+                            basis[1] if basis else None)
     book = ApprovalBook(state, plan_id=run.signed.plan_id, on=run.today, approvers=run.ws.config.gate.approvers)
     exported: list[tuple[PlanItem, list[str]]] = []
     held: list[dict[str, Any]] = []
     used: set[str] = set()
     for row in rows:
         outcome = Outcome(row.outcome)
-        if outcome in (Outcome.EXPORT_FREE, Outcome.EXPORT_FTZ_LIST):
+        if row.blocking:
+            needs = ", ".join(sorted({f"{b.requires} ({b.rule}, {b.cite})" for b in row.blocking}))
+            held.append(row.model_dump() | {"held": f"blocked until recorded with `fleetgate export basis`: {needs}"})
+        elif outcome in (Outcome.EXPORT_FREE, Outcome.EXPORT_FTZ_LIST):
             exported.append((row, []))
         elif outcome.needs_approval:
             cover = book.cover(row)
@@ -253,7 +277,8 @@ def _stage(run: _Run, exported: list[tuple[PlanItem, list[str]]],
                 on_progress(n, len(exported))
 
 
-def _commit(run: _Run, exported: list[tuple[PlanItem, list[str]]], approvals: list[str]) -> dict[str, Any]:
+def _commit(run: _Run, exported: list[tuple[PlanItem, list[str]]], approvals: list[str],
+            held: list[dict[str, Any]]) -> dict[str, Any]:
     """Ledger, log entry and export record in one transaction (retried if another export raced us)."""
     reg = run.ws.region(run.region)
     ledger, records, log = Ledger(reg.catalog), GateRecords(reg.catalog), region_log(reg)
@@ -263,8 +288,7 @@ def _commit(run: _Run, exported: list[tuple[PlanItem, list[str]]], approvals: li
     assets = [{"asset_id": item.asset_id, "sha256": item.sha256, "bytes": item.bytes, "kind": item.kind,
                "policy_kind": item.policy_kind, "outcome": item.outcome, "rules": item.rules,
                "approvals": cover, "file": _data_name(item)} for item, cover in exported]
-    statement = RunStatement(plan_id=logged.plan_id, plan_digest=logged.plan_digest, package_id=run.package_id,
-                             region=run.region, by=run.runner.name, at=run.now)
+    statement = run_statement(run.decision, run.package_id, run.runner.name, run.now)
     run_envelope = env.sign_statement(statement.model_dump(mode="json"), env.RUN, run.runner.signer)
     year = run.today.year
     for attempt in range(5):
@@ -281,7 +305,10 @@ def _commit(run: _Run, exported: list[tuple[PlanItem, list[str]]], approvals: li
                            "purpose": logged.purpose, "as_of": run.today.isoformat(), "year": year,
                            "assets": assets, "approvals": approvals, "packs": run.signed.plan.packs,
                            "ledger": {"exporter": logged.exporter, "year": year, "rows": ledger_set(added)},
-                           "ledger_delta": delta, "run": run_envelope}
+                           "ledger_delta": delta, "run": run_envelope,
+                           "blocked": [{"asset_id": h["asset_id"], "rules": sorted({b["rule"] for b in h["blocking"]}),
+                                        "requires": sorted({b["requires"] for b in h["blocking"]})}
+                                       for h in held if h.get("blocking")]}
                 index, _ = log.append(conn, "export", payload, at=run.now)
                 text = log.entry_text(index, conn)
                 row = export_row(json.loads(text), text, None)

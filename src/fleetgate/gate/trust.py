@@ -69,6 +69,7 @@ def decision_settings(ws: Workspace, region: str) -> dict[str, Any]:
         "destinations": {name: {"country": d.country, "url": d.url} | ({"object_lock": True} if d.object_lock else {})
                          for name, d in ws.config.destinations.items()},
         "gate": {"approvers": dict(ws.config.gate.approvers)},
+        "policy": {"switches": dict(ws.config.switches)},
     }
     return _flatten(settings)
 

@@ -73,6 +73,36 @@ def new_context(variables: Mapping[str, Any]) -> EvalContext:
     return EvalContext(variables)
 
 
+def top_level_conjuncts(source: str) -> list[str]:
+    """The parts of `a && b && c` at the top level, or [source] when the expression is not such a chain.
+
+    Strings and brackets are skipped; a top-level `||` or `?` (which bind looser than `&&`) means the
+    expression is not a plain chain, so it is not split.
+    """
+    parts, depth, quote, start, i = [], 0, "", 0, 0
+    while i < len(source):
+        char = source[i]
+        if quote:
+            if char == "\\":
+                i += 1
+            elif char == quote:
+                quote = ""
+        elif char in "'\"":
+            quote = char
+        elif char in "([{":
+            depth += 1
+        elif char in ")]}":
+            depth -= 1
+        elif depth == 0 and (source.startswith("||", i) or char == "?"):
+            return [source]
+        elif depth == 0 and source.startswith("&&", i):
+            parts.append(source[start:i])
+            start, i = i + 2, i + 1
+        i += 1
+    parts.append(source[start:])
+    return [part.strip() for part in parts]
+
+
 def compile_condition(source: str) -> Condition:
     """Compile a CEL expression; a syntax error raises ConditionError with the parser's message."""
     if not isinstance(source, str) or not source.strip():

@@ -41,18 +41,34 @@ KINDS: frozenset[str] = frozenset({
     "can_telemetry", "fault_codes", "cabin_video", "cabin_audio", "biometric", "owner_record",
     "after_sales", "used_car", "charging_session", "charging_network_ops", "vehicle_flow_stats",
     "production", "procurement", "inventory", "quality", "logistics", "rd_design", "rd_test",
-    "ota_package", "vuln_report", "security_incident", "model_update", "aggregate_stats",
+    "ota_package", "vuln_report", "security_incident", "model_update", "aggregate_stats", "employee_record",
 })
 
 FEATURES: frozenset[str] = frozenset({
     "faces", "plates", "road_signs", "geo_precise", "sensitive_area", "vin", "owner_contact",
-    "national_id", "voice", "biometric",
+    "national_id", "id_document_image", "voice", "biometric",
 })
 
 EXEMPTIONS: frozenset[str] = frozenset({
     "contract_necessity", "hr", "emergency", "collected_abroad", "vuln_reported",
     "security_incident", "ota_source",
 })
+
+# What an export under an exemption is for; the exemption rules check it (Cross-Border Provisions
+# 2024 Art 5(2); the 2026 automotive guideline's vulnerability, incident and OTA exemptions).
+EXEMPTION_PURPOSES: frozenset[str] = frozenset({
+    "hr_management", "vulnerability_fix", "incident_handling", "defect_remedy",
+})
+
+# The legal basis a PI item is exported on: PIPL Art 13(1)-(6). Consent for an export is separate
+# consent (PIPL Art 39), so the consent basis is named for it.
+LEGAL_BASES: frozenset[str] = frozenset({
+    "separate_consent", "contract_necessity", "hr_management", "statutory_duty", "emergency",
+    "news_public_interest", "disclosed_info",
+})
+
+# Request fields that clear a blocking obligation once recorded (`requires` of a blocking effect).
+BLOCKING_REQUIRES: frozenset[str] = frozenset({"legal_basis", "pipia_ref"})
 
 ZONES: frozenset[str] = frozenset({"lingang", "shanghai-ftz", "beijing-ftz"})
 MODES: frozenset[str] = frozenset({"transfer", "remote_access"})
@@ -75,14 +91,23 @@ STAGES = ("classify", "decide")
 # Variables a rule's `when` may read, per stage. `totals` exists only once every item of the
 # request has been classified and counted.
 STAGE_VARIABLES: dict[str, frozenset[str]] = {
-    "classify": frozenset({"item", "tags", "exporter", "destination", "mode", "as_of"}),
-    "decide": frozenset({"item", "tags", "exporter", "destination", "mode", "as_of", "totals"}),
+    "classify": frozenset({"item", "tags", "exporter", "destination", "mode", "as_of", "switches"}),
+    "decide": frozenset({"item", "tags", "exporter", "destination", "mode", "as_of", "switches", "totals"}),
 }
 
 # The fields of the structured variables, for the lint's field check.
 VARIABLE_FIELDS: dict[str, frozenset[str]] = {
     "item": frozenset({"kind", "features", "anonymized", "pseudonymized", "exemption", "subjects",
-                       "aggregated_samples", "dp_noise_multiplier"}),
-    "exporter": frozenset({"ciio", "zone", "surveying_approval"}),
-    "totals": frozenset({"pi", "spi"}),
+                       "aggregated_samples", "dp_noise_multiplier", "exemption_basis", "legal_basis",
+                       "pipia_ref", "geo_confidentiality_processed"}),
+    "exporter": frozenset({"ciio", "zone", "surveying_approval", "lingang_list_renewal",
+                           "processed_pi_subjects", "processed_pi_known"}),
+    "totals": frozenset({"pi", "spi", "pi_since_prev_year", "spi_since_prev_year", "prev_year_known"}),
+}
+
+# Fields of the maps inside those variables ("" when the request gives none).
+NESTED_FIELDS: dict[str, frozenset[str]] = {
+    "item.exemption_basis": frozenset({"purpose", "ref", "filed_on"}),
+    "item.legal_basis": frozenset({"type", "ref"}),
+    "exporter.lingang_list_renewal": frozenset({"ref", "until"}),
 }

@@ -20,7 +20,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
 from fleetgate.errors import StoreError
-from fleetgate.store.migrate import take_write_lock, upgrade
+from fleetgate.store.migrate import WRITE_TRANSACTION, take_write_lock, upgrade
 from fleetgate.store.schema import assets, ingest_runs, metadata, quarantine
 
 
@@ -97,14 +97,11 @@ def _row_dict(row: sa.Row) -> dict[str, Any]:
 
 
 def _sqlite_begin(conn: Connection) -> None:
-    # Writers take the write lock up front (BEGIN IMMEDIATE): two appenders then queue on the busy
-    # timeout instead of both reading the log's last index and one failing at commit. Snapshots
-    # for reading stay deferred so they never block writers.
-    read_only = conn.get_execution_options().get(READ_SNAPSHOT, False)
-    conn.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
-
-
-READ_SNAPSHOT = "fleetgate_read_snapshot"
+    # Write transactions (Catalog.transaction) take the write lock up front (BEGIN IMMEDIATE): two
+    # appenders then queue on the busy timeout instead of both reading the log's last index and one
+    # failing at commit. Every other transaction, reads included, stays deferred and never waits.
+    writer = conn.get_execution_options().get(WRITE_TRANSACTION, False)
+    conn.exec_driver_sql("BEGIN IMMEDIATE" if writer else "BEGIN")
 
 
 class Catalog:
@@ -139,12 +136,14 @@ class Catalog:
     def transaction(self) -> Iterator[Connection]:
         """One write transaction; everything inside commits together or not at all.
 
-        Writers queue for the catalog's write lock. A database error reaches the caller as one
-        line without SQL: `ConflictError` when a concurrent writer took the same key first
-        (retry), `StoreError` otherwise."""
-        with self._mapped(), self.engine.begin() as conn:
-            take_write_lock(conn)
-            yield conn
+        Writers queue for the catalog's write lock (SQLite: BEGIN IMMEDIATE; PostgreSQL: an advisory
+        lock). A database error reaches the caller as one line without SQL: `ConflictError` when a
+        concurrent writer took the same key first (retry), `StoreError` otherwise."""
+        with self._mapped(), self.engine.connect() as conn:
+            conn = conn.execution_options(**{WRITE_TRANSACTION: True})
+            with conn.begin():
+                take_write_lock(conn)
+                yield conn
 
     @contextmanager
     def connect(self) -> Iterator[Connection]:
@@ -157,9 +156,7 @@ class Catalog:
         """A read-only transaction: every read through it sees the catalog as of one moment, so the
         log and the tables it vouches for are compared as they were together."""
         with self._mapped(), self.engine.connect() as conn:
-            if self.engine.dialect.name == "sqlite":
-                conn = conn.execution_options(**{READ_SNAPSHOT: True})
-            else:
+            if self.engine.dialect.name != "sqlite":  # SQLite's deferred BEGIN is already a snapshot in WAL
                 conn = conn.execution_options(isolation_level="REPEATABLE READ")
             with conn.begin():
                 yield conn

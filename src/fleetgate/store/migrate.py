@@ -26,6 +26,9 @@ MIGRATIONS = Path(__file__).with_name("migrations")
 # Every write transaction on PostgreSQL takes this transaction-scoped advisory lock first, the
 # counterpart of SQLite's BEGIN IMMEDIATE: writers (and migrations) queue instead of racing.
 WRITE_LOCK_KEY = 0x666C6774  # "flgt"
+# The execution option that marks a write transaction: on SQLite its BEGIN is BEGIN IMMEDIATE
+# (store.catalog's begin hook), so the write lock is taken up front; other transactions stay deferred.
+WRITE_TRANSACTION = "fleetgate_write_transaction"
 
 
 def _config(conn: Connection | None = None) -> Config:
@@ -57,13 +60,15 @@ def upgrade(engine: Engine, name: str) -> str | None:
     with engine.connect() as conn:
         if current_revision(conn) == head:
             return None
-    with engine.begin() as conn:
-        take_write_lock(conn)
-        before = current_revision(conn)  # again, under the lock: another process may have migrated
-        if before == head:
-            return None
-        legacy = before is None and sa.inspect(conn).has_table("assets")
-        command.upgrade(_config(conn), "head")
+    with engine.connect() as conn:
+        conn = conn.execution_options(**{WRITE_TRANSACTION: True})
+        with conn.begin():
+            take_write_lock(conn)
+            before = current_revision(conn)  # again, under the lock: another process may have migrated
+            if before == head:
+                return None
+            legacy = before is None and sa.inspect(conn).has_table("assets")
+            command.upgrade(_config(conn), "head")
     if before is None and not legacy:
         return None  # a new catalog: nothing to tell
     what = (f"catalog {name}: migrated a catalog made before schema migrations to revision {head}"

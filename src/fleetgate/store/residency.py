@@ -37,6 +37,11 @@ def acting_region() -> str | None:
 
 @contextmanager
 def acting_for(region: str) -> Iterator[None]:
+    """Act for `region` inside this block. A process pinned to a region (FLEETGATE_ACTING_REGION, as a
+    SuperNode is from start-up) may not switch to another one: the pin wins."""
+    pinned = os.environ.get(ACTING_ENV)
+    if pinned and pinned != region:
+        raise ResidencyError(f"this process is pinned to region {pinned}; it may not act for region {region}")
     token = _acting.set(region)
     try:
         yield

@@ -7,6 +7,9 @@
     log_tiles                            the log's Merkle tree interior (C2SP tlog-tiles)
     principals                           the people who may act, their roles and public keys
     export_approvals, exports            signed approvals and export records of the gate
+    credentials                          API tokens and dashboard passwords (argon2 hashes) of principals
+    plans                                plans made over HTTP: drafts awaiting their author's signature, and
+                                         signed plans (the body and the envelope, as a plan file holds them)
 
 Changes to these tables go through an Alembic migration in `store/migrations/versions/` (one
 place creates and upgrades the schema: `store/migrate.py`); a test fails while the two differ.
@@ -202,6 +205,36 @@ exports = sa.Table(
     sa.Column("publish_index", sa.BigInteger),  # the log entry that records the publication
 )
 
+credentials = sa.Table(
+    "credentials",
+    metadata,
+    # Issued by a signed, logged statement (`credential` entry); the secret itself is never stored.
+    sa.Column("id", sa.String(24), primary_key=True),  # tok-… or pwd-…: the public half of a token
+    sa.Column("kind", sa.String(16), nullable=False),  # token | password
+    sa.Column("keyid", sa.String(64), nullable=False, index=True),  # the principal's key id
+    sa.Column("name", sa.String(128), nullable=False, index=True),
+    sa.Column("hash", sa.Text, nullable=False),  # argon2id
+    sa.Column("issued_by", sa.String(128), nullable=False),
+    sa.Column("issued_index", sa.BigInteger, nullable=False),
+    sa.Column("revoked_index", sa.BigInteger),
+    sa.Column("revoked_by", sa.String(128)),
+)
+
+plans = sa.Table(
+    "plans",
+    metadata,
+    sa.Column("plan_id", sa.String(64), primary_key=True),
+    sa.Column("status", sa.String(16), nullable=False),  # draft | signed
+    sa.Column("author", sa.String(128), nullable=False),
+    sa.Column("destination", sa.String(64), nullable=False),
+    sa.Column("body", sa.Text, nullable=False),  # the Plan (draft) or the SignedPlan (signed), JSON
+    sa.Column("statement", sa.Text, nullable=False),  # the PlanStatement to sign, canonical JSON
+    sa.Column("log_index", sa.BigInteger),  # the signed plan's `decision` entry
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+)
+
 # The tables whose rows are facts in the log; `audit verify` checks each against it.
 FACT_TABLES = ("assets", "quarantine", "classifications", "asset_subjects", "ledger_subjects", "principals",
                "export_approvals", "exports")
+# ... and those only the service writes (credentials for the API, plans made over HTTP); checked the same way.
+SERVICE_FACT_TABLES = ("credentials", "plans")

@@ -1,23 +1,34 @@
-"""`fleetgate.toml`: regions, destinations, rule packs and key locations.
+"""`fleetgate.toml` and every other setting: one typed model, read flag → FLEETGATE_* env → file → default.
 
 Relative paths in the file are relative to the workspace folder, so a workspace can be moved.
+`WorkspaceConfig` is a pydantic-settings model: a command-line flag (passed as an override) wins
+over a `FLEETGATE_*` environment variable (nested with `__`, e.g. `FLEETGATE_WEB__PORT=9000`), which
+wins over `fleetgate.toml`, which wins over the default. Every model forbids unknown keys, so a
+misspelled setting is refused with the file and the key, never ignored. `docs/operations.md` lists
+every setting; a test checks that it does.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import re
 import tomllib
-from dataclasses import asdict, dataclass, field
+from contextvars import ContextVar
+from dataclasses import asdict
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal
 
 import tomli_w
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic.dataclasses import dataclass
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from fleetgate.errors import ConfigError, UsageError
 
 CONFIG_FILE = "fleetgate.toml"
 CONFIG_VERSION = 1
 REGION_NAME = re.compile(r"^[a-z][a-z0-9-]{1,62}\Z")
+ENV_PREFIX = "FLEETGATE_"
 
 # Where each known region name sits; used as the default country on `init`.
 KNOWN_REGION_COUNTRIES = {
@@ -30,10 +41,23 @@ KNOWN_REGION_COUNTRIES = {
 }
 
 DEFAULT_PACKS = ["cn-auto-2021", "cn-xborder-2024", "cn-auto-export-2026", "cn-surveying", "cn-lingang-icv",
-                 "fleetgate-model-updates"]
+                 "fleetgate-model-updates", "cn-xborder-2022", "cn-beijing-ftz"]
 
 
 @dataclass
+class LingangListRenewal:
+    """A renewal of the Lingang general data list on record: its reference and last day in force."""
+
+    ref: str
+    until: dt.date
+
+# A pydantic dataclass: unknown keys are refused, and `dataclasses.asdict` (which the signed settings
+# use) keeps working. Fields stay one per line so that a new one merges cleanly; true/false fields
+# take only TOML booleans (`WorkspaceConfig._booleans`), not "yes" or 1.
+STRICT = ConfigDict(extra="forbid")
+
+
+@dataclass(config=STRICT)
 class RegionConfig:
     """One region: where its blobs and its catalog live, and in which country."""
 
@@ -50,13 +74,25 @@ class RegionConfig:
     sensitive_areas: str | None = None
     # Rule packs for this region; None uses [policy].packs for CN regions, else the jurisdiction's defaults.
     packs: list[str] | None = None
+    # The Lingang list's one-year trial ended on 16 May 2025; a renewal recorded here keeps it usable.
+    lingang_list_renewal: LingangListRenewal | None = None
+    # People whose PI the exporter processes in all; the pre-2024 export rules depend on it.
+    processed_pi_subjects: Annotated[int, Field(ge=0, strict=True)] | None = None
 
     @property
     def exporter_id(self) -> str:
         return self.exporter or self.name
 
+    def __post_init__(self) -> None:
+        renewal = self.lingang_list_renewal
+        if renewal is not None and self.zone != "lingang":
+            raise ValueError(f"regions.{self.name}.lingang_list_renewal: only a region with zone = \"lingang\" can "
+                             "record a Lingang list renewal")
+        if renewal is not None and not renewal.ref.strip():
+            raise ValueError(f"regions.{self.name}.lingang_list_renewal.ref: required text (the renewal's reference)")
 
-@dataclass
+
+@dataclass(config=STRICT)
 class DestinationConfig:
     """A place exports may go: a folder or bucket in another jurisdiction."""
 
@@ -70,43 +106,171 @@ class DestinationConfig:
 # Outcomes that leave only under approvals, and how many distinct compliance officers each needs
 # by default. A workspace may ask for more, never for fewer than one.
 DEFAULT_APPROVERS = {"STANDARD_CONTRACT_OR_CERT": 1, "SECURITY_ASSESSMENT": 2}
+ApprovalBound = Literal["STANDARD_CONTRACT_OR_CERT", "SECURITY_ASSESSMENT"]
 
 
-@dataclass
-class GateConfig:
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class GateConfig(Section):
     """`[gate]`: how many distinct compliance approvers each approval-bound outcome needs."""
 
-    approvers: dict[str, int] = field(default_factory=lambda: dict(DEFAULT_APPROVERS))
+    approvers: dict[ApprovalBound, Annotated[int, Field(ge=1, strict=True)]] = Field(
+        default_factory=lambda: dict(DEFAULT_APPROVERS))
+
+    @field_validator("approvers")
+    @classmethod
+    def _with_defaults(cls, value: dict[str, int]) -> dict[str, int]:
+        return {**DEFAULT_APPROVERS, **value}
 
 
-ENGINE_KINDS = ("local", "ray")
-
-
-@dataclass
-class EngineConfig:
+class EngineConfig(Section):
     """`[engine]`: where the ingest, deid and classify stages run.
 
     kind "local" (default) runs them in this process; "ray" runs them as Ray Data stages on actors,
     on a local Ray started on demand or on the cluster at `address` ("ray://head:10001", "auto").
     `workers` caps the actors per stage (default: the cluster's CPUs)."""
 
-    kind: str = "local"
-    address: str | None = None
-    workers: int | None = None
+    kind: Literal["local", "ray"] = "local"
+    address: Annotated[str, Field(min_length=1)] | None = None
+    workers: Annotated[int, Field(ge=1)] | None = None  # not strict: FLEETGATE_ENGINE__WORKERS=4 is text
+
+    @field_validator("workers", mode="before")
+    @classmethod
+    def _count(cls, value: Any) -> Any:
+        if isinstance(value, bool):  # TOML's true is no number of workers
+            raise ValueError("a whole number of at least 1")
+        return value
 
 
-@dataclass
-class WorkspaceConfig:
-    """The whole parsed `fleetgate.toml`."""
+class PolicyConfig(Section):
+    """`[policy]`: the rule packs of CN regions that name none of their own, and the readings of the law
+    the packs leave open (`switches`, by name; docs/policy.md)."""
+
+    packs: list[str] = Field(default_factory=lambda: list(DEFAULT_PACKS))
+    switches: dict[str, Annotated[bool, Field(strict=True)]] = Field(default_factory=dict)
+
+
+class KeysConfig(Section):
+    """`[keys]`: where the regions' own keys live (never a person's)."""
+
+    dir: str = "keys"
+
+
+class OidcConfig(Section):
+    """`[web.oidc]`: dashboard login through an OpenID Connect identity provider (optional)."""
+
+    issuer: str | None = None
+    client_id: str | None = None
+    client_secret: str | None = None
+    claim: str = "preferred_username"
+    scopes: str = "openid profile"
+
+
+class WebConfig(Section):
+    """`[web]`: `fleetgate serve`, the JSON API and the dashboard."""
+
+    host: str = "127.0.0.1"
+    port: int = Field(default=8787, ge=0, le=65535)
+    session_minutes: int = Field(default=480, ge=1)
+    secure_cookies: bool = True
+    token_cache_seconds: float = Field(default=5.0, ge=0)
+    login_attempts_per_minute: int = Field(default=5, ge=1)
+    signed_statement_minutes: int = Field(default=30, ge=1)
+    max_upload_mb: int = Field(default=2048, ge=1)
+    worker_threads: int = Field(default=4, ge=1, le=64)
+    oidc: OidcConfig = Field(default_factory=OidcConfig)
+
+
+# The parsed file a `build_config` call validates; a context variable so that concurrent loads never mix.
+_file_doc: ContextVar[dict[str, Any] | None] = ContextVar("fleetgate_config_doc", default=None)
+
+
+class _TomlSource(PydanticBaseSettingsSource):
+    """The values of the `fleetgate.toml` being loaded (already parsed, with file-level checks done)."""
+
+    def __init__(self, settings_cls: type[BaseSettings], doc: dict[str, Any]) -> None:
+        super().__init__(settings_cls)
+        self.doc = doc
+
+    def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:
+        return self.doc.get(field_name), field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        return dict(self.doc)
+
+
+class WorkspaceConfig(BaseSettings):
+    """The whole configuration of a workspace: `fleetgate.toml`, overridden by FLEETGATE_* and flags."""
+
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, env_nested_delimiter="__", extra="forbid",
+                                      validate_assignment=True, nested_model_default_partial_update=True)
 
     home: Path
+    version: int = CONFIG_VERSION
     default_region: str
     regions: dict[str, RegionConfig]
-    destinations: dict[str, DestinationConfig] = field(default_factory=dict)
-    packs: list[str] = field(default_factory=lambda: list(DEFAULT_PACKS))
-    keys: dict[str, str] = field(default_factory=dict)
-    gate: GateConfig = field(default_factory=GateConfig)
-    engine: EngineConfig = field(default_factory=EngineConfig)
+    destinations: dict[str, DestinationConfig] = Field(default_factory=dict)
+    policy: PolicyConfig = Field(default_factory=PolicyConfig)
+    keys: KeysConfig = Field(default_factory=KeysConfig)
+    gate: GateConfig = Field(default_factory=GateConfig)
+    web: WebConfig = Field(default_factory=WebConfig)
+    engine: EngineConfig = Field(default_factory=EngineConfig)
+
+    @classmethod
+    def settings_customise_sources(cls, settings_cls: type[BaseSettings], init_settings: PydanticBaseSettingsSource,
+                                   env_settings: PydanticBaseSettingsSource, **_: PydanticBaseSettingsSource,
+                                   ) -> tuple[PydanticBaseSettingsSource, ...]:
+        doc = _file_doc.get()
+        return (init_settings, env_settings, _TomlSource(settings_cls, doc or {}))
+
+    @model_validator(mode="before")
+    @classmethod
+    def _named(cls, data: Any) -> Any:
+        # a region's or destination's name is its table's key, never a value in the file
+        if isinstance(data, dict):
+            for section in ("regions", "destinations"):
+                body = data.get(section)
+                if isinstance(body, dict):
+                    data[section] = {name: ({**value, "name": name} if isinstance(value, dict) else value)
+                                     for name, value in body.items()}
+        return data
+
+    @field_validator("regions", "destinations", mode="before")
+    @classmethod
+    def _booleans(cls, value: Any, info: Any) -> Any:
+        kind = RegionConfig if info.field_name == "regions" else DestinationConfig
+        flags = [f.name for f in kind.__dataclass_fields__.values() if f.type in (bool, "bool")]
+        for name, body in (value or {}).items() if isinstance(value, dict) else []:
+            for flag in flags:
+                if isinstance(body, dict) and flag in body and not isinstance(body[flag], bool):
+                    raise ValueError(f"{info.field_name}.{name}.{flag}: must be true or false")
+        return value
+
+    @model_validator(mode="after")
+    def _consistent(self) -> WorkspaceConfig:
+        if self.version != CONFIG_VERSION:
+            raise ValueError(f"version: expected {CONFIG_VERSION}, found {self.version!r}")
+        if not self.regions:
+            raise ValueError("regions: at least one region is required")
+        if self.default_region not in self.regions:
+            raise ValueError(f"default_region: '{self.default_region}' is not one of the regions")
+        return self
+
+    # `[policy] packs`, as `config.packs` like before
+    @property
+    def packs(self) -> list[str]:
+        return self.policy.packs
+
+    @packs.setter
+    def packs(self, value: list[str]) -> None:
+        self.policy.packs = list(value)
+
+    # `[policy] switches`, as `config.switches`
+    @property
+    def switches(self) -> dict[str, bool]:
+        return self.policy.switches
 
     def region(self, name: str | None) -> RegionConfig:
         """The named region, or the default one; a clear error for an unknown name."""
@@ -126,6 +290,83 @@ class WorkspaceConfig:
             return location
         path = Path(location)
         return str(path if path.is_absolute() else (self.home / path).resolve())
+
+
+# How pydantic's error types read to a person editing fleetgate.toml (the key is named before it).
+_MESSAGES = {
+    "extra_forbidden": "unknown key",
+    "unexpected_keyword_argument": "unknown key",
+    "missing": "required value is missing",
+    "missing_argument": "required value is missing",
+    "bool_type": "must be true or false",
+    "bool_parsing": "must be true or false",
+    "int_type": "a whole number",
+    "int_parsing": "a whole number",
+    "int_from_float": "a whole number",
+    "greater_than_equal": "too small",
+    "less_than_equal": "too large",
+    "list_type": "must be a list",
+    "dict_type": "must be a table",
+    "model_type": "must be a table",
+    "dataclass_type": "must be a table",
+}
+
+
+def _problem(exc: ValidationError, path: Path) -> ConfigError:
+    """The first validation error as one line: file, dotted key, what is wrong."""
+    err = exc.errors(include_url=False)[0]
+    loc = [str(p) for p in err["loc"]]
+    kind = err["type"]
+    if loc[-1:] == ["[key]"]:  # a dict key that is not allowed (gate.approvers.X)
+        loc = loc[:-1]
+    key = ".".join(loc)
+    if loc[:2] == ["gate", "approvers"] and len(loc) == 3:
+        message = ("not an approval-bound outcome (" + ", ".join(DEFAULT_APPROVERS) + ")" if kind == "literal_error"
+                   else "a whole number of at least 1")
+    elif loc and loc[0] in ("regions", "destinations") and len(loc) == 3 and kind in ("missing", "missing_argument",
+                                                                                         "string_type"):
+        message = "required text value is missing"
+    elif kind == "value_error":  # our own validators name the key themselves
+        return ConfigError(f"{path}: {str(err['msg']).removeprefix('Value error, ')}")
+    else:
+        message = _MESSAGES.get(kind, str(err["msg"]).removeprefix("Value error, "))
+    if kind in ("extra_forbidden", "unexpected_keyword_argument") and len(loc) == 1:
+        message += " (settings: " + ", ".join(k for k in WorkspaceConfig.model_fields if k != "home") + ")"
+    return ConfigError(f"{path}: {key}: {message}")
+
+
+def _read_file(path: Path) -> dict[str, Any]:
+    try:
+        return tomllib.loads(path.read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML: {exc}") from exc
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read: {exc.strerror}") from exc
+
+
+def build_config(home: Path, doc: dict[str, Any], overrides: dict[str, Any] | None = None,
+                 where: Path | None = None) -> WorkspaceConfig:
+    """Validate `doc` (the file's content) under the environment and `overrides` (the flags)."""
+    token = _file_doc.set(doc)
+    try:
+        return WorkspaceConfig(home=Path(home), **(overrides or {}))
+    except ValidationError as exc:
+        raise _problem(exc, where or Path(home) / CONFIG_FILE) from None
+    finally:
+        _file_doc.reset(token)
+
+
+def load_config(home: Path, overrides: dict[str, Any] | None = None) -> WorkspaceConfig:
+    """Read and check `fleetgate.toml` (with FLEETGATE_* and `overrides`); every problem names the key at fault."""
+    home = Path(home)
+    path = home / CONFIG_FILE
+    if not path.exists():
+        raise ConfigError(f"no workspace at {home}: {CONFIG_FILE} is missing; "
+                          "run `fleetgate init --region cn-shanghai`")
+    doc = _read_file(path)
+    if doc.get("version") != CONFIG_VERSION:
+        raise ConfigError(f"{path}: version: expected {CONFIG_VERSION}, found {doc.get('version')!r}")
+    return build_config(home, doc, overrides, path)
 
 
 def _region_defaults(name: str, country: str | None) -> RegionConfig:
@@ -148,29 +389,24 @@ def init_workspace(home: Path, region: str, country: str | None = None) -> tuple
         config = load_config(home)
         if region in config.regions:
             return config, False
-        config.regions[region] = _region_defaults(region, country)
+        config.regions = {**config.regions, region: _region_defaults(region, country)}
     else:
-        config = WorkspaceConfig(
-            home=home,
-            default_region=region,
-            regions={region: _region_defaults(region, country)},
-            destinations={
-                "overseas": DestinationConfig(name="overseas", country="US", url="destinations/overseas"),
-            },
-            keys={"dir": "keys"},
-        )
+        overseas = DestinationConfig(name="overseas", country="US", url="destinations/overseas")
+        config = build_config(home, {"version": CONFIG_VERSION, "default_region": region,
+                                     "regions": {region: asdict(_region_defaults(region, country))},
+                                     "destinations": {"overseas": asdict(overseas)}})
     save_config(config)
     return config, True
 
 
-def save_config(config: WorkspaceConfig) -> None:
-    """Write `fleetgate.toml` atomically."""
+def file_document(config: WorkspaceConfig) -> dict[str, Any]:
+    """What `fleetgate.toml` holds for `config`; `[web]` only where it differs from the defaults."""
     doc: dict[str, Any] = {
         "version": CONFIG_VERSION,
         "default_region": config.default_region,
-        "policy": {"packs": config.packs},
-        "keys": config.keys,
-        "gate": {"approvers": config.gate.approvers},
+        "policy": {"packs": list(config.packs), **({"switches": dict(config.switches)} if config.switches else {})},
+        "keys": config.keys.model_dump(),
+        "gate": {"approvers": dict(config.gate.approvers)},
         "regions": {},
         "destinations": {},
     }
@@ -179,91 +415,43 @@ def save_config(config: WorkspaceConfig) -> None:
     for name, dest in config.destinations.items():
         doc["destinations"][name] = {k: v for k, v in asdict(dest).items()
                                      if k != "name" and not (k == "object_lock" and not v)}
-    if config.engine != EngineConfig():
-        doc["engine"] = {k: v for k, v in asdict(config.engine).items() if v is not None}
+    web = config.web.model_dump(exclude_defaults=True, exclude_none=True)
+    if web.get("oidc") == {}:
+        web.pop("oidc")
+    if web:
+        doc["web"] = web
+    engine = config.engine.model_dump(exclude_defaults=True, exclude_none=True)
+    if engine:
+        doc["engine"] = engine
+    return doc
+
+
+def save_config(config: WorkspaceConfig) -> None:
+    """Write `fleetgate.toml` atomically."""
     config.home.mkdir(parents=True, exist_ok=True)
     tmp = config.home / (CONFIG_FILE + ".tmp")
-    tmp.write_text(tomli_w.dumps(doc), encoding="utf-8")
+    tmp.write_text(tomli_w.dumps(file_document(config)), encoding="utf-8")
     tmp.replace(config.home / CONFIG_FILE)
 
 
-def load_config(home: Path) -> WorkspaceConfig:
-    """Read and check `fleetgate.toml`; every problem names the key at fault."""
-    home = Path(home)
-    path = home / CONFIG_FILE
-    if not path.exists():
-        raise ConfigError(f"no workspace at {home}: {CONFIG_FILE} is missing; "
-                          "run `fleetgate init --region cn-shanghai`")
-    try:
-        doc = tomllib.loads(path.read_text(encoding="utf-8"))
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{path}: not valid TOML: {exc}") from exc
-    if doc.get("version") != CONFIG_VERSION:
-        raise ConfigError(f"{path}: version: expected {CONFIG_VERSION}, found {doc.get('version')!r}")
-    regions: dict[str, RegionConfig] = {}
-    for name, body in (doc.get("regions") or {}).items():
-        for key in ("country", "blob_store", "catalog"):
-            if not isinstance(body.get(key), str) or not body[key]:
-                raise ConfigError(f"{path}: regions.{name}.{key}: required text value is missing")
-        for key in ("ciio", "surveying_approval"):
-            if key in body and not isinstance(body[key], bool):
-                raise ConfigError(f"{path}: regions.{name}.{key}: must be true or false")
-        packs_value = body.get("packs")
-        if packs_value is not None and not (isinstance(packs_value, list)
-                                            and all(isinstance(p, str) for p in packs_value)):
-            raise ConfigError(f"{path}: regions.{name}.packs: must be a list of pack ids")
-        regions[name] = RegionConfig(name=name, country=body["country"], blob_store=body["blob_store"],
-                                     catalog=body["catalog"], zone=body.get("zone"), exporter=body.get("exporter"),
-                                     ciio=bool(body.get("ciio", False)),
-                                     surveying_approval=bool(body.get("surveying_approval", False)),
-                                     sensitive_areas=body.get("sensitive_areas"), packs=packs_value)
-    if not regions:
-        raise ConfigError(f"{path}: regions: at least one region is required")
-    default_region = doc.get("default_region")
-    if default_region not in regions:
-        raise ConfigError(f"{path}: default_region: '{default_region}' is not one of the regions")
-    destinations: dict[str, DestinationConfig] = {}
-    for name, body in (doc.get("destinations") or {}).items():
-        for key in ("country", "url"):
-            if not isinstance(body.get(key), str) or not body[key]:
-                raise ConfigError(f"{path}: destinations.{name}.{key}: required text value is missing")
-        if "object_lock" in body and not isinstance(body["object_lock"], bool):
-            raise ConfigError(f"{path}: destinations.{name}.object_lock: must be true or false")
-        destinations[name] = DestinationConfig(name=name, country=body["country"], url=body["url"],
-                                               object_lock=bool(body.get("object_lock", False)))
-    packs = (doc.get("policy") or {}).get("packs", list(DEFAULT_PACKS))
-    return WorkspaceConfig(home=home, default_region=default_region, regions=regions,
-                           destinations=destinations, packs=list(packs), keys=dict(doc.get("keys") or {}),
-                           gate=_gate_config(doc.get("gate") or {}, path),
-                           engine=_engine_config(doc.get("engine") or {}, path))
+def setting_names(model: type[BaseModel] | None = None, prefix: str = "") -> list[str]:
+    """Every dotted setting name (`web.oidc.issuer`, `regions.<name>.country`, ...), for the docs test."""
+    model = model or WorkspaceConfig
+    names = []
+    for name, info in model.model_fields.items() if hasattr(model, "model_fields") else []:
+        if model is WorkspaceConfig and name in ("home", "regions", "destinations"):
+            continue  # the folder comes from --home; regions and destinations are tables of named entries
+        annotation = info.annotation
+        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+            names += setting_names(annotation, f"{prefix}{name}.")
+        else:
+            names.append(f"{prefix}{name}")
+    if model is WorkspaceConfig:
+        names += [f"regions.<name>.{f}" for f in RegionConfig.__dataclass_fields__ if f != "name"]
+        names += [f"destinations.<name>.{f}" for f in DestinationConfig.__dataclass_fields__ if f != "name"]
+    return names
 
 
-def _engine_config(body: dict[str, Any], path: Path) -> EngineConfig:
-    unknown = sorted(set(body) - {"kind", "address", "workers"})
-    if unknown:
-        raise ConfigError(f"{path}: engine.{unknown[0]}: unknown key (allowed: kind, address, workers)")
-    kind = body.get("kind", "local")
-    if kind not in ENGINE_KINDS:
-        raise ConfigError(f"{path}: engine.kind: {kind!r} is not one of {', '.join(ENGINE_KINDS)}")
-    address = body.get("address")
-    if address is not None and (not isinstance(address, str) or not address):
-        raise ConfigError(f"{path}: engine.address: a Ray address like \"ray://head:10001\" or \"auto\"")
-    workers = body.get("workers")
-    if workers is not None and (isinstance(workers, bool) or not isinstance(workers, int) or workers < 1):
-        raise ConfigError(f"{path}: engine.workers: a whole number of at least 1")
-    return EngineConfig(kind=kind, address=address, workers=workers)
-
-
-def _gate_config(body: dict[str, Any], path: Path) -> GateConfig:
-    unknown = sorted(set(body) - {"approvers"})
-    if unknown:
-        raise ConfigError(f"{path}: gate.{unknown[0]}: unknown key (allowed: approvers)")
-    approvers = dict(DEFAULT_APPROVERS)
-    for outcome, count in (body.get("approvers") or {}).items():
-        if outcome not in DEFAULT_APPROVERS:
-            raise ConfigError(f"{path}: gate.approvers.{outcome}: not an approval-bound outcome "
-                              f"({', '.join(DEFAULT_APPROVERS)})")
-        if isinstance(count, bool) or not isinstance(count, int) or count < 1:
-            raise ConfigError(f"{path}: gate.approvers.{outcome}: a whole number of at least 1")
-        approvers[outcome] = count
-    return GateConfig(approvers=approvers)
+__all__ = ["CONFIG_FILE", "DEFAULT_APPROVERS", "DEFAULT_PACKS", "DestinationConfig", "GateConfig", "KeysConfig",
+           "OidcConfig", "PolicyConfig", "RegionConfig", "WebConfig", "WorkspaceConfig", "build_config",
+           "init_workspace", "load_config", "save_config", "setting_names"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from fleetgate.keys import KeyStore
 from fleetgate.store import Catalog, Region, open_blob_store
@@ -13,14 +14,15 @@ from fleetgate.workspace.config import WorkspaceConfig, load_config
 class Workspace:
     """A workspace folder with its configuration and open regions."""
 
-    def __init__(self, config: WorkspaceConfig) -> None:
+    def __init__(self, config: WorkspaceConfig, regions: dict[str, Region] | None = None) -> None:
         self.config = config
-        self._regions: dict[str, Region] = {}
+        # regions opened by the caller (a test's fake blob store or catalog) are used as they are
+        self._regions: dict[str, Region] = dict(regions or {})
 
     @classmethod
-    def open(cls, home: Path) -> Workspace:
-        """Open the workspace at `home`."""
-        return cls(load_config(home))
+    def open(cls, home: Path, overrides: dict[str, Any] | None = None) -> Workspace:
+        """Open the workspace at `home`; `overrides` are settings given as flags."""
+        return cls(load_config(home, overrides))
 
     @property
     def home(self) -> Path:
@@ -52,7 +54,7 @@ class Workspace:
     @property
     def keys_root(self) -> Path:
         """The folder of every region's secrets; never inside a destination."""
-        return Path(self.config.resolve(self.config.keys.get("dir", "keys")))
+        return Path(self.config.resolve(self.config.keys.dir))
 
     def keys(self, region: str | None = None) -> KeyStore:
         """The key store of a region (created on first use)."""

@@ -1,0 +1,299 @@
+"""The JSON API under /api/v1: each route is a role, one service call and a typed response."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import os
+import threading
+from collections import OrderedDict
+from collections.abc import Callable
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query, Request, Response
+from pydantic import BaseModel, ConfigDict, Field
+from starlette.concurrency import run_in_threadpool
+
+from fleetgate.errors import InvalidInputError
+from fleetgate.services.audit import checkpoint_view
+from fleetgate.services.models import (
+    ApprovalResult,
+    AssetDetail,
+    AssetSummary,
+    CheckpointView,
+    IngestResult,
+    LogEntryView,
+    Page,
+    PlanView,
+    ProofView,
+    QuarantineItem,
+    RegionOverview,
+    RunResult,
+    SigningRequest,
+)
+from fleetgate.web.auth import AUDITORS, READERS, GuardedRoute, principal_of, services_of, writing
+
+router = APIRouter(route_class=GuardedRoute)
+# Routes that touch the catalog are plain `def` (worker threads): SQLite releases the GIL while a query
+# runs, so reads proceed in parallel and a writer holding the lock never stalls the event loop. Routes
+# that only look at the token (`/health`, `/me`) run on the event loop.
+
+
+def fast(model: BaseModel, status_code: int = 200) -> Response:
+    """The model as JSON, serialized once by pydantic's core (FastAPI would validate it again against
+    `response_model`, which still documents the shape in OpenAPI)."""
+    return Response(model.model_dump_json(), status_code=status_code, media_type="application/json")
+
+
+class ViewCache:
+    """Rendered JSON of catalog views, valid while the region's log has not grown.
+
+    Every fact row (assets, classifications, quarantine, ledger, exports) is written in the same
+    transaction as its log entry, so a page computed at log version v is the page as long as the
+    version is v: one primary-key lookup per request instead of the page's queries and serialization.
+    The version is read before the page, so a cached page is never older than the version it is kept
+    under. Authentication and roles are checked before the cache is consulted."""
+
+    def __init__(self, size: int = 2048) -> None:
+        self.size = size
+        self.entries: OrderedDict[tuple[str, str, str], tuple[int, bytes]] = OrderedDict()
+        self.lock = threading.Lock()
+
+    def respond(self, request: Request, compute: Callable[[], BaseModel]) -> Response:
+        region = principal_of(request).region
+        version = services_of(request).inventory.version(region)
+        key = (request.url.path, request.url.query, region)
+        with self.lock:
+            hit = self.entries.get(key)
+            if hit is not None and hit[0] == version:
+                self.entries.move_to_end(key)
+                return Response(hit[1], media_type="application/json")
+        body = compute().model_dump_json().encode()
+        with self.lock:
+            self.entries[key] = (version, body)
+            if len(self.entries) > self.size:
+                self.entries.popitem(last=False)
+        return Response(body, media_type="application/json")
+
+
+views = ViewCache()
+_ingests: dict[int, asyncio.Semaphore] = {}
+
+
+def _ingest_slot() -> asyncio.Semaphore:
+    """The upload route's semaphore of the running event loop (one per loop: tests start several)."""
+    loop = id(asyncio.get_running_loop())
+    return _ingests.setdefault(loop, asyncio.Semaphore(1))
+
+
+def roles(*names: str) -> dict[str, Any]:
+    """The roles a route needs, as OpenAPI documents them and `GuardedRoute` enforces them."""
+    return {"x-roles": list(names)}
+
+
+Limit = Annotated[int, Query(ge=1, le=500)]
+Offset = Annotated[int, Query(ge=0)]
+
+
+class Body(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class PlanRequest(Body):
+    destination: str = Field(description="a destination of fleetgate.toml")
+    purpose: str = ""
+    select: str | None = Field(default=None, description="CEL over `asset`, as `export plan --select`")
+    as_of: dt.date | None = None
+
+
+class Signed(Body):
+    envelope: dict[str, Any] = Field(description="the DSSE envelope `fleetgate sign` printed")
+
+
+class Health(Body):
+    status: str
+    regions: list[str]
+
+
+class Me(Body):
+    name: str
+    role: str
+    region: str
+    credential: str
+
+
+class LogPage(Body):
+    size: int
+    entries: list[LogEntryView]
+
+
+@router.get("/health", response_model=Health)
+async def health(request: Request) -> Health:
+    return Health(status="ok", regions=sorted(services_of(request).ws.config.regions))
+
+
+@router.get("/me", response_model=Me, openapi_extra=roles(*READERS, "ingest"))
+async def me(request: Request) -> Me:
+    who = principal_of(request)
+    return Me(name=who.name, role=who.role.value, region=who.region, credential=who.credential_id)
+
+
+# -- the catalog -----------------------------------------------------------------------------------
+@router.get("/overview", response_model=RegionOverview, openapi_extra=roles(*READERS))
+def overview(request: Request) -> Response:
+    return views.respond(request, lambda: services_of(request).inventory.overview(principal_of(request).region))
+
+
+@router.get("/assets", response_model=Page[AssetSummary], openapi_extra=roles(*READERS))
+def assets(request: Request, kind: str | None = None, outcome: str | None = None, vehicle: str | None = None,
+           drop: str | None = None, region: str | None = None, limit: Limit = 50,
+           offset: Offset = 0) -> Response:
+    return views.respond(request, lambda: services_of(request).inventory.assets(
+        region=principal_of(request).region, kind=kind, outcome=outcome, vehicle=vehicle, drop=drop, limit=limit,
+        offset=offset))
+
+
+@router.get("/assets/{asset_id}", response_model=AssetDetail, openapi_extra=roles(*READERS))
+def asset(request: Request, asset_id: str) -> Response:
+    return views.respond(request, lambda: services_of(request).inventory.asset(asset_id, principal_of(request).region))
+
+
+@router.get("/quarantine", response_model=Page[QuarantineItem], openapi_extra=roles(*READERS))
+def quarantine(request: Request, limit: Limit = 50, offset: Offset = 0) -> Response:
+    return views.respond(request, lambda: services_of(request).inventory.quarantine(
+        region=principal_of(request).region, limit=limit, offset=offset))
+
+
+# -- ingest ----------------------------------------------------------------------------------------
+@router.post("/drops", response_model=IngestResult, status_code=201,
+             openapi_extra={**roles("ingest"), "x-streamed-body": True,
+                            "requestBody": {"required": True, "content": {"application/x-tar": {
+                                "schema": {"type": "string", "format": "binary"}}}}})
+async def upload_drop(request: Request, name: Annotated[str, Query(description="the drop's file name, *.tar")]
+                      ) -> IngestResult:
+    """A drop as a tar stream: validated, quarantined and catalogued as `fleetgate ingest drop.tar` does."""
+    services = services_of(request)
+    limit = services.ws.config.web.max_upload_mb << 20
+    target = await run_in_threadpool(services.ingest.spool, name)
+    written = 0
+    try:
+        with open(target, "wb") as out:
+            async for chunk in request.stream():
+                written += len(chunk)
+                if written > limit:
+                    raise InvalidInputError(f"{name}: larger than the upload limit (web.max_upload_mb)")
+                out.write(chunk)
+            out.flush()
+            os.fsync(out.fileno())
+    except BaseException:
+        await run_in_threadpool(services.ingest.discard, target)
+        raise
+    # one ingest at a time: they queue on the catalog's write lock anyway, and waiting here (on the event
+    # loop, not in a worker thread) leaves the workers and the GIL to the readers meanwhile
+    async with _ingest_slot():
+        report = await writing(services.ingest.ingest_spooled, target, principal_of(request).region)
+    return IngestResult(**{k: getattr(report, k) for k in ("run_id", "drop_id", "region", "files_seen", "landed",
+                                                          "already_present", "quarantined", "bytes_landed",
+                                                          "problems")},
+                        request_log_index=getattr(request.state, "request_log_index", None))
+
+
+# -- the export gate -------------------------------------------------------------------------------
+@router.get("/plans", openapi_extra=roles(*READERS))
+def plans(request: Request, limit: Limit = 50, offset: Offset = 0) -> list[dict[str, Any]]:
+    return services_of(request).gate.plans(principal_of(request).region, limit, offset)
+
+
+@router.post("/plans", response_model=PlanView, status_code=201, openapi_extra=roles("engineer"))
+def new_plan(request: Request, body: PlanRequest) -> PlanView:
+    """Decide a plan; it is a draft until its author signs the statement in `sign` (`POST …/signature`)."""
+    who = principal_of(request)
+    return services_of(request).gate.draft(body.destination, who.name, body.select, body.purpose, who.region,
+                                           body.as_of)
+
+
+@router.get("/plans/{plan_id}", response_model=PlanView, openapi_extra=roles(*READERS))
+def get_plan(request: Request, plan_id: str) -> PlanView:
+    return services_of(request).gate.view(plan_id, principal_of(request).region)
+
+
+@router.post("/plans/{plan_id}/signature", response_model=PlanView, openapi_extra=roles("engineer"))
+def sign_plan(request: Request, plan_id: str, body: Signed) -> PlanView:
+    """The author's envelope over the draft's statement; the plan is decided again and logged if it is the same."""
+    who = principal_of(request)
+    return services_of(request).gate.sign_plan(plan_id, body.envelope, who.name, who.region)
+
+
+@router.get("/plans/{plan_id}/approvals/statement", response_model=SigningRequest,
+            openapi_extra=roles("compliance"))
+def approval_statement(request: Request, plan_id: str, ref: str, valid_until: dt.date,
+                       kind: Annotated[list[str] | None, Query()] = None,
+                       max_subjects: Annotated[int | None, Query(ge=0)] = None) -> SigningRequest:
+    """The approval statement the caller may sign for this plan now."""
+    who = principal_of(request)
+    return services_of(request).gate.approval_request(plan_id, who.name, ref, valid_until, kind, max_subjects,
+                                                      who.region)
+
+
+@router.post("/plans/{plan_id}/approvals", response_model=ApprovalResult, status_code=201,
+             openapi_extra=roles("compliance"))
+def approve(request: Request, plan_id: str, body: Signed) -> ApprovalResult:
+    """An approval signed by the approver's own key (the server never holds it)."""
+    who = principal_of(request)
+    return services_of(request).gate.submit_approval(plan_id, body.envelope, who.name, who.region)
+
+
+@router.get("/plans/{plan_id}/basis/statement", response_model=SigningRequest, openapi_extra=roles("compliance"))
+def basis_statement(request: Request, plan_id: str,
+                    legal_basis: Annotated[str, Query(pattern=r"^[a-z_]{1,32}:.{1,128}$")],
+                    pipia: Annotated[str, Query(min_length=1, max_length=128)]) -> SigningRequest:
+    """The statement recording the legal basis (TYPE:REF) and PIPIA of the plan's personal information."""
+    who = principal_of(request)
+    basis_type, _, basis_ref = legal_basis.partition(":")
+    return services_of(request).gate.basis_request(plan_id, who.name, basis_type, basis_ref, pipia, who.region)
+
+
+@router.post("/plans/{plan_id}/basis", status_code=201, openapi_extra=roles("compliance"))
+def record_basis(request: Request, plan_id: str, body: Signed) -> dict[str, Any]:
+    """The legal basis and PIPIA, signed by a compliance officer's own key; `run` decides with them."""
+    who = principal_of(request)
+    return services_of(request).gate.submit_basis(plan_id, body.envelope, who.name, who.region)
+
+
+@router.get("/plans/{plan_id}/run/statement", response_model=SigningRequest, openapi_extra=roles("engineer"))
+def run_statement(request: Request, plan_id: str) -> SigningRequest:
+    who = principal_of(request)
+    return services_of(request).gate.run_request(plan_id, who.name, who.region)
+
+
+@router.post("/plans/{plan_id}/run", response_model=RunResult, openapi_extra=roles("engineer"))
+def run(request: Request, plan_id: str, body: Signed) -> RunResult:
+    """Run a signed plan: the package id, what left and what was held."""
+    who = principal_of(request)
+    return services_of(request).gate.submit_run(plan_id, body.envelope, who.name, who.region)
+
+
+@router.get("/exports", openapi_extra=roles(*READERS))
+def exports(request: Request) -> list[dict[str, Any]]:
+    return [{k: v for k, v in r.items() if k != "entry"}
+            for r in services_of(request).gate.exports(principal_of(request).region)]
+
+
+# -- the transparency log --------------------------------------------------------------------------
+@router.get("/log/checkpoint", response_model=CheckpointView, openapi_extra=roles(*AUDITORS))
+def checkpoint(request: Request) -> Response:
+    return fast(checkpoint_view(services_of(request).audit.latest_checkpoint(principal_of(request).region)))
+
+
+@router.get("/log/entries", response_model=LogPage, openapi_extra=roles(*AUDITORS))
+def entries(request: Request, start: Annotated[int | None, Query(ge=0)] = None,
+            limit: Annotated[int, Query(ge=1, le=200)] = 50,
+            type: Annotated[str | None, Query(pattern=r"^[a-z_]{1,32}$")] = None) -> Response:
+    size, page = services_of(request).audit.entries(principal_of(request).region, start=start, limit=limit,
+                                                    kind=type)
+    return fast(LogPage(size=size, entries=page))
+
+
+@router.get("/log/proof/{index}", response_model=ProofView, openapi_extra=roles(*AUDITORS))
+def proof(request: Request, index: int) -> ProofView:
+    return services_of(request).audit.prove(index, principal_of(request).region)

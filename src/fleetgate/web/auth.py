@@ -1,0 +1,185 @@
+"""Who is calling: bearer tokens for the API, sessions for the dashboard, roles checked before the body.
+
+- API: `Authorization: Bearer fgt_…` (`fleetgate principals token NAME`). Missing or bad → 401,
+  wrong role → 403, both before the request body is read or validated (`GuardedRoute`).
+- Dashboard: a session after login by token, by password (argon2) or through an OIDC identity
+  provider. The session lives in the server's memory; its cookie is HttpOnly, SameSite=Strict and
+  Secure (`web.secure_cookies`); every form carries the session's CSRF token; failed logins are rate
+  limited per client address and per name (`web.login_attempts_per_minute`).
+- Every state-changing API request is logged (`web_request`) with the principal before it runs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import secrets
+import threading
+import time
+from collections.abc import Callable, Coroutine
+from dataclasses import dataclass, field
+from typing import Any
+
+import anyio
+from fastapi.routing import APIRoute
+from limits import RateLimitItemPerMinute
+from limits.storage import MemoryStorage
+from limits.strategies import MovingWindowRateLimiter
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import Response
+
+from fleetgate.domain import Role
+from fleetgate.services import Authenticated, Services
+from fleetgate.web.errors import ApiError, error_json
+
+READERS = ["engineer", "compliance", "auditor", "admin"]  # everyone but upload agents reads the catalog
+AUDITORS = ["auditor", "compliance", "admin"]
+RAW_VIEWERS = {Role.engineer, Role.compliance, Role.admin}  # raw stills show faces and plates
+SESSION_COOKIE = "fleetgate_session"
+STATE_CHANGING = {"POST", "PUT", "PATCH", "DELETE"}
+MAX_JSON_BODY = 1 << 20  # plans, approvals and runs are a few KiB; drops are streamed, not read whole
+
+
+def services_of(request: Request) -> Services:
+    return request.app.state.services
+
+
+def bearer(request: Request) -> str | None:
+    header = request.headers.get("authorization", "")
+    scheme, _, token = header.partition(" ")
+    return token.strip() if scheme.lower() == "bearer" and token.strip() else None
+
+
+async def authenticate(request: Request) -> Authenticated:
+    token = bearer(request)
+    if token is None:
+        raise ApiError(401, "unauthenticated", "missing bearer token")
+    principals = services_of(request).principals
+    # a recently verified token is a dictionary lookup; only a new one pays for argon2, off the event loop
+    who = principals.cached_token(token) or await run_in_threadpool(principals.authenticate_token, token)
+    if who is None:
+        raise ApiError(401, "unauthenticated", "invalid, revoked or expired token")
+    return who
+
+
+class GuardedRoute(APIRoute):
+    """An API route that authenticates and authorizes before FastAPI reads the body, and logs state changes.
+
+    The roles come from the route's `openapi_extra["x-roles"]` (so OpenAPI documents them too); a route
+    without it is public (health, OpenAPI)."""
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        original = super().get_route_handler()
+        roles = (self.openapi_extra or {}).get("x-roles")
+        streamed = (self.openapi_extra or {}).get("x-streamed-body", False)
+        changes = bool(self.methods & STATE_CHANGING)
+
+        async def guarded(request: Request) -> Response:
+            if roles is None:
+                return await original(request)
+            try:
+                who = await authenticate(request)
+                if who.role.value not in roles:
+                    raise ApiError(403, "forbidden", f"this needs role {' or '.join(roles)}")
+                region = request.query_params.get("region")
+                if region and region != who.region:
+                    raise ApiError(403, "forbidden", "the token is for another region")
+            except ApiError as exc:
+                headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
+                return error_json(exc.status, exc.code, exc.message, headers)
+            request.state.principal = who
+            if changes and not streamed and int(request.headers.get("content-length") or 0) > MAX_JSON_BODY:
+                return error_json(413, "too_large", f"a JSON body of at most {MAX_JSON_BODY >> 10} KiB")
+            if changes:
+                body = b"" if streamed else await request.body()
+                request.state.request_log_index = await writing(_record, request, who, body, streamed)
+            return await original(request)
+
+        return guarded
+
+
+_writers: dict[int, anyio.CapacityLimiter] = {}
+
+
+async def writing(fn: Callable[..., Any], *args: Any) -> Any:
+    """Run a catalog write on its own two threads: a write waits for SQLite's write lock (another ingest may
+    hold it for a while), and waiting on the readers' threads would stall every reader behind it."""
+    loop = id(asyncio.get_running_loop())
+    limiter = _writers.setdefault(loop, anyio.CapacityLimiter(2))
+    return await anyio.to_thread.run_sync(lambda: fn(*args), limiter=limiter)
+
+
+def _record(request: Request, who: Authenticated, body: bytes, streamed: bool) -> int:
+    route = request.scope.get("route")
+    entry = {"principal": who.name, "role": who.role.value, "keyid": who.keyid, "credential": who.credential_id,
+             "method": request.method, "route": getattr(route, "path", request.url.path),
+             "path_params": {k: str(v) for k, v in request.path_params.items()},
+             "query": dict(request.query_params),
+             "request_id": request.headers.get("x-request-id") or secrets.token_hex(8),
+             "body": ({"streamed": True, "content_length": request.headers.get("content-length")} if streamed
+                      else {"sha256": hashlib.sha256(body).hexdigest(), "bytes": len(body)})}
+    return services_of(request).audit.record_request(who.region, entry)
+
+
+def principal_of(request: Request) -> Authenticated:
+    return request.state.principal
+
+
+# -- dashboard sessions ----------------------------------------------------------------------------
+@dataclass
+class Session:
+    who: Authenticated | None
+    csrf: str
+    expires: float
+    data: dict[str, Any] = field(default_factory=dict)
+
+
+class SessionStore:
+    """Sessions in the server's memory: a restart logs everyone out, and nothing about them is on disk."""
+
+    def __init__(self, minutes: int) -> None:
+        self.ttl = minutes * 60
+        self._sessions: dict[str, Session] = {}
+        self._lock = threading.Lock()
+
+    def new(self, who: Authenticated | None, data: dict[str, Any] | None = None) -> tuple[str, Session]:
+        sid = secrets.token_urlsafe(32)
+        session = Session(who, secrets.token_urlsafe(32), time.monotonic() + self.ttl, data or {})
+        with self._lock:
+            now = time.monotonic()
+            self._sessions = {k: v for k, v in self._sessions.items() if v.expires > now}
+            self._sessions[sid] = session
+        return sid, session
+
+    def get(self, sid: str | None) -> Session | None:
+        if not sid:
+            return None
+        with self._lock:
+            session = self._sessions.get(sid)
+        if session is None or session.expires <= time.monotonic():
+            return None
+        return session
+
+    def drop(self, sid: str | None) -> None:
+        with self._lock:
+            self._sessions.pop(sid or "", None)
+
+
+class LoginLimiter:
+    """At most `per_minute` failed logins per client address and per name, in a moving window."""
+
+    def __init__(self, per_minute: int) -> None:
+        self.item = RateLimitItemPerMinute(per_minute)
+        self.limiter = MovingWindowRateLimiter(MemoryStorage())
+
+    def allowed(self, *keys: str) -> bool:
+        return all(self.limiter.test(self.item, "login", key) for key in keys)
+
+    def failed(self, *keys: str) -> None:
+        for key in keys:
+            self.limiter.hit(self.item, "login", key)
+
+
+def check_csrf(session: Session, supplied: str | None) -> bool:
+    return bool(supplied) and secrets.compare_digest(session.csrf, supplied or "")
