@@ -12,6 +12,7 @@ from fastapi.testclient import TestClient
 
 from fleetgate.audit.log import region_log
 from fleetgate.domain.clock import FixedClock
+from fleetgate.gate import record_basis
 from fleetgate.services import Services
 from fleetgate.web import create_app
 from fleetgate.workspace import Workspace
@@ -122,13 +123,21 @@ def test_plan_approve_run_over_http_with_signatures_made_elsewhere(client: TestC
         r = client.post(f"/api/v1/plans/{plan_id}/approvals", headers=served.headers(officer),
                         json={"envelope": sign(request, officer)})
         assert r.status_code == 201, r.text
+    # the SPI owner records are held until their legal basis and PIPIA are recorded (XB-10.LEGAL-BASIS)
+    officer = team.compliance[0]
+    basis = client.get(f"/api/v1/plans/{plan_id}/basis/statement", headers=served.headers(officer),
+                       params={"legal_basis": "separate_consent:CONSENT-1", "pipia": "PIPIA-1"})
+    assert basis.status_code == 200, basis.text
+    r = client.post(f"/api/v1/plans/{plan_id}/basis", headers=served.headers(officer),
+                    json={"envelope": sign(basis.json(), officer)})
+    assert r.status_code == 201, r.text
     run = client.get(f"/api/v1/plans/{plan_id}/run/statement", headers=served.headers(team.engineer)).json()
     r = client.post(f"/api/v1/plans/{plan_id}/run", headers=served.headers(team.engineer),
                     json={"envelope": sign(run, team.engineer)})
     assert r.status_code == 200, r.text
     result = r.json()
     assert result["status"] == "published" and result["package_id"] == "pkg-" + plan_id.removeprefix("plan-")
-    assert result["approvals"] and result["ledger_delta"]["spi"] > 0
+    assert result["approvals"] and result["ledger_delta"]["spi"] > 0, result
     # the same log the CLI writes, and audit verify is clean (plans and credentials rows included)
     verified = client.services.audit.verify()
     assert verified.findings == []
@@ -198,7 +207,10 @@ def test_a_plan_decided_differently_since_the_draft_is_refused(client: TestClien
     view = client.post("/api/v1/plans", headers=served.headers(team.engineer), json=PLAN).json()
     # an export in between: this year's ledger grew, so the same selection now decides another plan
     gate = client.services.gate
-    assert gate.run(gate.plan("overseas", team.engineer, purpose="other"), team.engineer).status == "published"
+    other = gate.plan("overseas", team.engineer, purpose="other")
+    with Workspace.open(served.home) as ws:  # its PI may leave once its legal basis is on record
+        record_basis(ws, other, "separate_consent", "CONSENT-1", "PIPIA-1", team.compliance[0])
+    assert gate.run(other, team.engineer).ledger_delta, "the ledger grew"
     r = client.post(f"/api/v1/plans/{view['plan_id']}/signature", headers=served.headers(team.engineer),
                     json={"envelope": sign(view["sign"], team.engineer)})
     assert r.status_code == 422 and "not the one the gate makes now" in r.json()["error"]["message"], r.text[:300]

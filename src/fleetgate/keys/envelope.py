@@ -87,6 +87,7 @@ PAYLOAD_TYPES = {
     "fleetgate/config/v1": CONFIG,
     "fleetgate/export-run/v1": RUN,
     "fleetgate/credential/v1": CREDENTIAL,
+    "fleetgate/basis/v1": BASIS,
 }
 
 
