@@ -94,3 +94,33 @@ def test_a_published_marker_is_never_overwritten(s3_env, classified: Path, tmp_p
         dest.publish(package, {"PUBLISHED": b"second\n"})  # a concurrent run losing the race: no overwrite
     body = s3_env.client().get_object(Bucket=bucket, Key=f"p/{package}/PUBLISHED")["Body"].read()
     assert body == b"first\n"
+
+
+def test_region_store_and_destination_endpoints_come_from_the_settings(s3_env, sample_drop_master: Path,
+                                                                       tmp_path: Path,
+                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """The S3 endpoints in fleetgate.toml, not the environment: blobs land in the region's bucket and the
+    package in the destination's; only the credentials come from the AWS variables."""
+    monkeypatch.delenv("AWS_ENDPOINT_URL_S3")
+    store, target = s3_env.bucket(), s3_env.bucket()
+    home = tmp_path / "ws"
+    init_workspace(home, "cn-shanghai")
+    config = load_config(home)
+    region = config.regions["cn-shanghai"]
+    region.blob_store, region.s3_endpoint_url = f"s3://{store}/blobs", s3_env.endpoint
+    config.destinations["abroad"] = DestinationConfig("abroad", "US", f"s3://{target}/packages",
+                                                      s3_endpoint_url=s3_env.endpoint)
+    save_config(config)
+    assert f's3_endpoint_url = "{s3_env.endpoint}"' in (home / "fleetgate.toml").read_text()
+    with Workspace.open(home) as ws:
+        team = make_team(ws, tmp_path / "people")
+        report = ingest_drop(ws.region(), sample_drop_master)
+        classify_region(ws)
+        signed = make_plan(ws, "abroad", team.engineer, None, "train models", as_of=AS_OF, clock=CLOCK)
+        result = run_export(ws, signed, team.engineer, clock=CLOCK)
+        assert result.status == "published" and result.exported
+        assert not verify_region(ws).findings
+    client = s3_env.client()
+    assert report.landed > 0 and client.list_objects_v2(Bucket=store, Prefix="blobs/")["KeyCount"] > 0
+    marker = client.get_object(Bucket=target, Key=f"packages/{result.package_id}/PUBLISHED")["Body"].read()
+    assert marker

@@ -28,7 +28,7 @@ from queue import Queue
 from typing import BinaryIO
 
 from fleetgate.errors import FleetgateError, StoreError, UsageError
-from fleetgate.store.blobs import error_code, fsync_dir, precondition_failed
+from fleetgate.store.blobs import error_code, fsync_dir, precondition_failed, s3_options
 
 PUBLISHED = "PUBLISHED"
 CHUNK = 32 << 20
@@ -190,11 +190,12 @@ class FolderDestination(Destination):
 class BucketDestination(Destination):
     """s3://bucket/prefix/<package>/…: data and metadata objects, then PUBLISHED with If-None-Match: *."""
 
-    def __init__(self, name: str, url: str, lock_folder: Path, require_object_lock: bool) -> None:
+    def __init__(self, name: str, url: str, lock_folder: Path, require_object_lock: bool,
+                 s3_endpoint_url: str | None = None) -> None:
         try:
             import fsspec
 
-            self.fs, self.base = fsspec.core.url_to_fs(url.rstrip("/"))
+            self.fs, self.base = fsspec.core.url_to_fs(url.rstrip("/"), **s3_options(url, s3_endpoint_url))
         except ImportError as exc:
             raise UsageError(f"destination '{name}': {url} needs s3fs: pip install 'fleetgate[s3]'") from exc
         self.name, self.url, self.lock_folder = name, url.rstrip("/"), Path(lock_folder)

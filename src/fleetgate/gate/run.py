@@ -77,7 +77,8 @@ def open_destination(ws: Workspace, name: str) -> Destination:
     """A configured destination: a folder (never overlapping the keys) or an S3-compatible bucket."""
     dest = ws.config.destinations[name]
     if dest.url.startswith("s3://"):
-        return BucketDestination(name, dest.url, ws.home / ".locks" / "destinations" / name, dest.object_lock)
+        return BucketDestination(name, dest.url, ws.home / ".locks" / "destinations" / name, dest.object_lock,
+                                 dest.s3_endpoint_url)
     if "://" in dest.url:
         raise UsageError(f"destination '{name}': {dest.url}: a folder or an s3:// bucket")
     if dest.object_lock:

@@ -273,13 +273,19 @@ def _one_line(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text.splitlines()[0] if text else ''}"
 
 
-def open_blob_store(url: str, base_dir: Path | None = None) -> BlobStore:
-    """Open a blob store from a URL: a path or file:// URL is local, anything else goes to fsspec."""
+def open_blob_store(url: str, base_dir: Path | None = None, s3_endpoint_url: str | None = None) -> BlobStore:
+    """Open a blob store from a URL: a path or file:// URL is local, anything else goes to fsspec
+    (an s3:// URL at `s3_endpoint_url` when given, else where the AWS variables say)."""
     parsed = urlparse(url)
     if parsed.scheme in ("", "file"):
         path = Path(parsed.path if parsed.scheme == "file" else url)
         if not path.is_absolute() and base_dir is not None:
             path = base_dir / path
         return LocalBlobStore(path)
-    return FsspecBlobStore(url)
+    return FsspecBlobStore(url, **s3_options(url, s3_endpoint_url))
+
+
+def s3_options(url: str, endpoint_url: str | None) -> dict[str, object]:
+    """fsspec options for `url`: the S3 endpoint, for s3:// URLs only."""
+    return {"endpoint_url": endpoint_url} if endpoint_url and urlparse(url).scheme in ("s3", "s3a") else {}
 

@@ -78,6 +78,9 @@ class RegionConfig:
     lingang_list_renewal: LingangListRenewal | None = None
     # People whose PI the exporter processes in all; the pre-2024 export rules depend on it.
     processed_pi_subjects: Annotated[int, Field(ge=0, strict=True)] | None = None
+    # The S3-compatible endpoint of an s3:// blob_store (default: AWS_ENDPOINT_URL_S3, else AWS);
+    # the credentials stay in the standard AWS variables, never in this file.
+    s3_endpoint_url: str | None = None
 
     @property
     def exporter_id(self) -> str:
@@ -101,6 +104,8 @@ class DestinationConfig:
     url: str
     # Refuse to export unless the destination bucket has S3 object lock enabled (write-once packages).
     object_lock: bool = False
+    # The S3-compatible endpoint of an s3:// url (default: AWS_ENDPOINT_URL_S3, else AWS).
+    s3_endpoint_url: str | None = None
 
 
 # Outcomes that leave only under approvals, and how many distinct compliance officers each needs
@@ -414,7 +419,7 @@ def file_document(config: WorkspaceConfig) -> dict[str, Any]:
         doc["regions"][name] = {k: v for k, v in asdict(region).items() if k != "name" and v is not None}
     for name, dest in config.destinations.items():
         doc["destinations"][name] = {k: v for k, v in asdict(dest).items()
-                                     if k != "name" and not (k == "object_lock" and not v)}
+                                     if k != "name" and v is not None and not (k == "object_lock" and not v)}
     web = config.web.model_dump(exclude_defaults=True, exclude_none=True)
     if web.get("oidc") == {}:
         web.pop("oidc")

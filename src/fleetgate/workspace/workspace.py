@@ -41,7 +41,8 @@ class Workspace:
                 name=cfg.name,
                 country=cfg.country,
                 # every read is checked against the region the code acts for, and recorded
-                blobs=ResidentBlobStore(open_blob_store(blob_url), cfg.name, self.access_log(cfg.name)),
+                blobs=ResidentBlobStore(open_blob_store(blob_url, s3_endpoint_url=cfg.s3_endpoint_url), cfg.name,
+                                        self.access_log(cfg.name)),
                 catalog=Catalog(catalog_url),
                 keys=KeyStore(self.keys_root, cfg.name),
             )
