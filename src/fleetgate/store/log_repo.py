@@ -94,6 +94,17 @@ class LogRepository:
                 out.update({int(i): t for i, t in conn.execute(query)})
         return out
 
+    def leaf_hashes(self, indexes: Sequence[int]) -> dict[int, bytes]:
+        """The leaf hashes of the entries at these indexes (never the whole log)."""
+        out: dict[int, bytes] = {}
+        wanted = sorted(set(indexes))
+        with self.catalog.connect() as conn:
+            for start in range(0, len(wanted), 500):
+                query = sa.select(log_entries.c.idx, log_entries.c.leaf_hash).where(
+                    log_entries.c.idx.in_(wanted[start:start + 500]))
+                out.update({int(i): bytes.fromhex(h) for i, h in conn.execute(query)})
+        return out
+
     def iter_raw_rows(self, conn: Connection | None = None, batch: int = 20000) -> Iterator[tuple[int, str, str, str]]:
         """(index, entry text, leaf hash, kind) in index order, through the driver's own cursor:
         verify reads every entry, and a million SQLAlchemy rows cost more than the hashing they feed."""
