@@ -166,3 +166,41 @@ def test_engine_settings_from_the_environment(tmp_path: Path, monkeypatch: pytes
     monkeypatch.setenv("FLEETGATE_ENGINE__WORKERS", "2")
     engine = load_config(tmp_path / "ws").engine
     assert (engine.kind, engine.workers, engine.address) == ("ray", 2, None)
+
+
+class _AsAnActor(LocalRunner):
+    """The work built as a Ray actor builds it (from the Work's class and parameters, nothing already open),
+    in this process: what `RegionActor` does, without a cluster."""
+
+    def map(self, work, rows, batch_size):  # noqa: ANN001, ANN201
+        import pickle
+
+        import numpy as np
+
+        actor = RegionActor(Work(work.cls, work.home, work.region, work.params))
+        try:
+            for start in range(0, len(rows), batch_size):
+                batch = {"row": np.array([pickle.dumps(r) for r in rows[start:start + batch_size]], dtype=object)}
+                yield [pickle.loads(b) for b in actor(batch)["row"]]
+        finally:
+            os.environ.pop("FLEETGATE_ACTING_REGION", None)
+
+
+@pytest.mark.slow
+def test_camera_deid_built_in_a_worker_gives_what_the_local_engine_gives(tmp_path: Path) -> None:
+    """Workers build their own detectors and verifier from the profile and provider: the derived videos
+    carry the same settings, models, verifier and findings as in this process."""
+    drop = tmp_path / "drop"
+    generate_sample(drop, SampleSpec(vehicles=1, clips=1, seed=43, video_seconds=0.5, drive_seconds=4.0))
+    out = {}
+    for name, runner in (("local", LocalRunner()), ("worker", _AsAnActor())):
+        init_workspace(tmp_path / name, "cn-shanghai")
+        with Workspace.open(tmp_path / name) as ws:
+            ingest_drop(ws.region(), drop, clock=CLOCK, run_id="run_same")
+            report = deid_region(ws, runner=runner, clock=CLOCK, provider="cpu")
+            assert not report.failed and report.camera
+            out[name] = sorted((a["id"], a["tags"]["models"], a["tags"]["verifier"], a["tags"]["settings"],
+                                a["tags"]["removed_features"], a["tags"]["residuals"])
+                               for a in ws.region().catalog.list_assets() if a["kind"] == "exterior_video"
+                               and a["parent_id"])
+    assert out["local"] and out["local"] == out["worker"]
