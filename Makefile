@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 HOME_DIR ?= .fleetgate
 
-.PHONY: help setup setup-dev system-deps test-deps demo serve test lint bench clean
+.PHONY: help setup setup-dev system-deps test-deps demo serve test test-slow lint bench clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -40,8 +40,13 @@ demo: setup ## set up and run the demo on embedded defaults (SQLite + local fold
 serve: setup ## serve the API and the dashboard of the demo home (after `make demo`) on 127.0.0.1:8787
 	$(BIN)/fleetgate --home $(HOME_DIR) serve
 
-test: setup-dev ## set up and run the tests
-	$(BIN)/python -m pytest -q
+# `make test` leaves out the end-to-end runs marked `slow` (the whole demo, the federated training proof
+# run) so it stays well under 20 minutes on a 2-core machine; CI (.ci/run) runs both.
+test: setup-dev ## set up and run the tests (all but the slow end-to-end ones)
+	$(BIN)/python -m pytest -q -m "not slow"
+
+test-slow: setup-dev ## the slow end-to-end tests: the whole demo, the federated training proof run
+	$(BIN)/python -m pytest -q -m slow
 
 lint: setup-dev ## ruff and the import-layer contract
 	$(BIN)/ruff check src tests bench

@@ -12,7 +12,6 @@ from fastapi.testclient import TestClient
 
 from fleetgate.audit.log import region_log
 from fleetgate.domain.clock import FixedClock
-from fleetgate.gate import record_basis
 from fleetgate.services import Services
 from fleetgate.web import create_app
 from fleetgate.workspace import Workspace
@@ -123,14 +122,20 @@ def test_plan_approve_run_over_http_with_signatures_made_elsewhere(client: TestC
         r = client.post(f"/api/v1/plans/{plan_id}/approvals", headers=served.headers(officer),
                         json={"envelope": sign(request, officer)})
         assert r.status_code == 201, r.text
-    # the SPI owner records are held until their legal basis and PIPIA are recorded (XB-10.LEGAL-BASIS)
     officer = team.compliance[0]
-    basis = client.get(f"/api/v1/plans/{plan_id}/basis/statement", headers=served.headers(officer),
-                       params={"legal_basis": "separate_consent:CONSENT-1", "pipia": "PIPIA-1"})
+    # the personal information leaves only with its legal basis and PIPIA on record, signed by an officer
+    h = served.headers(officer)
+    params = {"legal_basis": "separate_consent:consent-flow-v3", "pipia": "PIPIA-2026-07"}
+    assert client.get(f"/api/v1/plans/{plan_id}/basis/statement", headers=served.headers(team.engineer),
+                      params=params).status_code == 403
+    assert client.get(f"/api/v1/plans/{plan_id}/basis/statement", headers=h,
+                      params={**params, "legal_basis": "vibes:none"}).status_code == 400
+    basis = client.get(f"/api/v1/plans/{plan_id}/basis/statement", headers=h, params=params)
     assert basis.status_code == 200, basis.text
-    r = client.post(f"/api/v1/plans/{plan_id}/basis", headers=served.headers(officer),
-                    json={"envelope": sign(basis.json(), officer)})
+    assert basis.json()["statement"]["legal_basis"] == {"type": "separate_consent", "ref": "consent-flow-v3"}
+    r = client.post(f"/api/v1/plans/{plan_id}/basis", headers=h, json={"envelope": sign(basis.json(), officer)})
     assert r.status_code == 201, r.text
+    assert r.json()["by"] == officer.name and r.json()["pipia_ref"] == "PIPIA-2026-07"
     run = client.get(f"/api/v1/plans/{plan_id}/run/statement", headers=served.headers(team.engineer)).json()
     r = client.post(f"/api/v1/plans/{plan_id}/run", headers=served.headers(team.engineer),
                     json={"envelope": sign(run, team.engineer)})
@@ -207,10 +212,9 @@ def test_a_plan_decided_differently_since_the_draft_is_refused(client: TestClien
     view = client.post("/api/v1/plans", headers=served.headers(team.engineer), json=PLAN).json()
     # an export in between: this year's ledger grew, so the same selection now decides another plan
     gate = client.services.gate
-    other = gate.plan("overseas", team.engineer, purpose="other")
-    with Workspace.open(served.home) as ws:  # its PI may leave once its legal basis is on record
-        record_basis(ws, other, "separate_consent", "CONSENT-1", "PIPIA-1", team.compliance[0])
-    assert gate.run(other, team.engineer).ledger_delta, "the ledger grew"
+    between = gate.plan("overseas", team.engineer, purpose="other")
+    gate.basis(between, "separate_consent", "consent-flow-v3", "PIPIA-2026-07", team.compliance[0])
+    assert gate.run(between, team.engineer).status == "published"
     r = client.post(f"/api/v1/plans/{view['plan_id']}/signature", headers=served.headers(team.engineer),
                     json={"envelope": sign(view["sign"], team.engineer)})
     assert r.status_code == 422 and "not the one the gate makes now" in r.json()["error"]["message"], r.text[:300]

@@ -19,7 +19,7 @@ import pytest
 
 from web_helpers import PASSWORD, Served, build_home, copy_home, free_port, sign_with_cli, start_server, stop_server
 
-pytestmark = [pytest.mark.browser, pytest.mark.slow]
+pytestmark = pytest.mark.browser
 CHROMIUM = [os.environ.get("FLEETGATE_CHROMIUM", ""), "/usr/lib/chromium/chromium-headless-shell",
             "/usr/bin/chromium-headless-shell"]
 IDP_MODULES = Path(__file__).resolve().parent.parent / ".venv" / "idp"

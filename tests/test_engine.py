@@ -55,7 +55,6 @@ def _tables(home: Path) -> dict[str, list[tuple]]:
 
 
 @pytest.mark.ray
-@pytest.mark.slow
 def test_local_and_ray_engines_give_identical_catalog_rows_and_log_facts(ray_cluster, drop: Path,
                                                                           tmp_path: Path) -> None:
     local = tmp_path / "local"
@@ -186,7 +185,6 @@ class _AsAnActor(LocalRunner):
             os.environ.pop("FLEETGATE_ACTING_REGION", None)
 
 
-@pytest.mark.slow
 def test_camera_deid_built_in_a_worker_gives_what_the_local_engine_gives(tmp_path: Path) -> None:
     """Workers build their own detectors and verifier from the profile and provider: the derived videos
     carry the same settings, models, verifier and findings as in this process."""

@@ -219,7 +219,6 @@ def _wait_for(predicate, timeout_s: float, what: str) -> None:
         time.sleep(0.2)
 
 
-@pytest.mark.slow
 def test_a_supernode_with_an_unknown_key_is_refused(loopback: LoopbackDeployment, tmp_path: Path) -> None:
     rogue = tmp_path / "rogue.key"
     pki.ensure_node_key(rogue, "rogue")
@@ -243,7 +242,6 @@ def _reads_since(home: Path, region: str, start: int) -> list[dict]:
     return read_access_log(path)[start:]
 
 
-@pytest.mark.slow
 def test_three_rounds_over_tls_a_killed_region_is_skipped_and_rejoins(loopback: LoopbackDeployment) -> None:
     home = loopback.home
     ws = Workspace.open(home)
@@ -312,7 +310,6 @@ def test_three_rounds_over_tls_a_killed_region_is_skipped_and_rejoins(loopback: 
     assert _reads_since(home, "global", seen["global"]) == []
 
 
-@pytest.mark.slow
 def test_a_lost_region_fails_the_run_when_so_configured(loopback: LoopbackDeployment) -> None:
     home = loopback.home
     if "eu-frankfurt" not in loopback.supernodes:  # rejoined by the previous test, but not waited for

@@ -471,7 +471,7 @@ def test_a_recorded_lingang_renewal_and_processor_size_reach_the_engine(tmp_path
 
 
 @pytest.mark.parametrize(("region", "policy", "message"), [
-    ('lingang_list_renewal = {ref = "x"}\n', "", "regions.cn-shanghai.lingang_list_renewal.until: required value is missing"),
+    ('lingang_list_renewal = {ref = "x"}\n', "", "regions.cn-shanghai.lingang_list_renewal.until: required value"),
     ('lingang_list_renewal = {ref = "", until = 2026-05-16}\n', "", "lingang_list_renewal.ref"),
     ('lingang_list_renewal = {ref = "x", until = "someday"}\n', "", "lingang_list_renewal.until"),
     ("processed_pi_subjects = -4\n", "", "regions.cn-shanghai.processed_pi_subjects"),

@@ -9,7 +9,7 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from fleetgate.cli._common import OutputFormat, console, home_of, open_services, open_workspace, print_json
+from fleetgate.cli._common import OutputFormat, console, home_of, open_services, print_json
 from fleetgate.errors import UsageError
 
 federation_app = typer.Typer(no_args_is_help=True, help="Deploy federated training: SuperLink, SuperNodes, keys.")
@@ -117,11 +117,9 @@ def init(ctx: typer.Context,
          folder: Annotated[Path | None, typer.Option("--deployment", help="Deployment folder.")] = None,
          renew_tls: Annotated[bool, typer.Option(help="Issue a new SuperLink certificate.")] = False) -> None:
     """Create or extend a deployment: its CA, the SuperLink's certificate, a node key per region."""
-    from fleetgate.train.deployment import init_deployment
-
-    with open_workspace(ctx) as ws:
-        dep = init_deployment(ws, _regions(regions, "--regions"), server_region, host, port, bind,
-                              _deployment_folder(ctx, folder), renew_tls)
+    with open_services(ctx) as services:
+        dep = services.training.init_deployment(_regions(regions, "--regions"), server_region, host, port, bind,
+                                                _deployment_folder(ctx, folder), renew_tls)
     console.print(f"deployment {dep.folder}: SuperLink of {dep.server_region} at {dep.address}; SuperNodes for "
                   f"{', '.join(sorted(dep.regions))}; CA {dep.ca_cert}", highlight=False)
 
@@ -130,11 +128,8 @@ def init(ctx: typer.Context,
 def superlink(ctx: typer.Context,
               folder: Annotated[Path | None, typer.Option("--deployment", help="Deployment folder.")] = None) -> None:
     """Run the server region's SuperLink (TLS, node authentication) until stopped."""
-    from fleetgate.train.deployment import load_deployment
-    from fleetgate.train.nodes import run_superlink
-
-    with open_workspace(ctx) as ws:
-        code = run_superlink(ws, load_deployment(_deployment_folder(ctx, folder)), announce=_announce)
+    with open_services(ctx) as services:
+        code = services.training.superlink(_deployment_folder(ctx, folder), _announce)
     raise typer.Exit(code)
 
 
@@ -152,12 +147,9 @@ def supernode(ctx: typer.Context,
               threads: Annotated[int | None, typer.Option(min=1, help="CPU threads for local training.")]
               = None) -> None:
     """Run a region's SuperNode, pinned to that region, until stopped."""
-    from fleetgate.train.deployment import load_deployment
-    from fleetgate.train.nodes import run_supernode
-
-    with open_workspace(ctx) as ws:
-        code = run_supernode(ws, load_deployment(_deployment_folder(ctx, folder)), ws.config.region(region).name,
-                             runtime_port, join_timeout, node_key, threads, announce=_announce)
+    with open_services(ctx) as services:
+        code = services.training.supernode(_deployment_folder(ctx, folder), region, runtime_port, join_timeout,
+                                           node_key, threads, _announce)
     raise typer.Exit(code)
 
 

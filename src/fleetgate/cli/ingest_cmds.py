@@ -11,9 +11,7 @@ from rich.table import Table
 
 from fleetgate.cli._common import console, home_of, human_bytes, open_services
 from fleetgate.errors import UsageError
-from fleetgate.gate.trust import bootstrap_region
-from fleetgate.keys.personal import Actor, new_key_pair
-from fleetgate.workspace import Workspace, init_workspace
+from fleetgate.services import setup
 
 
 def _progress() -> Progress:
@@ -35,7 +33,7 @@ def init(
     if admin and admin_key is None:
         raise UsageError("--admin-key: the first admin signs their own registration; give their key file "
                          "(it is made if it does not exist)")
-    config, changed = init_workspace(home, region, country)
+    config, changed = setup.create_region(home, region, country)
     verb = "created" if changed else "already has"
     console.print(f"{config.home / 'fleetgate.toml'}: {verb} region [bold]{region}[/] "
                   f"({config.regions[region].country})")
@@ -43,14 +41,9 @@ def init(
         console.print("no admin registered: exports need one (`fleetgate init --region R --admin NAME "
                       "--admin-key FILE`)")
         return
-    if not admin_key.exists():
-        target, root = admin_key.resolve(), home.resolve()
-        if root in target.parents:
-            raise UsageError(f"--admin-key: {admin_key} is inside the workspace; a personal key stays outside it")
-        new_key_pair(admin_key)
+    if setup.admin_key(home, admin_key):
         console.print(f"made {admin_key} and {admin_key}.pub")
-    with Workspace.open(home) as ws:
-        index = bootstrap_region(ws, region, Actor.from_key_file(admin, admin_key))
+    index = setup.register_first_admin(home, region, admin, admin_key)
     console.print(f"registered {admin} as the first admin of {region}; settings signed in log entry {index}")
 
 

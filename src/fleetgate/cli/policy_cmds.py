@@ -12,14 +12,8 @@ from rich.table import Table
 
 from fleetgate.cli._common import OutputFormat, console, home_of, open_services, print_json
 from fleetgate.errors import ExitCode, UsageError
-from fleetgate.policy import builtin_pack_ids, load_pack, load_packs
-from fleetgate.policy.decide import PolicyEngine
-from fleetgate.policy.lint import lint_packs, run_pack_tests
-from fleetgate.policy.packs import DEFAULT_PACKS_BY_JURISDICTION, apply_switches
 from fleetgate.policy.request import load_request, parse_request_text
-from fleetgate.policy.service import decide_in_workspace, packs_for
-from fleetgate.workspace import Workspace
-from fleetgate.workspace.config import CONFIG_FILE
+from fleetgate.services import policy
 
 app = typer.Typer(no_args_is_help=True)
 PacksArg = Annotated[list[str] | None, typer.Argument(help="Pack ids or YAML files (default: every shipped pack).")]
@@ -29,8 +23,7 @@ RegionOpt = Annotated[str | None, typer.Option(help="Region (default: the worksp
 
 @app.command("lint", help="Compile every rule and check names, fields, duplicate ids and unreachable rules.")
 def lint(packs: PacksArg = None) -> None:
-    refs = packs or builtin_pack_ids()
-    findings = lint_packs(refs)
+    refs, findings = policy.lint(packs)
     for finding in findings:
         console.print(f"[red]✗[/] {finding}", highlight=False)
     if findings:
@@ -40,7 +33,7 @@ def lint(packs: PacksArg = None) -> None:
 
 @app.command("test", help="Run the scenario tests embedded in each pack.")
 def test(packs: PacksArg = None) -> None:
-    results = run_pack_tests(packs or builtin_pack_ids())
+    results = policy.test(packs)
     for r in results:
         mark = "[green]✓[/]" if r.passed else "[red]✗[/]"
         console.print(f"{mark} {r.pack}: {r.name}" + ("" if r.passed else f"\n    {r.detail}"), highlight=False)
@@ -53,7 +46,7 @@ def test(packs: PacksArg = None) -> None:
 @app.command("show", help="Show a pack: its instrument, sources, hash and rules with citations.")
 def show(pack: Annotated[str, typer.Argument(help="Pack id or YAML file.")],
          fmt: FormatOpt = OutputFormat.table) -> None:
-    p = load_pack(pack)
+    p = policy.show(pack)
     if fmt == OutputFormat.json:
         print_json({"id": p.id, "version": p.version, "title": p.title, "instrument": p.instrument,
                     "jurisdiction": p.jurisdiction, "effective_from": p.effective_from,
@@ -98,15 +91,7 @@ def decide(
     """Decide an export request against the rule packs."""
     request = (parse_request_text(sys.stdin.read(), "stdin") if str(request_path) == "-"
                else load_request(request_path))
-    overrides = _switches(switch or [])
-    home = home_of(ctx)
-    if (home / CONFIG_FILE).exists():
-        with Workspace.open(home) as ws:
-            packs = load_packs(pack) if pack else packs_for(ws, region)
-            decision = decide_in_workspace(ws, request, region, apply_switches(packs, overrides, "--switch"))
-    else:  # no workspace: the CN defaults, and ytd only from the request
-        packs = load_packs(pack or DEFAULT_PACKS_BY_JURISDICTION["CN"])
-        decision = PolicyEngine(apply_switches(packs, overrides, "--switch")).decide(request)
+    decision = policy.decide(home_of(ctx), request, region, pack, _switches(switch or []))
     if fmt == OutputFormat.json:
         print_json(decision.to_dict())
         return

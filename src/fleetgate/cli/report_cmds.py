@@ -8,8 +8,8 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from fleetgate.cli._common import OutputFormat, console, open_workspace, print_json
-from fleetgate.filings import FilingKind, Format, build_filing, format_of, threshold_watch, write_filing
+from fleetgate.cli._common import OutputFormat, console, open_services, print_json
+from fleetgate.filings import FilingKind, Format
 from fleetgate.filings.thresholds import MEASURE_SHORT
 from fleetgate.gate import read_plan
 
@@ -26,10 +26,8 @@ RegionOpt = Annotated[str | None, typer.Option(help="Region (default: the worksp
 def _report(ctx: typer.Context, kind: FilingKind, out: Path, year: int | None, plan: Path | None,
             fmt: Format | None, region: str | None) -> None:
     signed = read_plan(plan) if plan else None
-    chosen = format_of(out, fmt)
-    with open_workspace(ctx) as ws:
-        filing = build_filing(ws, kind, region, year, signed)
-        path = write_filing(filing, out, chosen)
+    with open_services(ctx) as services:
+        filing, path, chosen = services.filings.write(kind, out, fmt, region, year, signed)
     console.print(f"wrote {path} ({chosen.value}): {len(filing.document.sections)} sections, resting on "
                   f"{len(filing.cited)} log entries")
 
@@ -64,8 +62,8 @@ def status(ctx: typer.Context, region: RegionOpt = None, year: YearOpt = None,
            fmt: Annotated[OutputFormat, typer.Option("--format", help="table or json.")] = OutputFormat.table
            ) -> None:
     """Where the region stands: its log, and how close it is to each threshold that brings a duty."""
-    with open_workspace(ctx) as ws:
-        watch = threshold_watch(ws, region, year)
+    with open_services(ctx) as services:
+        watch = services.filings.status(region, year)
     if fmt == OutputFormat.json:
         print_json(watch.model_dump(mode="json"))
         return

@@ -86,8 +86,8 @@ PAYLOAD_TYPES = {
     "fleetgate/principal/v1": PRINCIPAL,
     "fleetgate/config/v1": CONFIG,
     "fleetgate/export-run/v1": RUN,
-    "fleetgate/credential/v1": CREDENTIAL,
     "fleetgate/basis/v1": BASIS,
+    "fleetgate/credential/v1": CREDENTIAL,
 }
 
 

@@ -13,10 +13,11 @@ from fleetgate.services.compute import Compute
 from fleetgate.services.context import Services
 from fleetgate.services.deid import Deid
 from fleetgate.services.export_gate import ExportGate
+from fleetgate.services.filings import Filings
 from fleetgate.services.ingest import Ingest
 from fleetgate.services.inventory import Inventory
 from fleetgate.services.principals import Authenticated, Principals
 from fleetgate.services.training import Training
 
-__all__ = ["Audit", "Authenticated", "Classifier", "Compute", "Deid", "ExportGate", "Ingest", "Inventory", "Principals",
-           "Services", "Training"]
+__all__ = ["Audit", "Authenticated", "Classifier", "Compute", "Deid", "ExportGate", "Filings", "Ingest", "Inventory",
+           "Principals", "Services", "Training"]

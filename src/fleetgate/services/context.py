@@ -14,6 +14,7 @@ if TYPE_CHECKING:
     from fleetgate.services.compute import Compute
     from fleetgate.services.deid import Deid
     from fleetgate.services.export_gate import ExportGate
+    from fleetgate.services.filings import Filings
     from fleetgate.services.ingest import Ingest
     from fleetgate.services.inventory import Inventory
     from fleetgate.services.principals import Principals
@@ -57,6 +58,12 @@ class Services:
         from fleetgate.services.export_gate import ExportGate
 
         return ExportGate(self.ws, self.clock)
+
+    @cached_property
+    def filings(self) -> Filings:
+        from fleetgate.services.filings import Filings
+
+        return Filings(self.ws, self.clock)
 
     @cached_property
     def audit(self) -> Audit:

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import os
 import shutil
+import tarfile
 import tempfile
+import zlib
 from collections.abc import Callable
 from pathlib import Path
 from typing import BinaryIO
@@ -45,9 +47,29 @@ class Ingest(Service):
         try:
             if not path.is_file() or path.stat().st_size == 0:
                 raise InvalidInputError(f"{path.name}: the upload is empty")
-            return ingest_drop(self.region(region), path, runner=self.runner(), home=self.ws.home)
+            self._check_unpacked_size(path, self.ws.config.web.max_upload_mb << 20)
+            try:
+                return ingest_drop(self.region(region), path, runner=self.runner(), home=self.ws.home)
+            except tarfile.TarError as exc:  # a member shorter than its header says (read before anything lands)
+                raise InvalidInputError(f"{path.name}: not a readable tar archive ({exc})") from None
         finally:
             shutil.rmtree(path.parent, ignore_errors=True)
+
+    @staticmethod
+    def _check_unpacked_size(path: Path, limit: int) -> None:
+        """Refuse an upload whose members unpack to more than `limit` bytes, from the headers alone: a gzip
+        or a sparse member of a few KiB can stand for terabytes of zeros that spooling would write to disk.
+        The message names the upload, never the spool's path on this server."""
+        total = 0
+        try:
+            with tarfile.open(path, "r:*") as tar:
+                for member in tar:  # a header at a time: a gzip is inflated only up to the member refused
+                    total += member.size
+                    if total > limit:
+                        raise InvalidInputError(f"{path.name}: unpacks to more than the upload limit of "
+                                                f"{limit >> 20} MiB (web.max_upload_mb)")
+        except (tarfile.TarError, OSError, EOFError, zlib.error) as exc:
+            raise InvalidInputError(f"{path.name}: not a readable tar archive ({type(exc).__name__})") from None
 
     def upload(self, stream: BinaryIO, name: str, region: str | None = None, max_bytes: int | None = None
                ) -> IngestReport:

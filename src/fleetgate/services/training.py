@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from fleetgate.services.base import Service
@@ -27,3 +28,27 @@ class Training(Service):
         from fleetgate.train.deployment import load_deployment, run_deployed
 
         return run_deployed(self.ws, load_deployment(deployment), settings, on_status=on_status)
+
+    def init_deployment(self, regions: list[str], server_region: str, host: str, port: int, bind: str | None,
+                        folder: Path, renew_tls: bool = False) -> Any:
+        """Create or extend a deployment: its CA, the SuperLink's certificate, a node key per region (a
+        `Deployment`)."""
+        from fleetgate.train.deployment import init_deployment
+
+        return init_deployment(self.ws, regions, server_region, host, port, bind, folder, renew_tls)
+
+    def superlink(self, folder: Path, announce: Callable[[str], None]) -> int:
+        """Run the server region's SuperLink until stopped; its exit code."""
+        from fleetgate.train.deployment import load_deployment
+        from fleetgate.train.nodes import run_superlink
+
+        return run_superlink(self.ws, load_deployment(folder), announce=announce)
+
+    def supernode(self, folder: Path, region: str, runtime_port: int, join_timeout: float, node_key: Path | None,
+                  threads: int | None, announce: Callable[[str], None]) -> int:
+        """Run `region`'s SuperNode, pinned to that region from start-up, until stopped; its exit code."""
+        from fleetgate.train.deployment import load_deployment
+        from fleetgate.train.nodes import run_supernode
+
+        return run_supernode(self.ws, load_deployment(folder), self.region_name(region), runtime_port, join_timeout,
+                             node_key, threads, announce=announce)

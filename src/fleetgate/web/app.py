@@ -16,7 +16,7 @@ from fastapi.staticfiles import StaticFiles
 from fleetgate.errors import FleetgateError
 from fleetgate.services import Services
 from fleetgate.web import api, dashboard
-from fleetgate.web.auth import LoginLimiter, SessionStore
+from fleetgate.web.auth import MAX_JSON_BODY, STATE_CHANGING, LoginLimiter, SessionStore
 from fleetgate.web.errors import ApiError, api_error, error_json, fleetgate_error, internal_error, status_of
 
 STATIC = Path(__file__).parent / "static"
@@ -39,6 +39,7 @@ def create_app(services: Services) -> SecurityHeaders:
         target.add_exception_handler(FleetgateError, fleetgate_error)
         target.add_exception_handler(ApiError, api_error)
         target.add_exception_handler(Exception, internal_error)
+        target.add_exception_handler(BodyTooLarge, _too_large)
     v1.add_exception_handler(RequestValidationError, _validation_error)
     app.state.sessions = SessionStore(web.session_minutes)
     app.state.login_limiter = LoginLimiter(web.login_attempts_per_minute)
@@ -69,6 +70,31 @@ async def _validation_error(_request: Request, exc: Exception) -> object:
     return error_json(422, "invalid_request", f"{where}: {first.get('msg', 'invalid')}")
 
 
+class BodyTooLarge(Exception):
+    """A request body (JSON or form) past MAX_JSON_BODY, sent without a Content-Length that said so."""
+
+
+def _too_large(_request: Request, _exc: Exception) -> object:
+    return error_json(413, "too_large", f"a JSON body of at most {MAX_JSON_BODY >> 10} KiB")
+
+
+def _capped(receive, limit: int):  # noqa: ANN001, ANN202 - the ASGI receive callable
+    """`receive`, raising BodyTooLarge once more than `limit` bytes of body came: a chunked body has no
+    Content-Length to refuse it by, and starlette reads JSON and forms whole into memory."""
+    seen = 0
+
+    async def capped():  # noqa: ANN202
+        nonlocal seen
+        message = await receive()
+        if message["type"] == "http.request":
+            seen += len(message.get("body", b""))
+            if seen > limit:
+                raise BodyTooLarge
+        return message
+
+    return capped
+
+
 def _csrf_refused(request: Request, _exc: Exception) -> HTMLResponse:
     return HTMLResponse("<p>This form has expired or did not come from this dashboard. Reload the page.</p>",
                         status_code=403)
@@ -90,8 +116,12 @@ HEADERS = [(b"content-security-policy", b"default-src 'self'; img-src 'self' dat
            (b"x-content-type-options", b"nosniff"), (b"referrer-policy", b"same-origin")]
 
 
+UPLOADS = "/api/v1/drops"
+
+
 class SecurityHeaders:
-    """Security headers on every response (a plain ASGI wrapper: no per-request task or body copy)."""
+    """Security headers on every response and a cap on request bodies but uploads (a plain ASGI wrapper: no
+    per-request task or body copy)."""
 
     def __init__(self, app: FastAPI) -> None:
         self.app = app
@@ -101,6 +131,8 @@ class SecurityHeaders:
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
         api = scope["path"].startswith("/api/")
+        if scope["method"] in STATE_CHANGING and scope["path"] != UPLOADS:  # uploads are streamed to disk
+            receive = _capped(receive, MAX_JSON_BODY)
 
         async def with_headers(message):  # noqa: ANN001, ANN202
             if message["type"] == "http.response.start":

@@ -16,6 +16,7 @@ import hashlib
 import secrets
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any
@@ -167,18 +168,33 @@ class SessionStore:
 
 
 class LoginLimiter:
-    """At most `per_minute` failed logins per client address and per name, in a moving window."""
+    """At most `per_minute` failed logins per client address and per name, in a moving window.
+
+    An attempt reserves its place before its password is checked (`begin`) and is counted as failed or
+    released after (`end`): otherwise a burst of parallel guesses would all pass the test while the first
+    ones are still in argon2, and the limit would hold only for guesses made one after another."""
 
     def __init__(self, per_minute: int) -> None:
         self.item = RateLimitItemPerMinute(per_minute)
         self.limiter = MovingWindowRateLimiter(MemoryStorage())
+        self._pending: Counter[str] = Counter()
+        self._lock = threading.Lock()
 
-    def allowed(self, *keys: str) -> bool:
-        return all(self.limiter.test(self.item, "login", key) for key in keys)
+    def begin(self, *keys: str) -> bool:
+        """Reserve an attempt, or False while the failures and the attempts still being checked fill the window."""
+        with self._lock:
+            if not all(self.limiter.test(self.item, "login", key, cost=self._pending[key] + 1) for key in keys):
+                return False
+            self._pending.update(keys)
+            return True
 
-    def failed(self, *keys: str) -> None:
-        for key in keys:
-            self.limiter.hit(self.item, "login", key)
+    def end(self, *keys: str, failed: bool) -> None:
+        with self._lock:
+            self._pending.subtract(keys)
+            self._pending = +self._pending  # drop the keys at zero
+            if failed:
+                for key in keys:
+                    self.limiter.hit(self.item, "login", key)
 
 
 def check_csrf(session: Session, supplied: str | None) -> bool:

@@ -12,10 +12,10 @@ import datetime as dt
 import hashlib
 import io
 import json
+import logging
 import secrets
 from pathlib import Path
 from typing import Annotated, Any
-from urllib.parse import urlencode
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
@@ -35,6 +35,11 @@ TEMPLATES.env.filters["json"] = lambda value: json.dumps(value, indent=2, ensure
 TEMPLATES.env.filters["num"] = lambda value: f"{value:,}" if isinstance(value, int | float) else value
 router = APIRouter(include_in_schema=False)
 PAGE = 50
+logger = logging.getLogger("fleetgate.web")  # not `log`: that is the log page
+# what /login?error=CODE may say: fixed lines, never text from the address (a link could make it say anything)
+LOGIN_ERRORS = {"expired": "this login form expired; try again",
+                "oidc": "the login through the identity provider did not complete; the server log says why",
+                "unregistered": "the identity provider's user is not a registered principal"}
 
 
 class LoginRequired(Exception):
@@ -102,7 +107,8 @@ def _set_cookie(request: Request, response: Response, sid: str) -> None:
 def login_page(request: Request, error: str | None = None) -> HTMLResponse:
     sid, session = _sessions(request).new(None)
     ws = services_of(request).ws
-    response = _render(request, "login.html", session, error=error, regions=sorted(ws.config.regions),
+    response = _render(request, "login.html", session, error=LOGIN_ERRORS.get(error or ""),
+                       regions=sorted(ws.config.regions),
                        default_region=ws.config.default_region, oidc=bool(ws.config.web.oidc.issuer))
     _set_cookie(request, response, sid)
     return response
@@ -121,19 +127,22 @@ async def login(request: Request) -> Response:
     name = str(form.get("name") or "")
     limiter = request.app.state.login_limiter
     keys = (f"ip:{client}",) + ((f"name:{name}",) if name else ())
-    if not limiter.allowed(*keys):
+    if not limiter.begin(*keys):
         return _render(request, "login.html", pre, status=429, error="too many failed logins; wait a minute",
                        regions=sorted(services.ws.config.regions), default_region=services.ws.config.default_region,
                        oidc=bool(services.ws.config.web.oidc.issuer))
-    if form.get("token"):
-        who = await run_in_threadpool(services.principals.authenticate_token, str(form.get("token")).strip())
-    else:
-        region = str(form.get("region") or services.ws.config.default_region)
-        who = (await run_in_threadpool(services.principals.authenticate_password, name,
-                                       str(form.get("password") or ""), region)
-               if region in services.ws.config.regions else None)
+    who = None
+    try:
+        if form.get("token"):
+            who = await run_in_threadpool(services.principals.authenticate_token, str(form.get("token")).strip())
+        else:
+            region = str(form.get("region") or services.ws.config.default_region)
+            who = (await run_in_threadpool(services.principals.authenticate_password, name,
+                                           str(form.get("password") or ""), region)
+                   if region in services.ws.config.regions else None)
+    finally:
+        limiter.end(*keys, failed=who is None)
     if who is None:
-        limiter.failed(*keys)
         return _render(request, "login.html", pre, status=401, error="wrong token, name or password",
                        regions=sorted(services.ws.config.regions), default_region=services.ws.config.default_region,
                        oidc=bool(services.ws.config.web.oidc.issuer))
@@ -157,7 +166,8 @@ def oidc_start(request: Request) -> Response:
     try:
         url = OidcLogin(cfg).start(session.data, str(request.url_for("oidc_callback")))
     except OidcError as exc:
-        return RedirectResponse("/login?" + urlencode({"error": str(exc)}), status_code=303)
+        logger.info("OIDC login not started: %s", exc)
+        return RedirectResponse("/login?error=oidc", status_code=303)
     response = RedirectResponse(url, status_code=303)
     # SameSite=Lax for this one: the identity provider's redirect back is a cross-site navigation
     response.set_cookie(SESSION_COOKIE, sid, max_age=600, httponly=True, secure=services.ws.config.web.secure_cookies,
@@ -176,11 +186,11 @@ def oidc_callback(request: Request, code: str = "", state: str = "") -> Response
         name = OidcLogin(services.ws.config.web.oidc).finish(session.data, code, state,
                                                              str(request.url_for("oidc_callback")))
     except OidcError as exc:
-        return RedirectResponse("/login?" + urlencode({"error": str(exc)}), status_code=303)
+        logger.info("OIDC login refused: %s", exc)
+        return RedirectResponse("/login?error=oidc", status_code=303)
     who = services.principals.by_name(name, services.ws.config.default_region)
     if who is None:
-        return RedirectResponse("/login?error=" + "the identity provider's user is not a registered principal",
-                                status_code=303)
+        return RedirectResponse("/login?error=unregistered", status_code=303)
     return _start_session(request, who, old)
 
 
