@@ -70,7 +70,7 @@ def bench_export(work: Path, runs: int) -> list[str]:
         plan = make_plan(ws, "overseas", engineer, purpose="bench", clock=CLOCK).plan
     with Workspace.open(home) as ws:
         leaving = [i for i in plan.items if i.outcome in ("EXPORT_FREE", "EXPORT_FTZ_LIST")]
-        blobs = [ws.region().blobs.path_of(i.sha256) for i in leaving]
+        blobs = [ws.region().blobs.stored_path(i.sha256) for i in leaving]  # the sealed files
     size = sum(i.bytes for i in leaving)
     rows: dict[str, list[float]] = {"cp (same blobs)": [], "cp + sync": [], "fleetgate export run": []}
     dest_root = home / "destinations" / "overseas"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import io
 import json
 import tarfile
@@ -212,9 +213,11 @@ def test_a_plan_decided_differently_since_the_draft_is_refused(client: TestClien
     view = client.post("/api/v1/plans", headers=served.headers(team.engineer), json=PLAN).json()
     # an export in between: this year's ledger grew, so the same selection now decides another plan
     gate = client.services.gate
-    between = gate.plan("overseas", team.engineer, purpose="other")
-    gate.basis(between, "separate_consent", "consent-flow-v3", "PIPIA-2026-07", team.compliance[0])
-    assert gate.run(between, team.engineer).status == "published"
+    other = gate.plan("overseas", team.engineer, purpose="other")
+    gate.basis(other, "separate_consent", "CONSENT-2026-11", "PIPIA-2026-07", team.compliance[0])
+    for officer in team.compliance:
+        gate.approve(other, "CAC-2026-0042", dt.date(2027, 6, 30), officer)
+    assert gate.run(other, team.engineer).ledger_delta["spi"] > 0
     r = client.post(f"/api/v1/plans/{view['plan_id']}/signature", headers=served.headers(team.engineer),
                     json={"envelope": sign(view["sign"], team.engineer)})
     assert r.status_code == 422 and "not the one the gate makes now" in r.json()["error"]["message"], r.text[:300]

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from cli_helpers import run_cli
+from demo_erase import check_erase_on_the_demo_home
 from fleetgate.cli.main import app
 from fleetgate.errors import EXIT_CODE_HELP, ExitCode
 
@@ -123,6 +124,8 @@ def test_demo_end_to_end(tmp_path: Path) -> None:
     rerun = run_cli("demo", home=home)
     assert rerun.returncode == 0, rerun.stderr
     assert sorted((home / "demo-people").glob("*.token")) == tokens
+    # done when: one owner erased from the demo home leaves no canary, keeps everyone else, verifies
+    check_erase_on_the_demo_home(home)
 
 
 def _serves_the_demo_home(home: Path, token: str) -> None:

@@ -200,9 +200,11 @@ def test_every_role_walks_the_dashboard_and_an_export_is_signed_approved_and_run
     eng.wait_for_selector("#exported")
     assert "pkg-" in eng.inner_text("#exported")
     shots(eng, "engineer-exported")
-    eng.goto("/log?type=web_request")
-    assert "dashboard:/plans" in eng.inner_text("#entries")
-    shots(eng, "engineer-log-requests")
+    # the log pages have the roles of /api/v1/log: not an engineer's
+    assert eng.goto("/log?type=web_request").status == 403
+    comp.goto("/log?type=web_request")
+    assert "dashboard:/plans" in comp.inner_text("#entries")
+    shots(comp, "compliance-log-requests")
     # the raw still is shown to engineers
     eng.goto("/assets?kind=exterior_video")
     eng.locator(".asset-row a").first.click()

@@ -166,6 +166,52 @@ def test_absolute_name_in_tar(workspace: Workspace, sample_drop: Path, tmp_path:
     assert "absolute" in _quarantined(workspace)["/tmp/evil.sh"]["reason"]
 
 
+def test_a_truncated_tar_lands_what_came_before_and_quarantines_the_cut_member(
+        workspace: Workspace, sample_drop: Path, tmp_path: Path) -> None:
+    whole = tmp_path / "whole.tar"
+    names = ["drop.json", "tables/owners.parquet", "tables/rd_tests.parquet"]
+    with tarfile.open(whole, "w") as tar:
+        for name in names:
+            tar.add(sample_drop / name, arcname=name)
+    data = whole.read_bytes()
+    with tarfile.open(whole) as tar:
+        last = tar.getmembers()[-1]
+    cut = tmp_path / "cut.tar"
+    cut.write_bytes(data[:last.offset_data + last.size // 2])  # the upload stopped inside the last member
+    report = ingest_drop(workspace.region(), cut)
+    q = _quarantined(workspace)
+    assert set(q) == {names[-1]} and q[names[-1]]["field"] == "data"
+    assert "ends inside this member" in q[names[-1]]["reason"]
+    assert report.landed == 2 and report.quarantined == 1
+    # the bytes that did arrive are kept in quarantine, never dropped
+    kept = workspace.region().blobs.read_bytes(q[names[-1]]["sha256"], "quarantine")
+    assert kept == data[last.offset_data:last.offset_data + len(kept)] and 0 < len(kept) < last.size
+
+
+def test_a_tar_cut_inside_a_header_keeps_the_members_before_it(workspace: Workspace, sample_drop: Path,
+                                                               tmp_path: Path) -> None:
+    whole = tmp_path / "whole.tar"
+    with tarfile.open(whole, "w") as tar:
+        tar.add(sample_drop / "drop.json", arcname="drop.json")
+        tar.add(sample_drop / "tables" / "owners.parquet", arcname="tables/owners.parquet")
+    with tarfile.open(whole) as tar:
+        second = tar.getmembers()[1]
+    cut = tmp_path / "cut.tar"
+    cut.write_bytes(whole.read_bytes()[:second.offset + 100])  # inside the second member's 512-byte header
+    report = ingest_drop(workspace.region(), cut)
+    q = _quarantined(workspace)
+    assert list(q) == ["member-000001"] and q["member-000001"]["field"] == "archive"
+    assert report.landed == 1 and report.quarantined == 1
+
+
+def test_a_file_that_is_no_tar_is_refused_in_one_line(workspace: Workspace, tmp_path: Path) -> None:
+    junk = tmp_path / "junk.tar"
+    junk.write_bytes(b"this is not an archive at all")
+    with pytest.raises(InvalidInputError) as refused:
+        ingest_drop(workspace.region(), junk)
+    assert "\n" not in str(refused.value) and "junk.tar: not a readable tar archive" in str(refused.value)
+
+
 def test_symlink_escape(workspace: Workspace, sample_drop: Path, tmp_path: Path) -> None:
     secret = tmp_path / "outside-secret.txt"
     secret.write_text("KEY-THAT-MUST-NOT-LAND")

@@ -19,23 +19,24 @@ from typing import Any
 
 from sqlalchemy.engine import Connection
 
-from fleetgate.audit.facts import Facts, differing_fields, iso, ledger_set
+from fleetgate.audit.facts import Facts, differing_fields, iso
 from fleetgate.audit.log import digest
 from fleetgate.audit.state import LogState
 from fleetgate.domain import SignedPlan
-from fleetgate.errors import StoreError
+from fleetgate.errors import FleetgateError
 from fleetgate.formats.content import content_problem
 from fleetgate.formats.drop_layout import asset_id, classify_drop_path
 from fleetgate.keys.envelope import canonical_json
 from fleetgate.store import Region
+from fleetgate.store.keyring import Keyring
 
 CLEAR_FIELDS = {"id", "kind", "region", "sha256", "bytes", "file_format", "t_start", "t_end", "source_drop",
                 "parent_id", "ingest_run", "created_at", "asset_id", "policy_kind", "features", "subjects",
                 "anonymized", "pseudonymized", "packs", "outcome", "classified_at", "field", "error_type", "status",
                 "published_at", "name", "role", "added_index", "added_by", "removed_index", "removed_by", "plan_id",
                 "approver", "valid_from", "valid_until", "max_subjects", "kinds", "outcomes", "destination",
-                "log_index", "publish_index", "keyid", "count", "issued_by",
-                "issued_index", "revoked_index", "revoked_by"}
+                "log_index", "publish_index", "keyid", "count", "ref", "placed_by", "placed_index",
+                "released_by", "released_index", "issued_by", "issued_index", "revoked_index", "revoked_by"}
 
 
 @dataclass(frozen=True)
@@ -89,14 +90,14 @@ class CatalogCheck:
         self.region = region
         self.state = state
         self.conn = conn  # the snapshot the log was read in
-        self.facts = Facts(region.keys.pseudonym_key())
+        self.facts = Facts.of(region, create=False)  # never makes a key: a destroyed one stays destroyed
         self.content = content
 
     def run(self, settings: Mapping[str, Any] | None = None) -> list[Finding]:
         findings = [Finding("log", f"entry {p.index}", "statement", p.what) for p in self.state.problems]
         findings += self.keys()
         for check in (self.assets, self.quarantine, self.classifications, self.principals, self.approvals,
-                      self.exports, self.ledger, self.credentials, self.plans):
+                      self.exports, self.ledger, self.holds, self.erasures, self.credentials, self.plans):
             try:
                 findings += check()
             except UnreadableTable as exc:
@@ -137,9 +138,11 @@ class CatalogCheck:
             seen.add(row_id)
             fact = logged.get(row_id)
             if fact is None:
-                yield row, Finding(table, row_id, "*", "no logged fact for this row")
+                erased = self.state.erased.get(table, {}).get(row_id)
+                yield row, Finding(table, row_id, "*", "no logged fact for this row" if erased is None else
+                                   f"erased in log entry {erased} but present in the catalog")
                 continue
-            for finding in _compare(table, row_id, project(row), fact[1], fact[0]):
+            for finding in _compare(table, row_id, project(row, fact[1].get("keying")), fact[1], fact[0]):
                 yield row, finding
             yield row, None
         for row_id in sorted(set(logged) - seen):
@@ -168,7 +171,9 @@ class CatalogCheck:
         if self.content:
             try:
                 problem = content_problem(row["kind"], lambda: self.region.blobs.open(row["sha256"]), deep=False)
-            except (StoreError, OSError):
+            except FleetgateError as exc:  # missing, unreadable (its key destroyed) or failing its seal
+                problem = exc.message
+            except OSError:
                 problem = "no blob with this sha256 in the region's store"
             if problem:
                 out.append(Finding("assets", row["id"], "content", problem))
@@ -184,12 +189,14 @@ class CatalogCheck:
         out = []
         for _, finding in self._fact_table(
                 "classifications", "asset_id",
-                lambda row: self.facts.classification(row, subjects.get(row["asset_id"], []))):
+                lambda row, keying: self.facts.classification(row, subjects.get(row["asset_id"], []), keying)):
             if finding is not None:
                 out.append(finding if finding.field != "subject_keys" else
                            Finding("asset_subjects", finding.row, "subject_key", finding.problem))
         for asset in sorted(set(subjects) - set(self.state.facts["classifications"])):
-            out.append(Finding("asset_subjects", asset, "*", "subject rows of an asset with no logged classification"))
+            erased = self.state.erased["classifications"].get(asset)
+            out.append(Finding("asset_subjects", asset, "*", "subject rows of an asset with no logged classification"
+                               if erased is None else f"subject rows of an asset erased in log entry {erased}"))
         return out
 
     # -- rows rebuilt from statements and export entries ------------------------------------------
@@ -262,8 +269,11 @@ class CatalogCheck:
             by_export[r["export_id"]].append(r)
         out = []
         for package, export in self.state.exports.items():
-            logged = (export.entry.get("ledger") or {}).get("rows") or {}
-            actual = ledger_set(by_export.pop(package, []))
+            ledger = export.entry.get("ledger") or {}
+            logged, index = ledger.get("rows") or {}, export.index
+            if package in self.state.ledger_after_erasure:  # erased people are tombstones since then
+                index, logged = self.state.ledger_after_erasure[package]
+            actual = self.facts.ledger_set(by_export.pop(package, []), ledger.get("keying"))
             for category in sorted(set(logged) | set(actual)):
                 want = logged.get(category, {"count": 0})
                 have = actual.get(category, {"count": 0})
@@ -272,11 +282,45 @@ class CatalogCheck:
                 if want != have:
                     out.append(Finding("ledger_subjects", package, category,
                                        f"{have.get('count', 0)} row(s) in the catalog, {want.get('count', 0)} "
-                                       f"logged in entry {export.index}" + (
+                                       f"logged in entry {index}" + (
                                            "" if have.get("count") != want.get("count") else " (rows differ)")))
         for package in sorted(by_export):
             out.append(Finding("ledger_subjects", package, "*", f"{len(by_export[package])} row(s) of an export the "
                                                                 "log does not hold"))
+        return out
+
+    def holds(self) -> list[Finding]:
+        expected = {hid: (h.index, hold_row(hid, h)) for hid, h in self.state.holds.items()}
+        rows = list(self._rows("legal_holds"))
+        # one row per held asset: key them by hold and asset
+        return self._rebuilt_many("legal_holds", rows, expected)
+
+    def _rebuilt_many(self, table: str, rows: list[Mapping[str, Any]],
+                      expected: Mapping[str, tuple[int, list[dict[str, Any]]]]) -> list[Finding]:
+        want = {f"{r['id']}/{r['asset_id']}": (index, r) for index, rs in expected.values() for r in rs}
+        have = {f"{r['id']}/{r['asset_id']}": {k: iso(v) for k, v in r.items()} for r in rows}
+        out = []
+        for key, row in have.items():
+            if key not in want:
+                out.append(Finding(table, key, "*", "no logged statement or entry for this row"))
+            else:
+                out += _compare(table, key, row, {k: iso(v) for k, v in want[key][1].items()}, want[key][0])
+        out += [Finding(table, key, "*", f"logged in entry {want[key][0]} but missing from the catalog")
+                for key in sorted(set(want) - set(have))]
+        return out
+
+    def erasures(self) -> list[Finding]:
+        """An erasure whose blobs and keys are not all destroyed yet, and keys a finished one left behind."""
+        out = [Finding("erasures", e.erasure_id, "status", f"started in log entry {e.index} and not finished: blobs "
+                       "and keys are still to be destroyed; rerun the same `fleetgate subject erase` (or "
+                       "`fleetgate retention run`)") for e in self.state.pending_erasures()]
+        keys = [k for e in self.state.erasures.values() for k in e.destroyed_keys]
+        if keys:
+            left = Keyring.of(self.region.keys).present(keys)
+            for e in self.state.erasures.values():
+                for kid in sorted(left & set(e.destroyed_keys)):
+                    out.append(Finding("keyring", kid, "*", f"logged as destroyed in entry {e.done_index} but still "
+                                                            "in the keyring"))
         return out
 
     def config(self, settings: Mapping[str, Any]) -> list[Finding]:
@@ -332,6 +376,14 @@ def approval_row(a: Any) -> dict[str, Any]:
             "outcomes": list(st.outcomes), "max_subjects": st.max_subjects, "valid_from": st.valid_from,
             "valid_until": st.valid_until, "envelope": json.dumps(a.envelope, sort_keys=True),
             "log_index": a.index, "created_at": _when(a.at)}
+
+
+def hold_row(hold_id: str, hold: Any) -> list[dict[str, Any]]:
+    """The legal_holds rows (one per asset) a logged hold stands for."""
+    st = hold.statement
+    return [{"id": hold_id, "asset_id": a, "ref": st.ref, "reason": st.reason, "placed_by": st.by,
+             "placed_index": hold.index, "released_by": hold.released_by, "released_index": hold.released_index}
+            for a in st.asset_ids]
 
 
 def export_row(entry: Mapping[str, Any], text: str, published: tuple[int, Mapping[str, Any]] | None) -> dict[str, Any]:

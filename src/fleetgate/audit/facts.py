@@ -20,6 +20,14 @@ names its table, row and field. Facts are appended in the same transaction as th
     export       {package_id, ..., ledger}                   exports, ledger_subjects
     publish      {package_id, published_at}                  exports (status)
     web_request  {principal, route, body digest, ...}        (who asked for a change over HTTP; no table)
+    erasure      {erasure_id, assets, quarantine, facts, ...}  rows removed, tables rewritten (assets)
+
+Keying ("keying": "subject"): a value that belongs to one person (a vehicle's VIN, clip id, path,
+content digest and tags; a quarantined file under that vehicle) is digested with that person's
+own key from the region keyring, and subject sets and ledger rows list each person as a digest
+under their key. Erasing a person destroys the key, so the log, which can never change, keeps
+entries that no longer link to anyone, even for whoever holds the region key, while every proof
+still verifies. Facts without the field (written before keying) are read with the region key.
 """
 
 from __future__ import annotations
@@ -30,12 +38,17 @@ from typing import Any
 
 from fleetgate.audit.log import canonical, digest
 from fleetgate.keys import keyed_digest
+from fleetgate.store import Region
+from fleetgate.store.keyring import Keyring
 
 # Which column identifies a row of each fact table, and which tables are written once: a second,
 # different fact for the same id is itself a finding.
 FACT_KEYS = {"assets": "id", "quarantine": "id", "classifications": "asset_id"}
 WRITE_ONCE = {"assets", "quarantine"}
-FACT_ENTRY_TYPES = ("ingest", "derive", "train_run", "classify")
+FACT_ENTRY_TYPES = ("ingest", "derive", "train_run", "classify")  # an erasure's facts count once it checks out
+KEYING = "subject"
+KEY_DESTROYED = "hmac:key-destroyed"
+TOMBSTONE = "erased:"  # a ledger row whose person was erased: still counted, no longer anyone
 
 
 def iso(value: Any) -> Any:
@@ -53,17 +66,51 @@ def json_digest(value: Any) -> str:
     return digest(canonical({"v": value}))
 
 
-class Facts:
-    """Projections of catalog rows into log facts, keyed with one region's pseudonymization key."""
+def vehicle_of_path(path: str | None) -> str | None:
+    """The VIN a drop path sits under (`vehicles/<vin>/...`), or None."""
+    parts = (path or "").split("/")
+    return parts[1] if len(parts) > 2 and parts[0] == "vehicles" and parts[1] else None
 
-    def __init__(self, key: bytes) -> None:
+
+class Facts:
+    """Projections of catalog rows into log facts, keyed with one region's keys (see the module doc).
+
+    `create` makes a person's key on first use (writers); verification passes False, so a row
+    that names a person whose key was destroyed differs from its fact instead of getting a new key."""
+
+    def __init__(self, key: bytes, keyring: Keyring | None = None, create: bool = True) -> None:
         self.key = key
+        self.keyring = keyring
+        self.create = create
+        self._fact_keys: dict[str, bytes | None] = {}
+
+    @classmethod
+    def of(cls, region: Region, create: bool = True) -> Facts:
+        return cls(region.keys.pseudonym_key(), Keyring.of(region.keys), create)
 
     def _keyed(self, domain: str, value: str | None) -> str | None:
         return None if value is None else keyed_digest(self.key, domain, value)
 
-    def asset(self, row: Mapping[str, Any]) -> dict[str, Any]:
-        return {
+    def fact_key(self, subject_pseudonym: str) -> bytes | None:
+        if subject_pseudonym not in self._fact_keys:
+            assert self.keyring is not None
+            self._fact_keys[subject_pseudonym] = self.keyring.fact_key(subject_pseudonym, self.create)
+        return self._fact_keys[subject_pseudonym]
+
+    def _person(self, vin: str | None) -> tuple[bool, bytes | None]:
+        """(whether the values are one person's, the key that digests them)."""
+        if not vin or self.keyring is None:
+            return False, self.key
+        return True, self.fact_key(self.keyring.vehicle_pseudonym(vin))
+
+    @staticmethod
+    def _with(key: bytes | None, domain: str, value: str | None) -> str | None:
+        if value is None:
+            return None
+        return KEY_DESTROYED if key is None else keyed_digest(key, domain, value)
+
+    def asset(self, row: Mapping[str, Any], keying: str | None = KEYING) -> dict[str, Any]:
+        fact = {
             "id": row["id"], "kind": row["kind"], "region": row["region"], "sha256": row["sha256"],
             "bytes": int(row["bytes"]), "file_format": row["file_format"],
             "vehicle": self._keyed("vin", row["vehicle"]), "clip_id": self._keyed("clip", row["clip_id"]),
@@ -72,24 +119,66 @@ class Facts:
             "ingest_run": row["ingest_run"], "tags": json_digest(row["tags"] or {}),
             "created_at": iso(row["created_at"]),
         }
+        if keying != KEYING or self.keyring is None:
+            return fact
+        personal, key = self._person(row["vehicle"])
+        fact |= {"vehicle": self._with(key, "vin", row["vehicle"]), "clip_id": self._with(key, "clip", row["clip_id"]),
+                 "source_path": self._with(key, "path", row["source_path"]), "keying": KEYING}
+        if personal:
+            fact |= {"sha256": self._with(key, "sha256", row["sha256"]),
+                     "tags": self._with(key, "tags", canonical({"v": row["tags"] or {}}).decode())}
+        return fact
 
-    def quarantine(self, row: Mapping[str, Any]) -> dict[str, Any]:
-        return {
+    def quarantine(self, row: Mapping[str, Any], keying: str | None = KEYING) -> dict[str, Any]:
+        fact = {
             "id": row["id"], "region": row["region"], "ingest_run": row["ingest_run"],
             "source_drop": row["source_drop"], "source_path": self._keyed("path", row["source_path"]),
             "field": row["field"], "reason": self._keyed("reason", row["reason"]), "error_type": row["error_type"],
             "sha256": row["sha256"], "bytes": None if row["bytes"] is None else int(row["bytes"]),
             "created_at": iso(row["created_at"]),
         }
+        if keying != KEYING or self.keyring is None:
+            return fact
+        personal, key = self._person(vehicle_of_path(row["source_path"]))
+        fact |= {"source_path": self._with(key, "path", row["source_path"]),
+                 "reason": self._with(key, "reason", row["reason"]), "keying": KEYING}
+        if personal:
+            fact["sha256"] = self._with(key, "sha256", row["sha256"])
+        return fact
 
-    def classification(self, row: Mapping[str, Any], subjects: Iterable[tuple[str, str]]) -> dict[str, Any]:
-        return {
+    def classification(self, row: Mapping[str, Any], subjects: Iterable[tuple[str, str]],
+                       keying: str | None = KEYING) -> dict[str, Any]:
+        keyed = keying == KEYING and self.keyring is not None
+        fact = {
             "asset_id": row["asset_id"], "policy_kind": row["policy_kind"], "features": list(row["features"]),
             "subjects": int(row["subjects"]), "evidence": json_digest(row["evidence"]),
             "anonymized": bool(row["anonymized"]), "pseudonymized": bool(row["pseudonymized"]),
             "packs": dict(row["packs"]), "outcome": row["outcome"], "decision": json_digest(row["decision"]),
-            "classified_at": iso(row["classified_at"]), "subject_keys": subject_set(subjects),
+            "classified_at": iso(row["classified_at"]),
+            "subject_keys": subject_set(self.tokens(subjects) if keyed else subjects),
         }
+        return fact | {"keying": KEYING} if keyed else fact
+
+    def token(self, subject_pseudonym: str) -> str:
+        """A person as a log digest under their own key (a tombstone stays what it is)."""
+        if subject_pseudonym.startswith(TOMBSTONE):
+            return subject_pseudonym
+        return self._with(self.fact_key(subject_pseudonym), "subject", subject_pseudonym) or KEY_DESTROYED
+
+    def tokens(self, pairs: Iterable[tuple[str, str]]) -> list[tuple[str, str]]:
+        pairs = list(pairs)
+        if self.keyring is not None:
+            missing = [k for k, _ in pairs if k not in self._fact_keys and not k.startswith(TOMBSTONE)]
+            self._fact_keys.update(self.keyring.fact_keys(missing, self.create))
+        return [(self.token(k), c) for k, c in pairs]
+
+    def ledger_set(self, rows: Iterable[Mapping[str, Any]], keying: str | None = KEYING) -> dict[str, dict[str, Any]]:
+        """`ledger_set` with each person as their token (keying "subject"), or as logged before keying."""
+        rows = list(rows)
+        if keying != KEYING or self.keyring is None:
+            return ledger_set(rows)
+        self.tokens((r["subject_key"], r["category"]) for r in rows)  # one keyring read for everyone
+        return ledger_set([dict(r) | {"subject_key": self.token(r["subject_key"])} for r in rows])
 
 
 def subject_set(pairs: Iterable[tuple[str, str]]) -> dict[str, Any]:

@@ -24,11 +24,14 @@ from fleetgate.domain import (
     BasisStatement,
     ConfigStatement,
     CredentialStatement,
+    HoldStatement,
     PlanStatement,
     Principal,
     PrincipalStatement,
+    RetentionStatement,
     Role,
     RunStatement,
+    SubjectRequestStatement,
 )
 from fleetgate.keys import envelope as env
 from fleetgate.keys.personal import KeyFileError, public_key_from_pem
@@ -39,6 +42,18 @@ _S = TypeVar("_S", bound=BaseModel)
 def approval_id(envelope: dict[str, Any]) -> str:
     """An approval's id: a hash of its signed envelope, so the same signature is the same approval."""
     return "appr-" + hashlib.sha256(canonical(envelope)).hexdigest()[:20]
+
+
+def request_id(envelope: dict[str, Any]) -> str:
+    """A data-subject request's id: a hash of its signed envelope."""
+    return "dsr-" + hashlib.sha256(canonical(envelope)).hexdigest()[:20]
+
+
+# Who may sign which data-subject request: seeing and copying a person's data is for compliance
+# officers and auditors, erasing it for compliance officers only.
+REQUEST_ROLES = {"find": {Role.compliance, Role.auditor}, "export": {Role.compliance, Role.auditor},
+                 "erase": {Role.compliance}}
+ERASED_TABLES = ("assets", "quarantine", "classifications")
 
 
 @dataclass(frozen=True)
@@ -75,6 +90,33 @@ class LoggedExport:
 
 
 @dataclass
+class LoggedRequest:
+    index: int
+    request_id: str
+    statement: SubjectRequestStatement
+    keyid: str
+
+
+@dataclass
+class LoggedErasure:
+    """An erasure (of a person, or by retention): what it removed, and when its destruction finished."""
+
+    index: int
+    erasure_id: str
+    entry: dict[str, Any]
+    done_index: int | None = None
+    destroyed_keys: list[str] = field(default_factory=list)
+
+
+@dataclass
+class LoggedHold:
+    index: int
+    statement: HoldStatement
+    released_index: int | None = None
+    released_by: str | None = None
+
+
+@dataclass
 class LoggedCredential:
     """An API token or dashboard password, as its signed issuance (and revocation) logged it."""
 
@@ -99,6 +141,13 @@ class LogState:
     exports: dict[str, LoggedExport] = field(default_factory=dict)  # by package id
     published: dict[str, tuple[int, dict[str, Any]]] = field(default_factory=dict)
     config: tuple[int, ConfigStatement] | None = None
+    requests: dict[str, LoggedRequest] = field(default_factory=dict)  # data-subject requests by id
+    erasures: dict[str, LoggedErasure] = field(default_factory=dict)  # by erasure id
+    # rows an erasure removed, by table and id -> the erasure's log index (until a new fact re-adds one)
+    erased: dict[str, dict[str, int]] = field(default_factory=lambda: {t: {} for t in ERASED_TABLES})
+    # per package, the ledger rows as the latest erasure left them: (index, {category: {count, digest}})
+    ledger_after_erasure: dict[str, tuple[int, dict[str, Any]]] = field(default_factory=dict)
+    holds: dict[str, LoggedHold] = field(default_factory=dict)  # by hold id
     bases: dict[str, tuple[int, BasisStatement]] = field(default_factory=dict)  # the latest valid one per plan
     credentials: dict[str, LoggedCredential] = field(default_factory=dict)  # by credential id
     problems: list[Problem] = field(default_factory=list)
@@ -117,6 +166,13 @@ class LogState:
 
     def export_for_plan(self, plan_id: str) -> LoggedExport | None:
         return next((e for e in self.exports.values() if e.entry.get("plan_id") == plan_id), None)
+
+    def held_assets(self) -> dict[str, str]:
+        """Asset id -> hold id, for every hold in force."""
+        return {a: hid for hid, h in self.holds.items() if h.released_index is None for a in h.statement.asset_ids}
+
+    def pending_erasures(self) -> list[LoggedErasure]:
+        return [e for e in self.erasures.values() if e.done_index is None]
 
     # -- replay -----------------------------------------------------------------------------------
     def apply(self, index: int, entry: dict[str, Any], text: str | None = None) -> None:
@@ -152,6 +208,7 @@ class LogState:
                                          f"entry {earlier[0]}")
                     continue
                 known[key] = (index, fact)
+                self.erased.get(table, {}).pop(key, None)  # a fact after an erasure: the row is back
 
     def _signed_by(self, envelope: dict[str, Any], name: str, index: int, roles: set[Role]) -> Principal | str:
         """The principal called `name`, active at `index` with one of `roles`, who signed `envelope`;
@@ -313,6 +370,96 @@ class LogState:
             return
         self.config = (index, st)
 
+    # -- data-subject rights ---------------------------------------------------------------------
+    def _subject_request(self, index: int, entry: dict[str, Any], _text: str | None) -> None:
+        envelope = entry.get("statement") or {}
+        st = self._statement(index, envelope, SubjectRequestStatement, env.SUBJECT_REQUEST, "subject request")
+        if st is None:
+            return
+        rid = request_id(envelope)
+        if entry.get("request_id") != rid or st.region != self.region:
+            self._problem(index, f"subject request {rid}: names another request or region; ignored")
+            return
+        signer = self._signed_by(envelope, st.by, index, REQUEST_ROLES[st.action])
+        if isinstance(signer, str):
+            self._problem(index, f"subject request {rid} ({st.action}) by {st.by}: {signer}; ignored")
+            return
+        self.requests[rid] = LoggedRequest(index, rid, st, signer.keyid)
+
+    def _erasure_cause(self, index: int, eid: str, cause: dict[str, Any]) -> str | None:
+        """Why an erasure's cause does not hold up, or None: a logged erase request (one erasure each), or a
+        signed retention order."""
+        if cause.get("type") == "subject":
+            rid = cause.get("request_id") or ""
+            request = self.requests.get(rid)
+            if request is None or request.statement.action != "erase" or request.statement.dry_run:
+                return "no logged erase request of a compliance officer is its cause"
+            if eid != "er-" + rid.removeprefix("dsr-"):
+                return "its id is not the one its request gives (one erasure per request)"
+            return None
+        if cause.get("type") == "retention":
+            envelope = cause.get("statement") or {}
+            try:
+                st = RetentionStatement.model_validate(env.read_statement(envelope, env.RETENTION))
+            except (env.EnvelopeError, ValidationError) as exc:
+                return f"retention statement: {_short(exc)}"
+            if st.dry_run or st.region != self.region:
+                return "the retention statement is a preview or for another region"
+            signer = self._signed_by(envelope, st.by, index, {Role.compliance})
+            return signer if isinstance(signer, str) else None
+        return f"unknown cause {cause.get('type')!r}"
+
+    def _erasure(self, index: int, entry: dict[str, Any], _text: str | None) -> None:
+        eid = str(entry.get("erasure_id"))
+        reason = self._erasure_cause(index, eid, entry.get("cause") or {})
+        if reason is None and eid in self.erasures:
+            reason = "an erasure with this id was logged before"
+        if reason is not None:
+            # not applied: the rows it removed stay "missing from the catalog" findings
+            self._problem(index, f"erasure {eid}: {reason}; ignored")
+            return
+        self._facts(index, entry)  # the tables it rewrote, without the person's rows
+        for table in ("assets", "quarantine"):
+            for row_id in entry.get(table) or []:
+                self.facts[table].pop(row_id, None)
+                self.erased[table][row_id] = index
+                if table == "assets":
+                    self.facts["classifications"].pop(row_id, None)
+                    self.erased["classifications"][row_id] = index
+        for package, rows in (entry.get("ledger") or {}).items():
+            self.ledger_after_erasure[package] = (index, rows)
+        self.erasures[eid] = LoggedErasure(index, eid, entry)
+
+    def _erasure_done(self, index: int, entry: dict[str, Any], _text: str | None) -> None:
+        erasure = self.erasures.get(str(entry.get("erasure_id")))
+        if erasure is None or erasure.done_index is not None:
+            self._problem(index, f"erasure {entry.get('erasure_id')}: finished without a logged start, or twice")
+            return
+        erasure.done_index = index
+        erasure.destroyed_keys = list(entry.get("keys_destroyed") or [])
+
+    def _legal_hold(self, index: int, entry: dict[str, Any], _text: str | None) -> None:
+        envelope = entry.get("statement") or {}
+        st = self._statement(index, envelope, HoldStatement, env.LEGAL_HOLD, "legal hold")
+        if st is None:
+            return
+        signer = self._signed_by(envelope, st.by, index, {Role.compliance})
+        held = self.holds.get(st.hold_id)
+        if isinstance(signer, str) or st.region != self.region:
+            reason = signer if isinstance(signer, str) else "another region"
+        elif st.action == "place" and held is not None:
+            reason = "a hold with this id exists"
+        elif st.action == "release" and (held is None or held.released_index is not None):
+            reason = "no such hold in force"
+        else:
+            reason = None
+        if reason is not None:
+            self._problem(index, f"legal hold {st.hold_id} ({st.action}) by {st.by}: {reason}; ignored")
+        elif st.action == "place":
+            self.holds[st.hold_id] = LoggedHold(index, st)
+        else:
+            held.released_index, held.released_by = index, st.by
+
     def _basis(self, index: int, entry: dict[str, Any], _text: str | None) -> None:
         envelope = entry.get("statement") or {}
         st = self._statement(index, envelope, BasisStatement, env.BASIS, "legal basis")
@@ -379,6 +526,10 @@ _HANDLERS: dict[str, Callable[[LogState, int, dict[str, Any], str | None], None]
     "export": LogState._export,
     "publish": LogState._publish,
     "config": LogState._config,
+    "subject_request": LogState._subject_request,
+    "erasure": LogState._erasure,
+    "erasure_done": LogState._erasure_done,
+    "legal_hold": LogState._legal_hold,
     "basis": LogState._basis,
     "credential": LogState._credential,
 }

@@ -226,7 +226,7 @@ def classify_region(ws: Workspace, region: str | None = None, destination: str |
 def _save(region: Region, ledger: Ledger, batch: list[tuple[dict[str, Any], list[tuple[str, str]]]],
           clock: Clock) -> None:
     """Classifications, their subject keys and their facts (one `classify` log entry) in one transaction."""
-    facts = Facts(region.keys.pseudonym_key())
+    facts = Facts.of(region)
     now = clock.now()
     with region.catalog.transaction() as conn:
         for row, subjects in batch:

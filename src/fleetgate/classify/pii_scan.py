@@ -353,3 +353,11 @@ def scan_table(table: pa.Table, threads: int = 2) -> ScanResult:
                 result.features.add("owner_contact")
                 result.hits.append(ColumnHit(name, "person_name", len(sample), len(sample)))
     return result
+
+
+def identifier_values(table: pa.Table, threads: int = 2) -> list[tuple[str, pa.Array]]:
+    """Every validated identifier of every string column, as (pseudonym domain, values aligned with the
+    rows, null where a row has none): what finds one person's rows (`fleetgate subject find`)."""
+    with ThreadPoolExecutor(max_workers=max(1, threads)) as pool:
+        outputs = [hit for hits in pool.map(lambda nc: _scan_column(*nc), _string_columns(table)) for hit in hits]
+    return [(entity.domain, values) for entity, _, values in outputs]

@@ -22,6 +22,7 @@ from fleetgate.cli import (
     policy_cmds,
     report_cmds,
     serve_cmds,
+    subject_cmds,
     train_cmds,
 )
 from fleetgate.errors import ExitCode, FleetgateError
@@ -69,6 +70,8 @@ app.command("verify-package", help="Check a received export package (signature, 
 app.add_typer(people_cmds.keys_app, name="keys", help="Make your own signing key pair.")
 app.add_typer(people_cmds.principals_app, name="principals", help="Add, list and remove the people who may act.")
 app.add_typer(people_cmds.config_app, name="config", help="Sign and show the settings that decide exports.")
+app.add_typer(subject_cmds.subject_app, name="subject", help="Find, copy and erase one person's data.")
+app.add_typer(subject_cmds.retention_app, name="retention", help="Delete what expired under the retention settings.")
 app.add_typer(catalog_cmds.app, name="catalog", help="Inspect a region's catalog, runs and quarantine.")
 app.add_typer(compute_cmds.app, name="compute", help="Plan a training cluster under US export controls.")
 app.add_typer(report_cmds.report_app, name="report", help="Write the PIPIA, assessment, contract and annual filings.")

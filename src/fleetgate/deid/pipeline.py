@@ -32,6 +32,7 @@ from fleetgate.domain.clock import Clock, FixedClock
 from fleetgate.engine import LocalRunner, Runner, Work
 from fleetgate.errors import FleetgateError
 from fleetgate.store.blobs import PutResult
+from fleetgate.store.sealed import sealed_for
 from fleetgate.workspace import Workspace
 
 _FEATURE = {"face": "faces", "plate": "plates"}
@@ -112,6 +113,11 @@ class DeidWork:
         return [self.one(job) for job in jobs]
 
     def one(self, job: dict[str, Any]) -> dict[str, Any]:
+        # derived from a vehicle's files, it is still its owner's data: sealed under their key
+        with sealed_for(job["asset"]["vehicle"]):
+            return self._derive(job)
+
+    def _derive(self, job: dict[str, Any]) -> dict[str, Any]:
         asset, settings = job["asset"], job["settings"]
         tags: dict[str, Any] = {"derived": DERIVED, "parent_sha256": asset["sha256"], "settings": settings}
         out, camera, key_uses = None, None, 0
@@ -188,7 +194,7 @@ def deid_region(ws: Workspace, region: str | None = None, policy: TrajectoryPoli
     work = Work(DeidWork, str(ws.home.resolve()), cfg.name,
                 {"policy": policy, "video": video, "profile": profile, "provider": provider},
                 local=lambda: DeidWork("", cfg.name, policy, video, opened=ws, cameras=cameras))
-    log, facts = region_log(reg), Facts(ws.keys(cfg.name).pseudonym_key())
+    log, facts = region_log(reg), Facts.of(reg)
     key_uses, n = 0, report.already
     for results in (runner or LocalRunner()).map(work, jobs, 1):
         for result in results:

@@ -43,6 +43,7 @@ from fleetgate.report.watch import watch_section
 from fleetgate.sample import SampleSpec, generate_sample
 from fleetgate.services import Services
 from fleetgate.store import Ledger, Region
+from fleetgate.subjects import run_retention
 from fleetgate.workspace import Workspace, init_workspace
 from fleetgate.workspace.config import save_config
 
@@ -69,6 +70,7 @@ class DemoResult:
     decisions: list[dict[str, Any]] = field(default_factory=list)
     export: dict[str, Any] = field(default_factory=dict)
     federation: dict[str, Any] = field(default_factory=dict)
+    retention: dict[str, Any] = field(default_factory=dict)
 
     def summary_tables(self) -> list[Table]:
         """Rich tables for the terminal."""
@@ -99,7 +101,15 @@ class DemoResult:
             f.add_row(*[str(v) for v in row])
         if "skipped" in self.federation:
             f.add_row("skipped", self.federation["skipped"], "", "", "")
-        return [inv, q, d, e, f, c]
+        r = Table("kind", "kept (days)", "deleted now", title="retention (fleetgate.toml)",
+                  title_justify="left")
+        deleted: dict[str, int] = {}
+        for a in self.retention.get("assets", []):
+            deleted[a["kind"]] = deleted.get(a["kind"], 0) + 1
+        for part, kinds in self.retention.get("policy", {}).items():
+            for kind, days in kinds.items():
+                r.add_row(f"{kind} ({part})", str(days), str(deleted.get(kind, 0) if part == "raw" else 0))
+        return [inv, q, d, e, r, f, c]
 
 
 Step = Callable[..., None]
@@ -136,6 +146,8 @@ def run_demo(home: Path, on_step: Step | None = None,
         decisions = decision_rows(region)
         step("exporting what the law permits")
         export = _export(ws, home, people)
+        step("deleting what the retention settings say has expired")
+        retention = _retention(ws, people)
         federation = _federate(home, seed, step, on_progress)
         step("planning compute")
         model = reference_model_for(region)
@@ -150,9 +162,36 @@ def run_demo(home: Path, on_step: Step | None = None,
         quarantine = region.catalog.list_quarantine(region.name)
         report = _build_report(region, ingest, inventory, quarantine, decisions, export, model, plans, sized,
                                plot_path, deid, federation)
+        _retention_section(report, retention)
         watch_section(report, ws, DEMO_REGION)
         path = report.write(home / "report.html")
-    return DemoResult(path, ingest, inventory, quarantine, plans, decisions, export, federation)
+    return DemoResult(path, ingest, inventory, quarantine, plans, decisions, export, federation, retention)
+
+
+# Raw exterior video 90 days, cabin media 30, anonymized derivatives a year (docs/subject-rights.md).
+DEMO_RETENTION = {"raw": {"exterior_video": 90, "cabin_audio": 30, "cabin_video": 30},
+                  "derived": {"exterior_video": 365}}
+
+
+def _retention(ws: Workspace, people: dict[str, Actor]) -> dict[str, Any]:
+    """A compliance officer runs retention with the demo's settings (written to fleetgate.toml once)."""
+    if not ws.config.retention.raw and not ws.config.retention.derived:
+        ws.config.retention.raw.update(DEMO_RETENTION["raw"])
+        ws.config.retention.derived.update(DEMO_RETENTION["derived"])
+        save_config(ws.config)
+    return run_retention(ws, _actor(people, Role.compliance), DEMO_REGION)
+
+
+def _retention_section(report: HtmlReport, retention: dict[str, Any]) -> None:
+    report.heading("Retention")
+    report.text(f"Retention run as of {retention['as_of'][:10]} ({retention['status']}): {retention['expired']} "
+                "asset(s) past their period were deleted the way an erasure deletes (logged first, then their "
+                "keys and bytes destroyed); `fleetgate subject erase` erases one person the same way.")
+    report.table(["part", "kind", "days"], [[part, kind, days] for part, kinds in retention["policy"].items()
+                                            for kind, days in kinds.items()])
+    if retention["assets"]:
+        report.table(["deleted asset", "kind", "why"], [[a["asset_id"], a["kind"], a["why"]]
+                                                         for a in retention["assets"]])
 
 
 def _federate(home: Path, seed: int, step: Step, on_progress: Callable[[int, str], None] | None) -> dict[str, Any]:

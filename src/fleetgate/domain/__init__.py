@@ -12,6 +12,8 @@ from fleetgate.domain.models import (
     ConfigStatement,
     CredentialStatement,
     Destination,
+    HoldStatement,
+    IdentifierKind,
     LegalBasisRecord,
     OutcomeSummary,
     Plan,
@@ -19,12 +21,15 @@ from fleetgate.domain.models import (
     PlanStatement,
     Principal,
     PrincipalStatement,
+    RetentionStatement,
     Role,
     RunStatement,
     SignedPlan,
+    SubjectRequestStatement,
     Ytd,
 )
 
 __all__ = ["ApprovalScope", "ApprovalStatement", "BasisStatement", "Blocked", "ConfigStatement", "CredentialStatement",
-           "Destination", "LegalBasisRecord", "OutcomeSummary", "Plan", "PlanItem", "PlanStatement", "Principal",
-           "PrincipalStatement", "Role", "RunStatement", "SignedPlan", "Ytd"]
+           "Destination", "HoldStatement", "IdentifierKind", "LegalBasisRecord", "OutcomeSummary", "Plan", "PlanItem",
+           "PlanStatement", "Principal", "PrincipalStatement", "RetentionStatement", "Role", "RunStatement",
+           "SignedPlan", "SubjectRequestStatement", "Ytd"]

@@ -235,6 +235,53 @@ class RunStatement(Strict):
     at: dt.datetime
 
 
+IdentifierKind = Literal["vin", "phone", "id_number", "plate"]
+
+
+class SubjectRequestStatement(Strict):
+    """A compliance officer's or auditor's signed request about one data subject (PIPL Arts 44-47).
+
+    The identifier is never in it: only its kind and an HMAC under a salt the region keeps beside the
+    request (and wipes once the person is erased), so the log cannot name the person."""
+
+    type: Literal["fleetgate/subject-request/v1"] = "fleetgate/subject-request/v1"
+    action: Literal["find", "export", "erase"]
+    region: str
+    ref_digest: Digest  # sha256 of the request reference (the ticket number)
+    identifier_kind: IdentifierKind
+    identifier_digest: Annotated[str, StringConstraints(pattern=r"^hmac:[0-9a-f]{32}$")]
+    dry_run: bool = False
+    by: PersonName
+    at: dt.datetime
+
+
+class RetentionStatement(Strict):
+    """A compliance officer's signed order to delete what the retention settings say has expired."""
+
+    type: Literal["fleetgate/retention/v1"] = "fleetgate/retention/v1"
+    region: str
+    policy: dict  # {"raw": {kind: days}, "derived": {kind: days}}
+    policy_digest: Digest
+    as_of: dt.datetime
+    dry_run: bool = False
+    by: PersonName
+    at: dt.datetime
+
+
+class HoldStatement(Strict):
+    """A compliance officer places or releases a legal hold: held assets survive erasure and retention."""
+
+    type: Literal["fleetgate/legal-hold/v1"] = "fleetgate/legal-hold/v1"
+    action: Literal["place", "release"]
+    region: str
+    hold_id: str
+    asset_ids: list[str] = Field(min_length=1)
+    ref: Annotated[str, StringConstraints(min_length=1, max_length=128)]
+    reason: Annotated[str, StringConstraints(max_length=256)] = ""
+    by: PersonName
+    at: dt.datetime
+
+
 class CredentialStatement(Strict):
     """An admin (or the principal themselves) vouches for a login credential of a principal.
 

@@ -35,7 +35,7 @@ from typing import Any
 
 from fleetgate.audit import digest
 from fleetgate.audit.check import export_row
-from fleetgate.audit.facts import ledger_set
+from fleetgate.audit.facts import KEYING, Facts
 from fleetgate.audit.log import region_log
 from fleetgate.audit.state import LoggedDecision, LogState
 from fleetgate.domain import PlanItem, Role, RunStatement, SignedPlan
@@ -305,7 +305,8 @@ def _commit(run: _Run, exported: list[tuple[PlanItem, list[str]]], approvals: li
                            "destination": logged.destination.model_dump(), "exporter": logged.exporter,
                            "purpose": logged.purpose, "as_of": run.today.isoformat(), "year": year,
                            "assets": assets, "approvals": approvals, "packs": run.signed.plan.packs,
-                           "ledger": {"exporter": logged.exporter, "year": year, "rows": ledger_set(added)},
+                           "ledger": {"exporter": logged.exporter, "year": year, "keying": KEYING,
+                                      "rows": Facts.of(reg).ledger_set(added)},
                            "ledger_delta": delta, "run": run_envelope,
                            "blocked": [{"asset_id": h["asset_id"], "rules": sorted({b["rule"] for b in h["blocking"]}),
                                         "requires": sorted({b["requires"] for b in h["blocking"]})}

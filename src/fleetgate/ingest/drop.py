@@ -6,6 +6,7 @@ resolved and must stay inside the drop, and tar members are never extracted by n
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import stat
@@ -16,7 +17,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from fleetgate.errors import InvalidInputError, UnsafePathError
+from fleetgate.errors import InvalidInputError, ItemError, UnsafePathError
 from fleetgate.formats.drop_layout import SAFE_SEGMENT
 
 
@@ -88,9 +89,15 @@ def _read_tar(archive: Path, staging: Path) -> Iterator[DropEntry]:
     try:
         tar = tarfile.open(archive, "r:*")
     except (tarfile.TarError, OSError) as exc:
-        raise InvalidInputError(f"{archive}: not a readable tar archive: {exc}") from exc
+        # tarfile lists every compression it tried, a line each; the user gets one line
+        raise InvalidInputError(f"{archive}: not a readable tar archive ({exc.__class__.__name__})") from exc
     with tar:
-        for index, member in enumerate(tar):
+        for index, member in _members(tar):
+            if member is None:  # the archive ends inside a header: what came before it was read
+                rel = f"member-{index:06d}"
+                yield DropEntry(rel, None, ItemError(rel, "archive", "the archive ends inside this member's "
+                                                                     "header (a truncated upload?)"))
+                return
             name = member.name[2:] if member.name.startswith("./") else member.name
             if member.isdir():
                 continue
@@ -109,7 +116,57 @@ def _read_tar(archive: Path, staging: Path) -> Iterator[DropEntry]:
             if not member.isfile():
                 yield DropEntry(rel, None, UnsafePathError(rel, "type", "not a regular file"))
                 continue
-            yield DropEntry(rel, _spool_member(tar, member, spool))
+            try:
+                local = _spool_member(tar, member, spool)
+            except (tarfile.TarError, EOFError) as exc:
+                # the archive ends inside this member: its bytes so far go to quarantine with it
+                _salvage(tar, member, spool)
+                yield DropEntry(rel, spool, ItemError(
+                    rel, "data", f"the archive ends inside this member ({exc.__class__.__name__}; a truncated "
+                                 "upload?)"))
+                return
+            yield DropEntry(rel, local)
+
+
+def _salvage(tar: tarfile.TarFile, member: tarfile.TarInfo, spool: Path) -> None:
+    """The bytes of a member the archive ends inside, as far as they go (tarfile refuses a short read whole)."""
+    with open(spool, "wb") as out:
+        try:
+            tar.fileobj.seek(member.offset_data)
+            left = member.size
+            while left and (chunk := tar.fileobj.read(min(left, 1 << 16))):
+                out.write(chunk)
+                left -= len(chunk)
+        except (OSError, EOFError, tarfile.TarError):
+            pass  # a compressed stream ends mid-block: what was written is all there is
+
+
+def _ends_with_its_marker(tar: tarfile.TarFile) -> bool:
+    """Whether an uncompressed archive ends with the end-of-archive blocks (POSIX: two zero blocks). tarfile
+    reads a header cut short after the first as the end, so a truncated upload would look whole."""
+    raw = tar.fileobj
+    if not isinstance(raw, io.BufferedReader):
+        return True  # compressed: the decompressor reports a truncated stream itself
+    raw.seek(tar.offset)
+    return raw.read(tarfile.BLOCKSIZE) == tarfile.NUL * tarfile.BLOCKSIZE
+
+
+def _members(tar: tarfile.TarFile) -> Iterator[tuple[int, tarfile.TarInfo | None]]:
+    """The archive's members with their index; None where a header cannot be read (and nothing after)."""
+    members = iter(tar)
+    index = 0
+    while True:
+        try:
+            member = next(members)
+        except StopIteration:
+            if index and not _ends_with_its_marker(tar):
+                yield index, None
+            return
+        except (tarfile.TarError, EOFError):
+            yield index, None
+            return
+        yield index, member
+        index += 1
 
 
 def _spool_member(tar: tarfile.TarFile, member: tarfile.TarInfo, spool: Path) -> Path | None:

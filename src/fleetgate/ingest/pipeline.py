@@ -19,7 +19,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from fleetgate.audit.facts import Facts
+from fleetgate.audit.facts import Facts, vehicle_of_path
 from fleetgate.audit.log import region_log
 from fleetgate.domain.clock import Clock, FixedClock
 from fleetgate.engine import LocalRunner, Runner, Work
@@ -29,6 +29,7 @@ from fleetgate.ingest.drop import DropEntry, open_drop
 from fleetgate.ingest.validate import validate_file
 from fleetgate.store import Region
 from fleetgate.store.blobs import CHUNK
+from fleetgate.store.sealed import sealed_for
 
 Row = dict[str, Any]
 Stage = Callable[[list[Row]], list[Row]]
@@ -147,7 +148,9 @@ def make_store_stage(region: Region, workers: int = STORE_WORKERS) -> Stage:
             row.update(sha256=None, bytes=None)
             return
         namespace = "quarantine" if row["error"] else "blobs"
-        result = region.blobs.put_file(Path(row["local_path"]), namespace)
+        # a vehicle's files (and quarantined ones under its folder) are its owner's: sealed under their key
+        with sealed_for(row["vehicle"] or vehicle_of_path(row["relpath"])):
+            result = region.blobs.put_file(Path(row["local_path"]), namespace)
         row.update(sha256=result.sha256, bytes=result.size)
 
     def store_stage(rows: list[Row]) -> list[Row]:
@@ -211,7 +214,7 @@ def make_catalog_stage(region: Region, run_id: str, drop_id: str, report: Ingest
     assets are new is read inside it, under the write lock, so two ingests of one drop at once
     never insert the same asset twice."""
     log = region_log(region)
-    facts = Facts(region.keys.pseudonym_key())
+    facts = Facts.of(region)
     clock = clock or Clock()
 
     def catalog_stage(rows: list[Row]) -> list[Row]:

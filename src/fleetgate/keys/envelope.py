@@ -25,6 +25,9 @@ PRINCIPAL = "application/vnd.fleetgate.principal.v1+json"
 CONFIG = "application/vnd.fleetgate.config.v1+json"
 RUN = "application/vnd.fleetgate.export-run.v1+json"
 BASIS = "application/vnd.fleetgate.basis.v1+json"
+SUBJECT_REQUEST = "application/vnd.fleetgate.subject-request.v1+json"
+RETENTION = "application/vnd.fleetgate.retention.v1+json"
+LEGAL_HOLD = "application/vnd.fleetgate.legal-hold.v1+json"
 
 
 class EnvelopeError(UsageError):
@@ -88,6 +91,7 @@ PAYLOAD_TYPES = {
     "fleetgate/export-run/v1": RUN,
     "fleetgate/basis/v1": BASIS,
     "fleetgate/credential/v1": CREDENTIAL,
+    "fleetgate/subject-request/v1": SUBJECT_REQUEST,
 }
 
 

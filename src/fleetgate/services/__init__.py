@@ -17,7 +17,8 @@ from fleetgate.services.filings import Filings
 from fleetgate.services.ingest import Ingest
 from fleetgate.services.inventory import Inventory
 from fleetgate.services.principals import Authenticated, Principals
+from fleetgate.services.subjects import Subjects
 from fleetgate.services.training import Training
 
 __all__ = ["Audit", "Authenticated", "Classifier", "Compute", "Deid", "ExportGate", "Filings", "Ingest", "Inventory",
-           "Principals", "Services", "Training"]
+           "Principals", "Services", "Subjects", "Training"]

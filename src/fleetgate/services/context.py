@@ -18,6 +18,7 @@ if TYPE_CHECKING:
     from fleetgate.services.ingest import Ingest
     from fleetgate.services.inventory import Inventory
     from fleetgate.services.principals import Principals
+    from fleetgate.services.subjects import Subjects
     from fleetgate.services.training import Training
 
 
@@ -88,6 +89,12 @@ class Services:
         from fleetgate.services.training import Training
 
         return Training(self.ws, self.clock)
+
+    @cached_property
+    def subjects(self) -> Subjects:
+        from fleetgate.services.subjects import Subjects
+
+        return Subjects(self.ws, self.clock)
 
     def close(self) -> None:
         self.ws.close()

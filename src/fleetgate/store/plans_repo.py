@@ -26,6 +26,17 @@ class PlanRepository:
         conn.execute(sa.update(plans).where(plans.c.plan_id == plan_id)
                      .values(status="signed", body=body, statement=statement, log_index=index))
 
+    def bodies(self) -> list[tuple[str, str]]:
+        """(plan id, body) of every plan: what an erasure scans for a person's files."""
+        with self.catalog.snapshot() as conn:
+            return [(r.plan_id, r.body) for r in conn.execute(sa.select(plans.c.plan_id, plans.c.body))]
+
+    def remove(self, conn: Connection, plan_ids: list[str]) -> int:
+        """Withdraw plans (an erasure of a person they list); their decisions stay in the log."""
+        if not plan_ids:
+            return 0
+        return conn.execute(sa.delete(plans).where(plans.c.plan_id.in_(plan_ids))).rowcount
+
     def get(self, plan_id: str) -> dict[str, Any] | None:
         with self.catalog.snapshot() as conn:
             row = conn.execute(sa.select(plans).where(plans.c.plan_id == plan_id)).first()

@@ -10,6 +10,12 @@
     credentials                          API tokens and dashboard passwords (argon2 hashes) of principals
     plans                                plans made over HTTP: drafts awaiting their author's signature, and
                                          signed plans (the body and the envelope, as a plan file holds them)
+    subject_requests, erasures           data-subject requests (find, copy, erase) and erasure records
+    legal_holds                          assets a compliance officer placed under legal hold
+
+The region's keyring is a database of its own (`keyring_metadata`, in the region's key folder):
+    subject_keys, blob_keys              per-person keys and per-blob data keys; deleting a row there
+                                         is what makes every copy of a blob unreadable
 
 Changes to these tables go through an Alembic migration in `store/migrations/versions/` (one
 place creates and upgrades the schema: `store/migrate.py`); a test fails while the two differ.
@@ -238,3 +244,84 @@ FACT_TABLES = ("assets", "quarantine", "classifications", "asset_subjects", "led
                "export_approvals", "exports")
 # ... and those only the service writes (credentials for the API, plans made over HTTP); checked the same way.
 SERVICE_FACT_TABLES = ("credentials", "plans")
+
+subject_requests = sa.Table(
+    "subject_requests",
+    metadata,
+    # A data-subject request (PIPL Arts 44-47): the identifier is never stored, only its HMAC under
+    # a per-request salt, and the salt is wiped once the person is erased.
+    sa.Column("id", sa.String(40), primary_key=True),
+    sa.Column("ref", sa.String(128), nullable=False, index=True),  # the operator's ticket (DSR-2026-001)
+    sa.Column("action", sa.String(16), nullable=False),  # find | export | erase
+    sa.Column("identifier_kind", sa.String(16), nullable=False),  # vin | phone | id_number | plate
+    sa.Column("identifier_salt", sa.LargeBinary),  # null once wiped
+    sa.Column("identifier_digest", sa.String(80), nullable=False),
+    sa.Column("requested_by", sa.String(128), nullable=False),
+    sa.Column("dry_run", sa.Boolean, nullable=False, default=False),
+    sa.Column("received_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("due_by", sa.Date, nullable=False),  # 10 working days (Automobile Data Provisions Art 9)
+    sa.Column("status", sa.String(16), nullable=False),  # open | done
+    sa.Column("log_index", sa.BigInteger, nullable=False),
+    sa.Column("result", sa.JSON, nullable=False, default=dict),  # counts, never identifiers
+    sa.Column("finished_at", sa.DateTime(timezone=True)),
+)
+
+erasures = sa.Table(
+    "erasures",
+    metadata,
+    # The erasure record: written (with its log entry) in the transaction that removes the rows,
+    # before any blob or key is destroyed, so a rerun after a crash knows what is left to destroy.
+    sa.Column("id", sa.String(40), primary_key=True),
+    sa.Column("cause", sa.String(16), nullable=False),  # subject | retention
+    sa.Column("request_id", sa.String(40)),
+    sa.Column("status", sa.String(16), nullable=False),  # rows_erased | done
+    sa.Column("log_index", sa.BigInteger, nullable=False),
+    sa.Column("done_index", sa.BigInteger),
+    sa.Column("plan", sa.JSON, nullable=False),  # blobs (namespace, sha256), keys and files still to destroy
+    sa.Column("summary", sa.JSON, nullable=False),  # counts, packages that left, holds
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("finished_at", sa.DateTime(timezone=True)),
+)
+
+legal_holds = sa.Table(
+    "legal_holds",
+    metadata,
+    # Rebuilt from signed, logged `legal_hold` statements; `audit verify` compares them.
+    sa.Column("id", sa.String(40), primary_key=True),
+    sa.Column("asset_id", sa.String(40), nullable=False, index=True),
+    sa.Column("ref", sa.String(128), nullable=False),  # the case or order number
+    sa.Column("reason", sa.String(256), nullable=False),
+    sa.Column("placed_by", sa.String(128), nullable=False),
+    sa.Column("placed_index", sa.BigInteger, nullable=False),
+    sa.Column("released_by", sa.String(128)),
+    sa.Column("released_index", sa.BigInteger),
+)
+
+# ---- the keyring: its own database, never backed up with the catalog or the blobs -----------------
+keyring_metadata = sa.MetaData()
+
+subject_keys = sa.Table(
+    "subject_keys",
+    keyring_metadata,
+    # kid is random: a key destroyed by an erasure never comes back under its id, even when the same
+    # person's data arrives again (it gets a new key, found through `slot`)
+    sa.Column("kid", sa.String(40), primary_key=True),  # s_ + 32 random hex
+    sa.Column("slot", sa.String(64), nullable=False, unique=True),  # HMAC of the person's pseudonym
+    sa.Column("secret", sa.LargeBinary, nullable=False),  # 32 random bytes
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+)
+
+blob_keys = sa.Table(
+    "blob_keys",
+    keyring_metadata,
+    sa.Column("kid", sa.String(40), primary_key=True),  # b_ + 32 random hex
+    sa.Column("slot", sa.String(64), nullable=False, unique=True),  # HMAC of (namespace, sha256, holder)
+    sa.Column("namespace", sa.String(32), nullable=False),
+    sa.Column("sha256", sa.String(64), nullable=False),  # of the plaintext: what the catalog names
+    sa.Column("holder", sa.String(40), index=True),  # the subject key that wraps the data key; null: none
+    sa.Column("data_key", sa.LargeBinary, nullable=False),  # AES key wrap (RFC 3394) under the holder, or raw
+    sa.Column("stored_as", sa.String(64), nullable=False),  # sha256 of the ciphertext: the inner store's key
+    sa.Column("bytes", sa.BigInteger),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Index("ix_blob_keys_content", "namespace", "sha256"),
+)

@@ -65,7 +65,7 @@ def store_checkpoint(ws: Workspace, region: str, state: bytes, card: dict[str, A
             region_log(reg).append(conn, "train_run", {
                 "asset_id": asset_id, "checkpoint_sha256": put.sha256, "lineage": card["data_lineage"],
                 "metrics": card["metrics"], "packs": card.get("packs", {}),
-                "facts": {"assets": [Facts(reg.keys.pseudonym_key()).asset(row)]}}, at=row["created_at"])
+                "facts": {"assets": [Facts.of(reg).asset(row)]}}, at=row["created_at"])
     card_path = ws.home / "models" / region / f"{asset_id}.model_card.json"
     card_path.parent.mkdir(parents=True, exist_ok=True)
     tmp = card_path.with_suffix(".partial")

@@ -11,7 +11,9 @@ from collections.abc import Callable
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request, Response
+from fastapi.responses import FileResponse
 from pydantic import BaseModel, ConfigDict, Field
+from starlette.background import BackgroundTask
 from starlette.concurrency import run_in_threadpool
 
 from fleetgate.errors import InvalidInputError
@@ -21,6 +23,9 @@ from fleetgate.services.models import (
     AssetDetail,
     AssetSummary,
     CheckpointView,
+    ErasureResult,
+    FindResult,
+    Identifier,
     IngestResult,
     LogEntryView,
     Page,
@@ -30,6 +35,8 @@ from fleetgate.services.models import (
     RegionOverview,
     RunResult,
     SigningRequest,
+    SubjectRequestView,
+    SubjectSigningRequest,
 )
 from fleetgate.web.auth import AUDITORS, READERS, GuardedRoute, principal_of, services_of, writing
 
@@ -297,3 +304,90 @@ def entries(request: Request, start: Annotated[int | None, Query(ge=0)] = None,
 @router.get("/log/proof/{index}", response_model=ProofView, openapi_extra=roles(*AUDITORS))
 def proof(request: Request, index: int) -> ProofView:
     return services_of(request).audit.prove(index, principal_of(request).region)
+
+
+# -- data-subject rights (PIPL Arts 44-47) ------------------------------------------------------------
+# Each request is two calls: `…/statement` returns the statement to sign (the identifier HMACed under a
+# fresh salt, nothing logged), the officer signs it with their own key (`fleetgate sign`) and posts the
+# envelope with the identifier and the salt. The bodies name a person: their `web_request` entries keep
+# the body's size, not its digest (`x-personal-body`), and the signed request is logged whole.
+SEE = ("compliance", "auditor")  # find and copy (PIPL Art 45)
+ERASE = ("compliance",)  # erasure (PIPL Art 47)
+
+
+def personal(*names: str) -> dict[str, Any]:
+    return {**roles(*names), "x-personal-body": True}
+
+
+class SubjectAsk(Body):
+    identifier: Identifier
+    ref: str = Field(min_length=1, max_length=128, description="the request's reference (the ticket number)")
+
+
+class EraseAsk(SubjectAsk):
+    dry_run: bool = Field(default=False, description="a preview with counts; nothing is changed")
+
+
+class SignedSubjectRequest(SubjectAsk):
+    envelope: dict[str, Any] = Field(description="the DSSE envelope `fleetgate sign` printed")
+    salt: str = Field(pattern=r"^[0-9a-f]{32}$", description="as the statement call returned it")
+
+
+@router.post("/subjects/find/statement", response_model=SubjectSigningRequest, openapi_extra=personal(*SEE))
+def find_statement(request: Request, body: SubjectAsk) -> SubjectSigningRequest:
+    """The request to find everything of one person that the caller may sign now."""
+    who = principal_of(request)
+    return services_of(request).subjects.request_statement("find", body.identifier, body.ref, who.name,
+                                                           region=who.region)
+
+
+@router.post("/subjects/find", response_model=FindResult, openapi_extra=personal(*SEE))
+def find(request: Request, body: SignedSubjectRequest) -> FindResult:
+    """Counts and asset ids of the person's assets, table rows, quarantine, packages and ledger rows."""
+    who = principal_of(request)
+    return services_of(request).subjects.submit_find(body.envelope, body.identifier, body.salt, body.ref, who.name,
+                                                     who.region)
+
+
+@router.post("/subjects/export/statement", response_model=SubjectSigningRequest, openapi_extra=personal(*SEE))
+def copy_statement(request: Request, body: SubjectAsk) -> SubjectSigningRequest:
+    who = principal_of(request)
+    return services_of(request).subjects.request_statement("export", body.identifier, body.ref, who.name,
+                                                           region=who.region)
+
+
+@router.post("/subjects/export", openapi_extra={**personal(*SEE), "responses": {"200": {"content": {
+    "application/x-tar": {"schema": {"type": "string", "format": "binary"}}}}}})
+def copy(request: Request, body: SignedSubjectRequest) -> FileResponse:
+    """The person's own data as a tar of the copy `fleetgate subject export` writes (manifest.json, their
+    table rows, their vehicle's files, decisions.json); the server keeps no copy once it is sent."""
+    who = principal_of(request)
+    subjects = services_of(request).subjects
+    result, archive = subjects.copy_archive(body.envelope, body.identifier, body.salt, body.ref, who.name,
+                                            who.region)
+    headers = {"X-Fleetgate-Request-Id": result.request_id, "X-Fleetgate-Log-Index": str(result.log_index),
+               "X-Fleetgate-Copy": result.model_dump_json(exclude={"path"})}
+    return FileResponse(archive, media_type="application/x-tar", filename=archive.name, headers=headers,
+                        background=BackgroundTask(subjects.discard_copy, archive))
+
+
+@router.post("/subjects/erase/statement", response_model=SubjectSigningRequest, openapi_extra=personal(*ERASE))
+def erase_statement(request: Request, body: EraseAsk) -> SubjectSigningRequest:
+    """The erasure request (or, with `dry_run`, its preview) the compliance officer may sign now."""
+    who = principal_of(request)
+    return services_of(request).subjects.request_statement("erase", body.identifier, body.ref, who.name,
+                                                           body.dry_run, who.region)
+
+
+@router.post("/subjects/erase", response_model=ErasureResult, openapi_extra=personal(*ERASE))
+def erase(request: Request, body: SignedSubjectRequest) -> ErasureResult:
+    """The preview, or the erasure; a rerun with the same ref resumes an unfinished one or reports it done."""
+    who = principal_of(request)
+    return services_of(request).subjects.submit_erase(body.envelope, body.identifier, body.salt, body.ref, who.name,
+                                                      who.region)
+
+
+@router.get("/subjects/requests", response_model=list[SubjectRequestView], openapi_extra=roles(*SEE))
+def subject_requests(request: Request, all: bool = False) -> list[SubjectRequestView]:  # noqa: A002 - ?all=
+    """Open requests with the day they are due (10 working days); `all=true`: every request and its counts."""
+    return services_of(request).subjects.requests(principal_of(request).region, include_done=all)

@@ -6,7 +6,10 @@
   provider. The session lives in the server's memory; its cookie is HttpOnly, SameSite=Strict and
   Secure (`web.secure_cookies`); every form carries the session's CSRF token; failed logins are rate
   limited per client address and per name (`web.login_attempts_per_minute`).
-- Every state-changing API request is logged (`web_request`) with the principal before it runs.
+- Every state-changing API request is logged (`web_request`) with the principal before it runs. A
+  route whose body names a person (`x-personal-body`: the data-subject routes) is logged with the
+  body's size only: a plain SHA-256 of a body holding a VIN or a phone number could be found by
+  trying the fleet's VINs, and the signed request the route logs is its record.
 """
 
 from __future__ import annotations
@@ -74,6 +77,7 @@ class GuardedRoute(APIRoute):
         original = super().get_route_handler()
         roles = (self.openapi_extra or {}).get("x-roles")
         streamed = (self.openapi_extra or {}).get("x-streamed-body", False)
+        personal = (self.openapi_extra or {}).get("x-personal-body", False)
         changes = bool(self.methods & STATE_CHANGING)
 
         async def guarded(request: Request) -> Response:
@@ -94,7 +98,7 @@ class GuardedRoute(APIRoute):
                 return error_json(413, "too_large", f"a JSON body of at most {MAX_JSON_BODY >> 10} KiB")
             if changes:
                 body = b"" if streamed else await request.body()
-                request.state.request_log_index = await writing(_record, request, who, body, streamed)
+                request.state.request_log_index = await writing(_record, request, who, body, streamed, personal)
             return await original(request)
 
         return guarded
@@ -111,15 +115,22 @@ async def writing(fn: Callable[..., Any], *args: Any) -> Any:
     return await anyio.to_thread.run_sync(lambda: fn(*args), limiter=limiter)
 
 
-def _record(request: Request, who: Authenticated, body: bytes, streamed: bool) -> int:
+def _body_fact(request: Request, body: bytes, streamed: bool, personal: bool) -> dict[str, Any]:
+    if streamed:
+        return {"streamed": True, "content_length": request.headers.get("content-length")}
+    if personal:
+        return {"personal": True, "bytes": len(body)}
+    return {"sha256": hashlib.sha256(body).hexdigest(), "bytes": len(body)}
+
+
+def _record(request: Request, who: Authenticated, body: bytes, streamed: bool, personal: bool = False) -> int:
     route = request.scope.get("route")
     entry = {"principal": who.name, "role": who.role.value, "keyid": who.keyid, "credential": who.credential_id,
              "method": request.method, "route": getattr(route, "path", request.url.path),
              "path_params": {k: str(v) for k, v in request.path_params.items()},
              "query": dict(request.query_params),
              "request_id": request.headers.get("x-request-id") or secrets.token_hex(8),
-             "body": ({"streamed": True, "content_length": request.headers.get("content-length")} if streamed
-                      else {"sha256": hashlib.sha256(body).hexdigest(), "bytes": len(body)})}
+             "body": _body_fact(request, body, streamed, personal)}
     return services_of(request).audit.record_request(who.region, entry)
 
 

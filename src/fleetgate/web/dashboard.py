@@ -23,10 +23,10 @@ from fastapi.templating import Jinja2Templates
 from starlette.concurrency import run_in_threadpool
 
 from fleetgate.domain import Role
-from fleetgate.errors import FleetgateError
+from fleetgate.errors import FleetgateError, NotFoundError
 from fleetgate.services import Authenticated
 from fleetgate.web import plots
-from fleetgate.web.auth import RAW_VIEWERS, SESSION_COOKIE, Session, check_csrf, services_of
+from fleetgate.web.auth import AUDITORS, RAW_VIEWERS, SESSION_COOKIE, Session, check_csrf, services_of
 from fleetgate.web.errors import status_of
 from fleetgate.web.oidc import OidcError, OidcLogin
 
@@ -253,6 +253,8 @@ def still(request: Request, asset_id: str) -> Response:
     session = _reader(request)
     services = services_of(request)
     row, data = services.inventory.blob(asset_id, session.who.region)
+    if not row["kind"].endswith(("_video", "_image")):
+        raise NotFoundError(f"asset {asset_id} is a {row['kind']}: it has no still")
     derived = (row["tags"] or {}).get("derived")
     if not derived and session.who.role not in RAW_VIEWERS:
         return Response("raw media is shown only to engineers, compliance officers and admins", status_code=403)
@@ -405,6 +407,9 @@ async def _signed_step(request: Request, plan_id: str, method: str, role: Role) 
 @router.get("/log", response_class=HTMLResponse)
 def log(request: Request, start: int | None = None, type: str = "") -> HTMLResponse:
     session = _reader(request)
+    if session.who.role.value not in AUDITORS:  # the same roles as /api/v1/log
+        return _render(request, "error.html", session, status=403, code="forbidden",
+                       message="the log is for auditors, compliance officers and admins")
     audit = services_of(request).audit
     size, entries = audit.entries(session.who.region, start=start, limit=PAGE, kind=type or None)
     cp = audit.latest_checkpoint(session.who.region)
@@ -415,6 +420,9 @@ def log(request: Request, start: int | None = None, type: str = "") -> HTMLRespo
 @router.get("/log/proof/{index}", response_class=HTMLResponse)
 def log_proof(request: Request, index: int) -> HTMLResponse:
     session = _reader(request)
+    if session.who.role.value not in AUDITORS:
+        return _render(request, "error.html", session, status=403, code="forbidden",
+                       message="the log is for auditors, compliance officers and admins")
     try:
         proof = services_of(request).audit.prove(index, session.who.region)
     except FleetgateError as exc:

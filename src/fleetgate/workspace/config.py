@@ -24,6 +24,7 @@ from pydantic.dataclasses import dataclass
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from fleetgate.errors import ConfigError, UsageError
+from fleetgate.formats.content import KIND_CONTAINERS, KIND_TABLES
 
 CONFIG_FILE = "fleetgate.toml"
 CONFIG_VERSION = 1
@@ -188,6 +189,33 @@ class WebConfig(Section):
     oidc: OidcConfig = Field(default_factory=OidcConfig)
 
 
+# Kinds a retention period may name; a misspelled kind would keep its data forever, so it is refused.
+RETENTION_KINDS = frozenset(KIND_CONTAINERS) | frozenset(KIND_TABLES)
+Days = Annotated[int, Field(ge=1, strict=True)]
+
+
+class RetentionConfig(Section):
+    """`[retention]`: days each kind is kept, for raw data and for what is derived from it.
+
+    `fleetgate retention run` deletes what is older (by the end of its recording, else by when it
+    landed); a kind not listed is kept until someone erases it."""
+
+    raw: dict[str, Days] = Field(default_factory=dict)
+    derived: dict[str, Days] = Field(default_factory=dict)
+
+    @field_validator("raw", "derived")
+    @classmethod
+    def _known_kinds(cls, value: dict[str, int], info: Any) -> dict[str, int]:
+        for kind in value:
+            if kind not in RETENTION_KINDS:
+                raise ValueError(f"retention.{info.field_name}.{kind}: not a kind of asset "
+                                 f"({', '.join(sorted(RETENTION_KINDS))})")
+        return value
+
+    def as_dict(self) -> dict[str, dict[str, int]]:
+        return {"raw": dict(sorted(self.raw.items())), "derived": dict(sorted(self.derived.items()))}
+
+
 # The parsed file a `build_config` call validates; a context variable so that concurrent loads never mix.
 _file_doc: ContextVar[dict[str, Any] | None] = ContextVar("fleetgate_config_doc", default=None)
 
@@ -222,6 +250,7 @@ class WorkspaceConfig(BaseSettings):
     gate: GateConfig = Field(default_factory=GateConfig)
     web: WebConfig = Field(default_factory=WebConfig)
     engine: EngineConfig = Field(default_factory=EngineConfig)
+    retention: RetentionConfig = Field(default_factory=RetentionConfig)
 
     @classmethod
     def settings_customise_sources(cls, settings_cls: type[BaseSettings], init_settings: PydanticBaseSettingsSource,
@@ -325,7 +354,9 @@ def _problem(exc: ValidationError, path: Path) -> ConfigError:
     if loc[-1:] == ["[key]"]:  # a dict key that is not allowed (gate.approvers.X)
         loc = loc[:-1]
     key = ".".join(loc)
-    if loc[:2] == ["gate", "approvers"] and len(loc) == 3:
+    if loc[:1] == ["retention"] and len(loc) == 3 and kind != "value_error":
+        message = "a whole number of days, at least 1"
+    elif loc[:2] == ["gate", "approvers"] and len(loc) == 3:
         message = ("not an approval-bound outcome (" + ", ".join(DEFAULT_APPROVERS) + ")" if kind == "literal_error"
                    else "a whole number of at least 1")
     elif loc and loc[0] in ("regions", "destinations") and len(loc) == 3 and kind in ("missing", "missing_argument",
@@ -428,6 +459,9 @@ def file_document(config: WorkspaceConfig) -> dict[str, Any]:
     engine = config.engine.model_dump(exclude_defaults=True, exclude_none=True)
     if engine:
         doc["engine"] = engine
+    retention = {part: days for part, days in config.retention.as_dict().items() if days}
+    if retention:
+        doc["retention"] = retention
     return doc
 
 
@@ -458,5 +492,5 @@ def setting_names(model: type[BaseModel] | None = None, prefix: str = "") -> lis
 
 
 __all__ = ["CONFIG_FILE", "DEFAULT_APPROVERS", "DEFAULT_PACKS", "DestinationConfig", "GateConfig", "KeysConfig",
-           "OidcConfig", "PolicyConfig", "RegionConfig", "WebConfig", "WorkspaceConfig", "build_config",
-           "init_workspace", "load_config", "save_config", "setting_names"]
+           "OidcConfig", "PolicyConfig", "RegionConfig", "RetentionConfig", "WebConfig", "WorkspaceConfig",
+           "build_config", "init_workspace", "load_config", "save_config", "setting_names"]

@@ -7,7 +7,9 @@ from typing import Any
 
 from fleetgate.keys import KeyStore
 from fleetgate.store import Catalog, Region, open_blob_store
+from fleetgate.store.keyring import Keyring
 from fleetgate.store.residency import ResidentBlobStore
+from fleetgate.store.sealed import SealedBlobStore
 from fleetgate.workspace.config import WorkspaceConfig, load_config
 
 
@@ -37,14 +39,16 @@ class Workspace:
             catalog_url = self.config.resolve(cfg.catalog)
             if catalog_url.startswith("sqlite:///"):
                 Path(catalog_url[len("sqlite:///") :]).parent.mkdir(parents=True, exist_ok=True)
+            keys = KeyStore(self.keys_root, cfg.name)
+            # every blob is sealed under its own data key (docs/subject-rights.md), and every read is
+            # checked against the region the code acts for, and recorded
+            sealed = SealedBlobStore(open_blob_store(blob_url, s3_endpoint_url=cfg.s3_endpoint_url), Keyring.of(keys))
             self._regions[cfg.name] = Region(
                 name=cfg.name,
                 country=cfg.country,
-                # every read is checked against the region the code acts for, and recorded
-                blobs=ResidentBlobStore(open_blob_store(blob_url, s3_endpoint_url=cfg.s3_endpoint_url), cfg.name,
-                                        self.access_log(cfg.name)),
+                blobs=ResidentBlobStore(sealed, cfg.name, self.access_log(cfg.name)),
                 catalog=Catalog(catalog_url),
-                keys=KeyStore(self.keys_root, cfg.name),
+                keys=keys,
             )
         return self._regions[cfg.name]
 
