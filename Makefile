@@ -23,14 +23,16 @@ setup: $(BIN)/python system-deps ## create .venv, install fleetgate with trainin
 	$(BIN)/pip install --quiet -e '.[train,federate,pdf]'
 	$(BIN)/fleetgate models pull
 
-setup-dev: setup test-deps ## also install the dev dependencies
-	$(BIN)/pip install --quiet -e '.[dev,train,federate,pdf]'
+setup-dev: setup test-deps ## also install the dev dependencies, the servers the tests start and the scale-out extras
+	$(BIN)/pip install --quiet -e '.[dev,train,federate,pdf,postgres,s3,ray]'
 
-# The dashboard's browser tests drive Debian's chromium-headless-shell through Playwright, and the
-# OIDC login test runs npm's oauth2-mock-server on loopback; both are installed here, not by the tests.
-test-deps: ## install what the browser and OIDC tests need (headless chromium, a mock identity provider)
+# The dashboard's browser tests drive Debian's chromium-headless-shell through Playwright, the OIDC
+# login test runs npm's oauth2-mock-server on loopback, and the `postgres` tests start a real PostgreSQL
+# server of Debian's package (tests/servers.py); all are installed here, not by the tests.
+test-deps: ## install what the browser, OIDC and PostgreSQL tests need (headless chromium, a mock identity provider, PostgreSQL)
 	@sh scripts/ensure-browser.sh
 	@sh scripts/ensure-mock-idp.sh $(VENV)/idp
+	@sh scripts/ensure-postgres.sh
 
 demo: setup ## set up and run the demo on embedded defaults (SQLite + local folder)
 	$(BIN)/fleetgate --home $(HOME_DIR) demo
@@ -51,7 +53,7 @@ lint: setup-dev ## ruff and the import-layer contract
 	$(BIN)/lint-imports
 
 bench: setup-dev ## run the benchmarks and write docs/benchmarks.md
-	$(BIN)/pip install --quiet -e '.[bench,train,federate]'
+	$(BIN)/pip install --quiet -e '.[bench,train,federate,postgres,s3,ray]'
 	@command -v wrk >/dev/null 2>&1 || { [ "$$(id -u)" = "0" ] && command -v apt-get >/dev/null 2>&1 && \
 		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null; } || \
 		echo "warning: no wrk (apt-get install wrk); the HTTP load bench is skipped" >&2

@@ -28,6 +28,8 @@ from fleetgate.sample import SampleSpec, generate_sample
 from fleetgate.workspace import Workspace, init_workspace
 from gate_bench import bench_export, bench_log
 from policy_bench import bench_decisions, bench_pii_scan
+from ray_bench import bench_ray
+from scale_bench import bench_scale
 from subjects_bench import bench_erasure
 from train_bench import bench_train
 from trust_bench import bench_fact_logging
@@ -150,6 +152,16 @@ def bench_ingest(work: Path, runs: int) -> list[str]:
     return out
 
 
+def deid_fps_per_core(path: Path) -> float | None:
+    """The measured `deid video` frames per second per core, from the de-identification speed section."""
+    import re
+
+    if not path.exists():
+        return None
+    match = re.search(r"\| fleetgate `deid video` [^|]*\| ([0-9.]+) \|", path.read_text(encoding="utf-8"))
+    return float(match.group(1)) / (os.cpu_count() or 1) if match else None
+
+
 def merge_sections(path: Path, fresh: list[str]) -> list[str]:
     """Replace the `## ` sections just measured; keep the others from the existing file, in order."""
     def split(lines: list[str]) -> dict[str, list[str]]:
@@ -169,44 +181,9 @@ def merge_sections(path: Path, fresh: list[str]) -> list[str]:
     return [line for section in merged.values() for line in section]
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--out", type=Path, default=Path("docs/benchmarks.md"))
-    parser.add_argument("--runs", type=int, default=5)
-    parser.add_argument("--only", action="append",
-                        choices=["ingest", "policy", "gate", "trust", "deid", "train", "federate", "web", "subjects"],
-                        help="Run only these benchmarks; the other sections of --out are kept.")
-    args = parser.parse_args()
-    only = set(args.only or ["ingest", "policy", "gate", "trust", "deid", "train", "federate", "web", "subjects"])
-    sections: list[str] = []
-    with tempfile.TemporaryDirectory(prefix="fleetgate-bench-", dir=os.environ.get("FLEETGATE_BENCH_DIR")) as tmp:
-        if "ingest" in only:
-            sections += bench_ingest(Path(tmp), args.runs)
-        if "policy" in only:
-            sections += bench_decisions(args.runs)
-            (Path(tmp) / "pii").mkdir()
-            sections += bench_pii_scan(Path(tmp) / "pii", max(3, args.runs // 2))
-        if "gate" in only:
-            (Path(tmp) / "gate").mkdir()
-            sections += bench_export(Path(tmp) / "gate", args.runs)
-            sections += bench_log(Path(tmp) / "gate", args.runs)
-        if "trust" in only:
-            (Path(tmp) / "trust").mkdir()
-            big = Path(tmp) / "drop" if "ingest" in only else None  # the large-video drop bench_ingest made
-            sections += bench_fact_logging(Path(tmp) / "trust", args.runs, big)
-        if "deid" in only:
-            sections += bench_quality(Path(tmp) / "deid-quality")
-            sections += bench_speed(Path(tmp) / "deid-speed", max(3, args.runs // 2 + 1))
-        if "train" in only:
-            sections += bench_train(Path(tmp) / "train", args.runs)
-        if "federate" in only:
-            sections += bench_federate(Path(tmp) / "federate", args.runs)
-        if "subjects" in only:
-            (Path(tmp) / "subjects").mkdir()
-            sections += bench_erasure(Path(tmp) / "subjects", args.runs)
-        if "web" in only:  # 60 s per run with 50 readers and 5 writers; three runs are enough for a median
-            sections += bench_web(Path(tmp) / "web", min(args.runs, 3))
-    sections = merge_sections(args.out, sections)
+def write(args: argparse.Namespace, sections: list[str]) -> str:
+    """Merge what was measured so far into --out (so a later benchmark failing loses nothing)."""
+    merged = merge_sections(args.out, sections)
     header = [
         "# Benchmarks",
         "",
@@ -220,8 +197,75 @@ def main() -> None:
         f"- Date: {time.strftime('%Y-%m-%d')}",
         "",
     ]
-    args.out.write_text("\n".join(header + sections), encoding="utf-8")
-    print("\n".join(header + sections))
+    text = "\n".join(header + merged)
+    args.out.write_text(text, encoding="utf-8")
+    return text
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--out", type=Path, default=Path("docs/benchmarks.md"))
+    parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--scale-sizes", default="10000,100000,1000000",
+                        help="Catalog sizes of the scale benchmark, comma-separated.")
+    parser.add_argument("--only", action="append",
+                        choices=["ingest", "policy", "pii", "gate", "scale", "ray", "trust", "deid", "train",
+                                 "federate", "web", "subjects"],
+                        help="Run only these benchmarks; the other sections of --out are kept.")
+    args = parser.parse_args()
+    only = set(args.only or ["ingest", "policy", "pii", "gate", "scale", "ray", "trust", "deid", "train", "federate",
+                             "subjects", "web"])
+    sections: list[str] = []
+    with tempfile.TemporaryDirectory(prefix="fleetgate-bench-", dir=os.environ.get("FLEETGATE_BENCH_DIR")) as tmp:
+        if "ingest" in only:
+            sections += bench_ingest(Path(tmp), args.runs)
+            write(args, sections)
+        if "policy" in only:
+            sections += bench_decisions(args.runs)
+            write(args, sections)
+        if "pii" in only or "policy" in only:
+            (Path(tmp) / "pii").mkdir()
+            sections += bench_pii_scan(Path(tmp) / "pii", max(3, args.runs // 2))
+            write(args, sections)
+        if "gate" in only:
+            (Path(tmp) / "gate").mkdir()
+            sections += bench_export(Path(tmp) / "gate", args.runs)
+            write(args, sections)
+            sections += bench_log(Path(tmp) / "gate", args.runs)
+            write(args, sections)
+        if "scale" in only:
+            (Path(tmp) / "scale").mkdir()
+            sections += bench_scale(Path(tmp) / "scale", args.runs,
+                                    tuple(int(n) for n in args.scale_sizes.split(",")))
+            write(args, sections)
+        if "ray" in only:
+            (Path(tmp) / "ray").mkdir()
+            sections += bench_ray(Path(tmp) / "ray", max(3, args.runs // 2), deid_fps_per_core(args.out))
+            write(args, sections)
+        if "trust" in only:
+            (Path(tmp) / "trust").mkdir()
+            big = Path(tmp) / "drop" if "ingest" in only else None  # the large-video drop bench_ingest made
+            sections += bench_fact_logging(Path(tmp) / "trust", args.runs, big)
+            write(args, sections)
+        if "deid" in only:
+            sections += bench_quality(Path(tmp) / "deid-quality")
+            write(args, sections)
+            sections += bench_speed(Path(tmp) / "deid-speed", max(3, args.runs // 2 + 1))
+            write(args, sections)
+        if "train" in only:
+            sections += bench_train(Path(tmp) / "train", args.runs)
+            write(args, sections)
+        if "federate" in only:
+            sections += bench_federate(Path(tmp) / "federate", args.runs)
+            write(args, sections)
+        if "subjects" in only:
+            (Path(tmp) / "subjects").mkdir()
+            sections += bench_erasure(Path(tmp) / "subjects", args.runs)
+            write(args, sections)
+        if "web" in only:  # 60 s per run with 50 readers and 5 writers; three runs are enough for a median
+            sections += bench_web(Path(tmp) / "web", min(args.runs, 3))
+            write(args, sections)
+    print(write(args, sections))
 
 
 if __name__ == "__main__":

@@ -49,3 +49,53 @@ def workspace(tmp_path: Path) -> Workspace:
     ws = Workspace.open(tmp_path / "ws")
     yield ws
     ws.close()
+
+
+# -- real servers, started once per session on loopback (tests/servers.py) ---------------------------
+@pytest.fixture(scope="session")
+def postgres_server():
+    """A PostgreSQL 15 server of Debian's package, in a temporary folder, for the whole session."""
+    from servers import PostgresServer
+
+    server = PostgresServer().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def postgres_url(postgres_server) -> str:
+    """The URL of a fresh, empty database on the session's server."""
+    return postgres_server.database()
+
+
+@pytest.fixture(scope="session")
+def s3_server():
+    """SeaweedFS `weed mini` serving S3 (versioning, object lock) on loopback, for the whole session."""
+    from servers import S3Server
+
+    server = S3Server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def s3_env(s3_server, monkeypatch: pytest.MonkeyPatch):
+    """The session's S3 server as the standard AWS variables of this process (and of processes it starts)."""
+    for key, value in s3_server.environ().items():
+        monkeypatch.setenv(key, value)
+    return s3_server
+
+
+@pytest.fixture(scope="module")
+def ray_cluster():
+    """A local Ray cluster of two worker CPUs for a module of `ray` tests, shut down after it so its
+    daemons do not share the CPUs with the rest of the suite."""
+    import ray
+
+    os.environ.setdefault("RAY_ACCEL_ENV_VAR_OVERRIDE_ON_ZERO", "0")  # CPU stages: leave the GPU variables alone
+    tests = str(Path(__file__).resolve().parent)  # workers import the tests' own stage classes too
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False,
+             runtime_env={"env_vars": {"PYTHONPATH": os.pathsep.join(filter(None, [tests, os.environ.get(
+                 "PYTHONPATH")]))}})
+    yield ray
+    ray.shutdown()

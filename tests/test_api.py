@@ -143,7 +143,7 @@ def test_plan_approve_run_over_http_with_signatures_made_elsewhere(client: TestC
     assert r.status_code == 200, r.text
     result = r.json()
     assert result["status"] == "published" and result["package_id"] == "pkg-" + plan_id.removeprefix("plan-")
-    assert result["approvals"] and result["ledger_delta"]["spi"] > 0
+    assert result["approvals"] and result["ledger_delta"]["spi"] > 0, result
     # the same log the CLI writes, and audit verify is clean (plans and credentials rows included)
     verified = client.services.audit.verify()
     assert verified.findings == []

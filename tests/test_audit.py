@@ -251,3 +251,25 @@ def _resigned(log) -> Checkpoint:
     body = checkpoint_body(cp.origin, cp.size, cp.root)
     blob = key_id(log.key_name, log.public_key()) + log.keys.sign(body.encode())
     return Checkpoint(cp.origin, cp.size, cp.root, ((log.key_name, blob),))
+
+
+def test_tiles_and_the_kind_column_are_checked_against_the_entries(workspace: Workspace) -> None:
+    from fleetgate.store.schema import log_tiles
+
+    log = open_log(workspace)
+    with workspace.region().catalog.transaction() as conn:
+        log.append_many(conn, [("decision", {"plan_id": f"p{i}"}) for i in range(300)])
+    log.checkpoint()
+    log.verify()
+    with workspace.region().catalog.transaction() as conn:
+        blob = conn.execute(sa.select(log_tiles.c.hashes).where(log_tiles.c.level == 1)).scalar_one()
+        conn.execute(sa.update(log_tiles).where(log_tiles.c.level == 1).values(hashes=bytes([blob[0] ^ 1]) + blob[1:]))
+    with pytest.raises(LogError, match="log_tiles level 1 tile 0: differs from the entries"):
+        log.verify()
+    assert log.root()[1] != log.latest_checkpoint().root  # what a tampered tile gives is not the signed root
+    with workspace.region().catalog.transaction() as conn:
+        conn.execute(sa.update(log_tiles).where(log_tiles.c.level == 1).values(hashes=blob))
+        conn.execute(sa.update(log_entries).where(log_entries.c.idx == 7).values(kind="export"))
+    with pytest.raises(LogError, match="entry 7: its kind column says 'export', the entry 'decision'"):
+        log.verify()
+    assert all(e["type"] == "export" for e in log.entries("export"))  # the filter never trusts the column alone

@@ -143,7 +143,8 @@ def test_every_role_walks_the_dashboard_and_an_export_is_signed_approved_and_run
     shots(page, "auditor-asset-deidentified-only")
     page.goto("/log")
     page.click("#prove")
-    page.wait_for_function("document.querySelector('#browser-verdict') && "
+    # a function, not an expression: Playwright evaluates a bare expression with eval(), which the CSP refuses
+    page.wait_for_function("() => document.querySelector('#browser-verdict') && "
                            "document.querySelector('#browser-verdict').innerText.startsWith('included')")
     assert page.inner_text("#server-verdict") == "included"
     shots(page, "auditor-log-proof")

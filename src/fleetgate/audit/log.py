@@ -6,7 +6,9 @@ own index and the previous leaf hash, so a reordered, dropped or inserted row is
 first bad index even before the signed checkpoints are checked.
 
 Checkpoints use the C2SP tlog-checkpoint format, signed as a C2SP signed note with the region's
-Ed25519 key; a witness may add a cosignature (witness.py).
+Ed25519 key; a witness may add a cosignature (witness.py). The tree's interior is kept as C2SP
+tlog-tiles in the same transaction as each append (tiles.py), so a checkpoint, an inclusion or a
+consistency proof reads O(log n) hashes whatever the log's size.
 """
 
 from __future__ import annotations
@@ -22,10 +24,11 @@ from typing import Any
 import orjson
 from sqlalchemy.engine import Connection
 
+from fleetgate.audit import tiles
 from fleetgate.audit.merkle import (
     EMPTY_ROOT,
-    consistency_proof,
-    inclusion_proof,
+    consistency_path,
+    inclusion_path,
     leaf_hash,
     node_hash,
     prefix_root,
@@ -149,10 +152,11 @@ class TransparencyLog:
             entry = {"type": kind, "index": index, "prev": prev, "at": now, **payload}
             data = canonical(entry)
             lh = leaf_hash(data).hex()
-            rows.append({"idx": index, "entry": data.decode("utf-8"), "leaf_hash": lh})
+            rows.append({"idx": index, "entry": data.decode("utf-8"), "leaf_hash": lh, "kind": kind})
             out.append((index, lh))
             index, prev = index + 1, lh
         self.repo.insert(conn, rows)
+        tiles.extend(self.repo, conn, rows[0]["idx"], [bytes.fromhex(r["leaf_hash"]) for r in rows])
         return out[1:] if last is None else out
 
     # -- reading ---------------------------------------------------------------------------------
@@ -173,23 +177,38 @@ class TransparencyLog:
         return text
 
     def entries(self, kind: str | None = None, limit: int | None = None) -> list[dict[str, Any]]:
-        out = [json.loads(t) for t in self.repo.iter_texts()]
-        if kind:
-            out = [e for e in out if e["type"] == kind]
-        return out[-limit:] if limit else out
-
-    def _leaf_hashes(self, size: int | None = None) -> list[bytes]:
-        return self.repo.leaf_hashes(size)
+        """Entries of one type (filtered in SQL on the kind column; the entry's own type must agree), oldest
+        first; the last `limit` of them when given."""
+        out = [json.loads(t) for t in self.repo.of_kind(kind, limit)]
+        return [e for e in out if kind is None or e.get("type") == kind]
 
     # -- checkpoints and proofs --------------------------------------------------------------------
     def public_key(self) -> bytes:
         return self.keys.public_key("signing")
 
+    def _reader(self, conn: Connection, size: int | None = None) -> tiles.TileReader:
+        current = self.repo.count(conn)
+        size = current if size is None else size
+        if not 0 <= size <= current:
+            raise LogError(f"the log holds {current} entries, fewer than {size}")
+        return tiles.TileReader(self.repo, conn, size)
+
+    def root(self, size: int | None = None) -> tuple[int, bytes]:
+        """(size, root) of the tree of `size` entries (default: all), from the tiles."""
+        with self.catalog.snapshot() as conn:
+            reader = self._reader(conn, size)
+            return reader.size, self._tile_root(reader)
+
+    @staticmethod
+    def _tile_root(reader: tiles.TileReader) -> bytes:
+        try:
+            return reader.root()
+        except LookupError as exc:
+            raise LogError(str(exc)) from exc
+
     def checkpoint(self) -> Checkpoint:
         """Sign and store a checkpoint of the current tree (the same one again if nothing changed)."""
-        leaves = self._leaf_hashes()
-        size = len(leaves)
-        root = prefix_roots(leaves, [size])[size]
+        size, root = self.root()
         body = checkpoint_body(self.origin, size, root)
         signature = self.keys.sign(body.encode(), "signing")
         blob = key_id(self.key_name, self.public_key()) + signature
@@ -213,18 +232,27 @@ class TransparencyLog:
             if cp is None or cp.size <= index:
                 cp = self.checkpoint()
             size = cp.size
-        leaves = self._leaf_hashes(size)
-        if not 0 <= index < len(leaves):
-            raise LogError(f"entry {index} is not in a tree of size {len(leaves)}")
-        return {"index": index, "size": size, "leaf_hash": leaves[index].hex(),
-                "proof": [p.hex() for p in inclusion_proof(index, leaves)],
-                "root": prefix_roots(leaves, [size])[size].hex()}
+        with self.catalog.snapshot() as conn:
+            reader = self._reader(conn, size)
+            if not 0 <= index < size:
+                raise LogError(f"entry {index} is not in a tree of size {size}")
+            try:
+                path = inclusion_path(index, size, reader.subtree)
+                leaf = reader.node(0, index)
+            except LookupError as exc:
+                raise LogError(str(exc)) from exc
+            return {"index": index, "size": size, "leaf_hash": leaf.hex(), "proof": [p.hex() for p in path],
+                    "root": self._tile_root(reader).hex()}
 
     def consistency(self, old_size: int, new_size: int) -> list[bytes]:
-        leaves = self._leaf_hashes(new_size)
-        if len(leaves) != new_size:
-            raise LogError(f"the log holds {len(leaves)} entries, fewer than {new_size}")
-        return consistency_proof(old_size, leaves) if old_size else []
+        if not old_size:
+            return []
+        with self.catalog.snapshot() as conn:
+            reader = self._reader(conn, new_size)
+            try:
+                return consistency_path(old_size, new_size, reader.subtree)
+            except LookupError as exc:
+                raise LogError(str(exc)) from exc
 
     # -- verification ----------------------------------------------------------------------------------
     def verify(self, on_entry: Callable[[int, dict[str, Any]], None] | None = None,
@@ -237,7 +265,7 @@ class TransparencyLog:
         leaves: list[bytes] = []
         prev = ""
         sha256 = hashlib.sha256
-        for position, (idx, text, stored) in enumerate(self.repo.iter_raw_rows(conn)):
+        for position, (idx, text, stored, kind) in enumerate(self.repo.iter_raw_rows(conn)):
             if idx != position:
                 raise LogError(f"entry {position}: missing (the next stored entry is {idx})" if idx > position
                                else f"entry {position}: duplicated index {idx}")
@@ -255,6 +283,8 @@ class TransparencyLog:
             if entry.get("prev") != prev:
                 # this entry was chained to a different predecessor: the one before it was replaced
                 raise LogError(f"entry {position - 1}: replaced (entry {position} is chained to a different leaf)")
+            if kind != entry.get("type"):  # the column `audit log --kind` filters on
+                raise LogError(f"entry {position}: its kind column says {kind!r}, the entry {entry.get('type')!r}")
             leaves.append(computed)
             prev = stored
             if on_entry is not None:
@@ -278,8 +308,20 @@ class TransparencyLog:
             if prefix_root(levels, cp.size) != cp.root:
                 raise LogError(f"checkpoint of size {cp.size}: root differs from the entries; the first bad "
                                f"entry is below index {cp.size}")
+        self._verify_tiles(levels, conn)  # after the checkpoints: a truncated log is named by its first gap
         return VerifyReport(entries=len(leaves), checkpoints=len(checkpoints),
                             root=prefix_root(levels, len(leaves)).hex())
+
+
+    def _verify_tiles(self, levels: list[list[bytes]], conn: Connection | None) -> None:
+        """Every stored tile must be what the entries give: checkpoints and proofs are read from them."""
+        expected = tiles.expected_tiles(levels)
+        stored = {(level, index): blob for level, index, blob in self.repo.all_tiles(conn)}
+        for key in sorted(set(expected) | set(stored)):
+            if expected.get(key) != stored.get(key):
+                what = "missing" if key not in stored else "not in a tree of this size" if key not in expected \
+                    else "differs from the entries"
+                raise LogError(f"log_tiles level {key[0]} tile {key[1]}: {what}")
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,7 @@ so they are small and never trust sizes or proof lengths they did not check.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 EMPTY_ROOT = hashlib.sha256(b"").digest()
 
@@ -72,44 +72,57 @@ def prefix_root(levels: list[list[bytes]], size: int) -> bytes:
     return root
 
 
-def _subtree_root(leaves: Sequence[bytes], start: int, end: int) -> bytes:
-    return root_from_leaf_hashes(leaves[start:end])
+# MTH of the leaves in [start, end): what a proof needs from the tree, from a list of leaf hashes
+# or from stored tiles (audit/tiles.py) alike.
+Subtree = Callable[[int, int], bytes]
 
 
-def inclusion_proof(index: int, leaves: Sequence[bytes]) -> list[bytes]:
-    """PATH(m, D[n]) of RFC 9162 §2.1.3.1 for leaf `index` in a tree of len(leaves)."""
-    n = len(leaves)
-    if not 0 <= index < n:
-        raise ValueError(f"index {index} outside a tree of size {n}")
-    start, end, m = 0, n, index
+def _list_subtree(leaves: Sequence[bytes]) -> Subtree:
+    return lambda start, end: root_from_leaf_hashes(leaves[start:end])
+
+
+def inclusion_path(index: int, size: int, subtree: Subtree) -> list[bytes]:
+    """PATH(m, D[n]) of RFC 9162 §2.1.3.1 for leaf `index` in a tree of `size`."""
+    if not 0 <= index < size:
+        raise ValueError(f"index {index} outside a tree of size {size}")
+    start, end, m = 0, size, index
     path: list[bytes] = []
     while end - start > 1:
         k = _split(end - start)
         if m < k:
-            path.append(_subtree_root(leaves, start + k, end))
+            path.append(subtree(start + k, end))
             end = start + k
         else:
-            path.append(_subtree_root(leaves, start, start + k))
+            path.append(subtree(start, start + k))
             start, m = start + k, m - k
     return list(reversed(path))
 
 
-def consistency_proof(old_size: int, leaves: Sequence[bytes]) -> list[bytes]:
+def consistency_path(old_size: int, size: int, subtree: Subtree) -> list[bytes]:
     """PROOF(m, D[n]) of RFC 9162 §2.1.4.1."""
-    n = len(leaves)
-    if not 0 < old_size <= n:
-        raise ValueError(f"old size {old_size} is not in 1..{n}")
-    return _subproof(old_size, leaves, 0, n, True)
+    if not 0 < old_size <= size:
+        raise ValueError(f"old size {old_size} is not in 1..{size}")
+    return _subproof(old_size, subtree, 0, size, True)
 
 
-def _subproof(m: int, leaves: Sequence[bytes], start: int, end: int, complete: bool) -> list[bytes]:
+def inclusion_proof(index: int, leaves: Sequence[bytes]) -> list[bytes]:
+    """PATH(m, D[n]) for leaf `index` in a tree of len(leaves)."""
+    return inclusion_path(index, len(leaves), _list_subtree(leaves))
+
+
+def consistency_proof(old_size: int, leaves: Sequence[bytes]) -> list[bytes]:
+    """PROOF(m, D[n]) over a list of leaf hashes."""
+    return consistency_path(old_size, len(leaves), _list_subtree(leaves))
+
+
+def _subproof(m: int, subtree: Subtree, start: int, end: int, complete: bool) -> list[bytes]:
     n = end - start
     if m == n:
-        return [] if complete else [_subtree_root(leaves, start, end)]
+        return [] if complete else [subtree(start, end)]
     k = _split(n)
     if m <= k:
-        return _subproof(m, leaves, start, start + k, complete) + [_subtree_root(leaves, start + k, end)]
-    return _subproof(m - k, leaves, start + k, end, False) + [_subtree_root(leaves, start, start + k)]
+        return _subproof(m, subtree, start, start + k, complete) + [subtree(start + k, end)]
+    return _subproof(m - k, subtree, start + k, end, False) + [subtree(start, start + k)]
 
 
 def _climb_left_edge(fn: int, sn: int) -> tuple[int, int]:

@@ -11,14 +11,18 @@ region's packs and ledger, so `fleetgate explain` can show why.
 from __future__ import annotations
 
 import datetime as dt
+import io
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from fleetgate.audit.facts import Facts
 from fleetgate.audit.log import region_log
 from fleetgate.classify.geo import SensitiveAreas, is_precise
-from fleetgate.classify.pii_scan import scan_table
+from fleetgate.classify.pii_scan import read_table_for_scan, scan_table
+from fleetgate.domain.clock import Clock, FixedClock
+from fleetgate.engine import LocalRunner, Runner, Work
 from fleetgate.errors import FleetgateError, UsageError
 from fleetgate.keys.region_keys import pseudonym
 from fleetgate.policy.decide import Decision, PolicyEngine
@@ -26,7 +30,6 @@ from fleetgate.policy.request import DecisionRequest, Exporter, Item, Ytd
 from fleetgate.policy.service import exporter_of, ledger_ytd, packs_for
 from fleetgate.policy.vocabulary import KINDS
 from fleetgate.store import Ledger, Region
-from fleetgate.store.catalog import utcnow
 from fleetgate.workspace import Workspace
 
 # Ingest kinds without a policy kind stay LOCAL_ONLY as unclassified (clip.json carries a VIN and
@@ -109,8 +112,7 @@ def classify_asset(ws: Workspace, region: str, asset: dict[str, Any], key: bytes
         subjects.add(pseudonym(key, asset["vehicle"], "vin"))
         evidence.append({"method": "path", "feature": "vin", "why": "stored under the vehicle's VIN"})
     if kind in TABLE_KINDS and asset["file_format"] == "parquet":
-        table = blobs.read_table(asset["sha256"])
-        scan = scan_table(table)
+        scan = scan_table(read_table_for_scan(io.BytesIO(blobs.read_bytes(asset["sha256"]))))
         features.update(scan.features)
         evidence.extend({"method": "pii_scan", **hit} for hit in scan.evidence())
         subjects.update(pseudonym(key, value, domain) for domain, value in scan.distinct_subjects())
@@ -141,56 +143,91 @@ def default_destination_country(ws: Workspace) -> str:
     return dests[0].country if dests else "US"
 
 
+class ClassifyWork:
+    """Classify and decide a batch of assets. Built once where the rows are processed (here, or in a Ray
+    actor that opens the workspace itself): the packs compile and the engine is made once per actor."""
+
+    def __init__(self, home: str, region: str, destination: str, as_of: dt.date, ytd: Ytd,
+                 opened: Workspace | None = None) -> None:
+        self.ws = opened or Workspace.open(Path(home))
+        cfg = self.ws.config.region(region)
+        self.region, self.destination, self.as_of, self.ytd = cfg.name, destination, as_of, ytd
+        self.key = self.ws.keys(cfg.name).pseudonym_key()
+        self.areas = SensitiveAreas.load(self.ws.config.resolve(cfg.sensitive_areas) if cfg.sensitive_areas else None)
+        self.engine, self.exporter = PolicyEngine(packs_for(self.ws, cfg.name)), exporter_of(cfg)
+
+    def __call__(self, assets: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        return [self.one(asset) for asset in assets]
+
+    def one(self, asset: dict[str, Any]) -> dict[str, Any]:
+        try:
+            c = classify_asset(self.ws, self.region, asset, self.key, self.areas)
+            decision = decide_asset(self.engine, self.exporter, c, self.destination, self.ytd, self.as_of)
+        except (FleetgateError, OSError, ValueError) as exc:  # a broken blob must not stop the batch
+            return {"id": asset["id"], "failed": f"{asset['source_path']}: {exc}"}
+        item = decision.items[0]
+        category = item.counted_as or ("spi" if "spi" in item.tags else "pi" if "pi" in item.tags else None)
+        row = {"asset_id": c.asset_id, "policy_kind": c.policy_kind, "features": c.features,
+               "subjects": len(c.subject_keys), "evidence": c.evidence, "anonymized": c.anonymized,
+               "pseudonymized": c.pseudonymized, "packs": decision.packs, "outcome": item.outcome.value,
+               "decision": {"destination": self.destination, "as_of": decision.as_of, "tags": item.tags,
+                            **item.to_dict(), "obligations": item.obligations}}
+        return {"id": asset["id"], "row": row, "subjects": [(k, category) for k in c.subject_keys] if category else []}
+
+
 def classify_region(ws: Workspace, region: str | None = None, destination: str | None = None,
-                    on_progress: Callable[[int, int], None] | None = None) -> ClassifyReport:
-    """Classify and decide every asset of a region; a failing asset is reported, the rest go on."""
+                    on_progress: Callable[[int, int], None] | None = None, runner: Runner | None = None,
+                    clock: Clock | None = None, pending_only: bool = False,
+                    asset_ids: list[str] | None = None) -> ClassifyReport:
+    """Classify and decide every asset of a region (only the unclassified ones with `pending_only`, which
+    resumes an interrupted run; only the unclassified ones among `asset_ids`, say what an ingest landed,
+    when given); a failing asset is reported, the rest go on."""
+    clock = FixedClock.frozen(clock)
     cfg = ws.config.region(region)
     reg = ws.region(cfg.name)
     ledger = Ledger(reg.catalog)
-    key = ws.keys(cfg.name).pseudonym_key()
-    areas = SensitiveAreas.load(ws.config.resolve(cfg.sensitive_areas) if cfg.sensitive_areas else None)
     packs = packs_for(ws, cfg.name)
     destination = destination or default_destination_country(ws)
     report = ClassifyReport(region=cfg.name, packs={p.id: p.hash_ref for p in packs})
     # One engine, exporter and ledger reading for the whole run, not one per asset.
-    engine, exporter, as_of = PolicyEngine(packs), exporter_of(cfg), dt.date.today()
+    as_of = clock.today()
     ytd = ledger_ytd(ws, cfg.name, as_of.year)
-    assets = reg.catalog.list_assets(region=cfg.name)
+    if asset_ids is not None:
+        assets = ledger.unclassified_assets(cfg.name, asset_ids)
+    else:
+        assets = ledger.unclassified_assets(cfg.name) if pending_only else reg.catalog.list_assets(region=cfg.name)
+    work = Work(ClassifyWork, str(ws.home.resolve()), cfg.name, {"destination": destination, "as_of": as_of,
+                                                                 "ytd": ytd},
+                local=lambda: ClassifyWork("", cfg.name, destination, as_of, ytd, opened=ws))
     batch: list[tuple[dict[str, Any], list[tuple[str, str]]]] = []
-    for n, asset in enumerate(assets, 1):
-        try:
-            c = classify_asset(ws, cfg.name, asset, key, areas)
-            decision = decide_asset(engine, exporter, c, destination, ytd, as_of)
-        except (FleetgateError, OSError, ValueError) as exc:  # a broken blob must not stop the batch
-            report.failed.append((asset["id"], f"{asset['source_path']}: {exc}"))
-            continue
-        item = decision.items[0]
-        category = item.counted_as or ("spi" if "spi" in item.tags else "pi" if "pi" in item.tags else None)
-        batch.append(({
-            "asset_id": c.asset_id, "policy_kind": c.policy_kind, "features": c.features,
-            "subjects": len(c.subject_keys), "evidence": c.evidence, "anonymized": c.anonymized,
-            "pseudonymized": c.pseudonymized, "packs": decision.packs, "outcome": item.outcome.value,
-            "decision": {"destination": destination, "as_of": decision.as_of, "tags": item.tags,
-                         **item.to_dict(), "obligations": item.obligations},
-        }, [(k, category) for k in c.subject_keys] if category else []))
-        report.classified += 1
-        report.outcomes[item.outcome.value] = report.outcomes.get(item.outcome.value, 0) + 1
-        for f in c.features:
-            report.features[f] = report.features.get(f, 0) + 1
-        if len(batch) == CLASSIFY_BATCH:
-            _save(reg, ledger, batch)
-            batch = []
-        if on_progress:
-            on_progress(n, len(assets))
+    done = 0
+    for results in (runner or LocalRunner()).map(work, assets, CLASSIFY_BATCH):
+        for result in results:
+            done += 1
+            if "failed" in result:
+                report.failed.append((result["id"], result["failed"]))
+                continue
+            row = result["row"]
+            batch.append((row, [tuple(p) for p in result["subjects"]]))
+            report.classified += 1
+            report.outcomes[row["outcome"]] = report.outcomes.get(row["outcome"], 0) + 1
+            for f in row["features"]:
+                report.features[f] = report.features.get(f, 0) + 1
+            if len(batch) == CLASSIFY_BATCH:
+                _save(reg, ledger, batch, clock)
+                batch = []
+            if on_progress:
+                on_progress(done, len(assets))
     if batch:
-        _save(reg, ledger, batch)
+        _save(reg, ledger, batch, clock)
     return report
 
 
-def _save(region: Region, ledger: Ledger, batch: list[tuple[dict[str, Any], list[tuple[str, str]]]]) -> None:
+def _save(region: Region, ledger: Ledger, batch: list[tuple[dict[str, Any], list[tuple[str, str]]]],
+          clock: Clock) -> None:
     """Classifications, their subject keys and their facts (one `classify` log entry) in one transaction."""
     facts = Facts.of(region)
-    now = utcnow()
+    now = clock.now()
     with region.catalog.transaction() as conn:
         for row, subjects in batch:
             ledger.save_classification(conn, row | {"classified_at": now}, subjects)

@@ -23,7 +23,8 @@ from fleetgate.cli._common import (
     print_json,
 )
 from fleetgate.errors import ExitCode, UsageError
-from fleetgate.gate import read_plan, verify_package, write_plan
+from fleetgate.gate import read_plan, write_plan
+from fleetgate.gate.package import verify_package_at
 from fleetgate.keys import envelope as env
 from fleetgate.keys.personal import load_signer
 
@@ -202,11 +203,12 @@ def witness(ctx: typer.Context, region: RegionOpt = None,
     typer.echo(cosigned.text(), nl=False)
 
 
-def verify_package_cmd(path: Annotated[Path, typer.Argument(metavar="DIR", help="The package folder.")],
+def verify_package_cmd(path: Annotated[str, typer.Argument(metavar="DIR", help="The package folder (or its "
+                                                                            "s3:// URL).")],
                        key: Annotated[str | None, typer.Option(help="Pin the region's Ed25519 public key (hex).")]
                        = None, fmt: FormatOpt = OutputFormat.table) -> None:
     """Check a received package: signature, hashes, and inclusion of its export entry."""
-    report = verify_package(path, key)
+    report = verify_package_at(path, key)
     if fmt == OutputFormat.json:
         print_json(report.__dict__)
         return

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
 from pathlib import Path
@@ -80,8 +81,20 @@ app.command("sign", help="Sign a statement the server showed (plan, approval, ru
 app.command("serve", help="Serve the JSON API (/api/v1) and the dashboard; loopback by default.")(serve_cmds.serve)
 
 
+class _NoteHandler(logging.Handler):
+    """Library notes (a catalog migrated, a server started) as one line each on stderr."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        err_console.print(f"[yellow]note:[/] {record.getMessage()}", highlight=False, soft_wrap=True)
+
+
 def run() -> None:
     """Entry point: run the app and turn FleetgateErrors into one red line and an exit code."""
+    notes = logging.getLogger("fleetgate")
+    if not notes.handlers:
+        notes.addHandler(_NoteHandler(logging.INFO))
+        notes.setLevel(logging.INFO)
+        notes.propagate = False
     try:
         from typer.exceptions import TyperException
     except ImportError:  # typer < 0.21 (which flwr pins) still raises click's own exceptions

@@ -166,7 +166,7 @@ def log_section(doc: Document, ev: Evidence) -> Section:
            f"{cp.root.hex()}), signed by the region key" + (f" and cosigned by {', '.join(cosigners)}" if cosigners
                                                              else "") + ". Prove any of them with `fleetgate audit "
            "prove N`; `fleetgate audit verify` recomputes the whole log.")
-    leaves = ev.leaf_hashes(cp.size)
+    leaves = ev.leaf_hashes(list(ev.cited))
     s.table(["entry", "type", "at", "what", "leaf hash"],
             [[c.index, c.type, c.at, c.what, leaves[c.index].hex()[:16]] for c in sorted(ev.cited.values(),
                                                                                       key=lambda c: c.index)])

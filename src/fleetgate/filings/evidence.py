@@ -127,8 +127,9 @@ class Evidence:
             return max(cosigned or covering, key=lambda cp: cp.size)
         return self.log.checkpoint()
 
-    def leaf_hashes(self, size: int) -> list[bytes]:
-        return self.log.repo.leaf_hashes(size)
+    def leaf_hashes(self, indexes: list[int]) -> dict[int, bytes]:
+        """The leaf hashes of the cited entries (read by index: a filing never loads the whole log)."""
+        return self.log.repo.leaf_hashes(indexes)
 
     # -- reading ----------------------------------------------------------------------------------
     def logged(self, type_: str) -> list[dict[str, Any]]:

@@ -33,6 +33,25 @@ class PackageReport:
     checks: list[str] = field(default_factory=list)
 
 
+def verify_package_at(location: str | Path, pinned_key: str | None = None) -> PackageReport:
+    """verify_package for a folder or a package in a bucket (s3://bucket/prefix/pkg-…), fetched whole first."""
+    text = str(location)
+    if "://" not in text:
+        return verify_package(Path(text), pinned_key)
+    import tempfile
+
+    import fsspec
+
+    fs, path = fsspec.core.url_to_fs(text.rstrip("/"))
+    name = path.rsplit("/", 1)[-1]
+    with tempfile.TemporaryDirectory(prefix="fleetgate-package-") as tmp:
+        try:
+            fs.get(path + "/", f"{tmp}/{name}/", recursive=True)
+        except (OSError, ValueError) as exc:
+            raise PackageInvalid(f"{text}: cannot fetch the package: {exc}") from exc
+        return verify_package(Path(tmp) / name, pinned_key)
+
+
 def verify_package(folder: Path, pinned_key: str | None = None) -> PackageReport:
     folder = Path(folder)
     if not (folder / "PUBLISHED").exists():

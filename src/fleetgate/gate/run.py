@@ -7,15 +7,17 @@
     1. Re-decide every item now (packs or the ledger may have changed since planning; the bytes are
        checked against their kind). Items needing a filing leave only under valid approvals of this
        very plan, in force today, from enough distinct compliance officers.
-    2. Stage: copy each permitted asset's bytes to <dest>/.staging/<package>/data, hashing as it
-       goes; a mismatch with the catalog's sha256 stops the export.
+    2. Stage: copy each permitted asset's bytes to the destination's staging area (a folder's
+       .staging/<package>/data, or the bucket's <package>/data/), hashing what was written; a
+       mismatch with the catalog's sha256 stops the export.
     3. Commit, in one catalog transaction: the ledger subjects, the `export` log entry (with the
        runner's signed statement and a digest of the ledger rows it added) and the export record.
        A rerun after this point never counts again.
     4. Checkpoint the log, write manifest.json (signed), the export entry and its inclusion proof,
-       then the PUBLISHED marker, fsync, and rename the staging folder into place; then log the
-       publication. Readers only see <dest>/<package> once the rename happened, so a crash leaves no
-       visible partial package; a rerun of the same plan finishes the same package exactly once.
+       then the PUBLISHED marker (a folder: fsync and one rename of the staging folder into place;
+       a bucket: a conditional put of the marker); then log the publication. Readers only take a
+       package with its marker, so a crash leaves no visible partial package; a rerun of the same
+       plan finishes the same package exactly once (destination.py).
 
 One clock reading serves the whole run: the decision date and the ledger year are the same day.
 """
@@ -23,12 +25,10 @@ One clock reading serves the whole run: the decision date and the ledger year ar
 from __future__ import annotations
 
 import datetime as dt
-import fcntl
 import hashlib
 import json
-import os
-import shutil
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -40,9 +40,10 @@ from fleetgate.audit.log import region_log
 from fleetgate.audit.state import LoggedDecision, LogState
 from fleetgate.domain import PlanItem, Role, RunStatement, SignedPlan
 from fleetgate.domain.clock import Clock, FixedClock
-from fleetgate.errors import FleetgateError, StoreError, UsageError
+from fleetgate.errors import StoreError, UsageError
 from fleetgate.formats.drop_layout import SAFE_SEGMENT
 from fleetgate.gate.approvals import ApprovalBook
+from fleetgate.gate.destination import PUBLISHED, BucketDestination, Destination, ExportRefused, FolderDestination
 from fleetgate.gate.plan import RAW_CAMERA_KINDS, decide_assets, logged_decision, select_assets
 from fleetgate.gate.trust import trusted_state
 from fleetgate.keys import envelope as env
@@ -50,23 +51,19 @@ from fleetgate.keys.personal import Actor
 from fleetgate.people import require
 from fleetgate.policy.vocabulary import Outcome
 from fleetgate.store import GateRecords, Ledger
-from fleetgate.store.blobs import fsync_dir
 from fleetgate.store.catalog import ConflictError
 from fleetgate.workspace import Workspace
 
-PUBLISHED = "PUBLISHED"
 MANIFEST_FORMAT = "fleetgate-export-package/2"
-CHUNK = 4 << 20
+COPY_THREADS = 2  # files copied and hashed at once: each copy already overlaps its own hashing
 
-
-class ExportRefused(FleetgateError):
-    """The gate refused to write something (a key, raw media, a hash mismatch, a changed destination)."""
+__all__ = ["ExportRefused", "ExportResult", "PUBLISHED", "list_exports", "open_destination", "run_export"]
 
 
 @dataclass
 class ExportResult:
     package_id: str
-    path: Path | None
+    path: Path | str | None  # a folder, or the package's s3:// URL
     status: str  # published | already published | nothing to export
     exported: list[dict[str, Any]] = field(default_factory=list)
     held: list[dict[str, Any]] = field(default_factory=list)
@@ -76,41 +73,25 @@ class ExportResult:
     approvals: list[dict[str, Any]] = field(default_factory=list)  # who approved what, for the report
 
 
-def destination_root(ws: Workspace, name: str) -> Path:
+def open_destination(ws: Workspace, name: str) -> Destination:
+    """A configured destination: a folder (never overlapping the keys) or an S3-compatible bucket."""
     dest = ws.config.destinations[name]
+    if dest.url.startswith("s3://"):
+        return BucketDestination(name, dest.url, ws.home / ".locks" / "destinations" / name, dest.object_lock,
+                                 dest.s3_endpoint_url)
     if "://" in dest.url:
-        raise UsageError(f"destination '{name}': only local folders are supported by `export run` for now "
-                         f"({dest.url})")
+        raise UsageError(f"destination '{name}': {dest.url}: a folder or an s3:// bucket")
+    if dest.object_lock:
+        raise UsageError(f"destination '{name}': object_lock needs an s3:// bucket, not the folder {dest.url}")
     root = Path(ws.config.resolve(dest.url))
     keys = ws.keys_root.resolve()
     if root.resolve() == keys or keys in root.resolve().parents or root.resolve() in keys.parents:
         raise ExportRefused(f"destination '{name}' overlaps the keys folder {keys}; refusing")
-    return root
+    return FolderDestination(name, root)
 
 
 def package_id_of(plan_id: str) -> str:
     return "pkg-" + plan_id.removeprefix("plan-")
-
-
-def _write(path: Path, data: bytes) -> None:
-    with open(path, "wb") as fh:
-        fh.write(data)
-        fh.flush()
-        os.fsync(fh.fileno())
-
-
-def _copy_verified(ws: Workspace, region: str, item: dict[str, Any], target: Path) -> None:
-    """Copy an asset's blob to `target`, hashing on the way; the hash must match the catalog's."""
-    h = hashlib.sha256()
-    with ws.region(region).blobs.open(item["sha256"]) as src, open(target, "wb") as out:
-        while chunk := src.read(CHUNK):
-            h.update(chunk)
-            out.write(chunk)
-        out.flush()
-        os.fsync(out.fileno())
-    if h.hexdigest() != item["sha256"]:
-        target.unlink(missing_ok=True)
-        raise ExportRefused(f"asset {item['asset_id']}: stored bytes do not match the catalog sha256; not exported")
 
 
 def _data_name(item: PlanItem) -> str:
@@ -134,7 +115,7 @@ class _Run:
     signed: SignedPlan
     decision: LoggedDecision
     runner: Actor
-    root: Path
+    dest: Destination
     package_id: str
     now: dt.datetime
 
@@ -154,14 +135,12 @@ def run_export(ws: Workspace, signed: SignedPlan, runner: Actor, clock: Clock | 
     dest_name = signed.plan.destination.name
     if dest_name not in ws.config.destinations:
         raise UsageError(f"the plan's destination '{dest_name}' is not configured")
-    root = destination_root(ws, dest_name)
+    dest = open_destination(ws, dest_name)
     package_id = package_id_of(signed.plan_id)
-    (root / ".staging").mkdir(parents=True, exist_ok=True)
     # One run per package at a time, across processes; the OS drops the lock if the holder dies.
-    with open(root / ".staging" / f"{package_id}.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
+    with dest.lock(package_id):
         state = trusted_state(ws, signed.plan.region)
-        run = _Run(ws, signed, _check_plan(ws, state, signed, runner, dest_name), runner, root, package_id,
+        run = _Run(ws, signed, _check_plan(ws, state, signed, runner, dest_name), runner, dest, package_id,
                    clock.now())
         return _run_locked(run, state, on_progress)
 
@@ -179,7 +158,7 @@ def prepare_run(ws: Workspace, signed: SignedPlan, runner: Actor, clock: Clock |
     dest_name = signed.plan.destination.name
     if dest_name not in ws.config.destinations:
         raise UsageError(f"the plan's destination '{dest_name}' is not configured")
-    destination_root(ws, dest_name)
+    open_destination(ws, dest_name)  # a bucket without the object lock asked for is refused here too
     state = trusted_state(ws, signed.plan.region)
     decision = _check_plan(ws, state, signed, runner, dest_name)
     return run_statement(decision, package_id_of(signed.plan_id), runner.name, (clock or Clock()).now())
@@ -201,30 +180,33 @@ def _check_plan(ws: Workspace, state: LogState, signed: SignedPlan, runner: Acto
     return decision
 
 
+def _location(run: _Run) -> Path | str:
+    where = run.dest.location(run.package_id)
+    return Path(where) if isinstance(run.dest, FolderDestination) else where
+
+
 def _run_locked(run: _Run, state: LogState, on_progress: Callable[[int, int], None] | None) -> ExportResult:
-    final = run.root / run.package_id
-    staging = run.root / ".staging" / run.package_id
     logged = state.exports.get(run.package_id)
-    if (final / PUBLISHED).exists():
+    if run.dest.published(run.package_id):
         if logged is not None and run.package_id not in state.published:
-            _record_publish(run)  # the rename happened, its log entry did not
-        return ExportResult(run.package_id, final, "already published")
+            _record_publish(run)  # the publication happened, its log entry did not
+        return ExportResult(run.package_id, _location(run), "already published")
     if logged is None:
         exported, held, approvals = _permitted(run, state)
         if not exported:
             return ExportResult(run.package_id, None, "nothing to export", [], held)
-        _stage(run, exported, staging, on_progress)
+        _stage(run, exported, on_progress)
         row = _commit(run, exported, approvals, held)
     else:
-        if not (staging / "data").exists():
-            raise StoreError(f"export {run.package_id} is committed but its staged data at {staging} is gone; "
-                             "restore the destination folder or contact the operator")
         row = GateRecords(run.ws.region(run.region).catalog).export(run.package_id)
+        if not run.dest.staged(run.package_id, [a["file"] for a in row["assets"]]):
+            raise StoreError(f"export {run.package_id} is committed but its staged data at destination "
+                             f"'{run.dest.name}' is gone; restore the destination or contact the operator")
         held, approvals = [], sorted(row["approvals"])
-    _finish_package(run, state, row, staging, final)
+    _finish_package(run, state, row)
     _record_publish(run)
-    return ExportResult(run.package_id, final, "published", row["assets"], held, row["ledger_delta"], row["bytes"],
-                        row["log_index"], _who_approved(state, approvals))
+    return ExportResult(run.package_id, _location(run), "published", row["assets"], held, row["ledger_delta"],
+                        row["bytes"], row["log_index"], _who_approved(state, approvals))
 
 
 def _who_approved(state: LogState, approval_ids: list[str]) -> list[dict[str, Any]]:
@@ -275,21 +257,25 @@ def _permitted(run: _Run, state: LogState) -> tuple[list[tuple[PlanItem, list[st
     return exported, held, sorted(used)
 
 
-def _stage(run: _Run, exported: list[tuple[PlanItem, list[str]]], staging: Path,
+def _stage(run: _Run, exported: list[tuple[PlanItem, list[str]]],
            on_progress: Callable[[int, int], None] | None) -> None:
     forbidden = _key_digests(run.ws)
-    shutil.rmtree(staging, ignore_errors=True)  # an earlier attempt that never committed
-    (staging / "data").mkdir(parents=True)
-    for n, (item, _) in enumerate(exported, 1):
+    for item, _ in exported:
         if item.sha256 in forbidden:
             raise ExportRefused(f"asset {item.asset_id}: has the bytes of a key file; refusing")
         if item.kind in RAW_CAMERA_KINDS and not item.anonymized:  # decide_assets holds these already
             raise ExportRefused(f"asset {item.asset_id}: raw camera media; refusing")
-        _copy_verified(run.ws, run.region, {"asset_id": item.asset_id, "sha256": item.sha256},
-                       staging / "data" / _data_name(item))
-        if on_progress:
-            on_progress(n, len(exported))
-    fsync_dir(staging / "data")
+    run.dest.start(run.package_id)  # drops what an earlier attempt that never committed left
+    blobs = run.ws.region(run.region).blobs
+    # the largest first, a few at a time: the copies (and their hashing) of several files overlap
+    order = sorted(exported, key=lambda e: -e[0].bytes)
+    with ThreadPoolExecutor(COPY_THREADS, thread_name_prefix="fleetgate-export") as pool:
+        futures = [pool.submit(run.dest.put_data, run.package_id, _data_name(item),
+                               lambda sha=item.sha256: blobs.open(sha), item.sha256) for item, _ in order]
+        for n, future in enumerate(futures, 1):
+            future.result()
+            if on_progress:
+                on_progress(n, len(exported))
 
 
 def _commit(run: _Run, exported: list[tuple[PlanItem, list[str]]], approvals: list[str],
@@ -344,7 +330,7 @@ def _record_publish(run: _Run) -> None:
         GateRecords(reg.catalog).mark_published(conn, run.package_id, run.now, index)
 
 
-def _finish_package(run: _Run, state: LogState, row: dict[str, Any], staging: Path, final: Path) -> None:
+def _finish_package(run: _Run, state: LogState, row: dict[str, Any]) -> None:
     reg = run.ws.region(run.region)
     log = region_log(reg)
     checkpoint = log.checkpoint()
@@ -369,16 +355,10 @@ def _finish_package(run: _Run, state: LogState, row: dict[str, Any], staging: Pa
         "signing_key": {"name": log.key_name, "ed25519": reg.keys.public_key().hex()},
     }
     data = json.dumps(manifest, indent=2, ensure_ascii=False).encode("utf-8")
-    _write(staging / "manifest.json", data)
-    _write(staging / "manifest.sig", reg.keys.sign(data).hex().encode())
-    _write(staging / "log_entry.json", row["entry"].encode("utf-8"))
-    _write(staging / "inclusion.json", json.dumps(proof, indent=2).encode())
-    _write(staging / "checkpoint.txt", checkpoint.text().encode())
-    _write(staging / PUBLISHED, (digest(data) + "\n").encode())
-    fsync_dir(staging)
-    final.parent.mkdir(parents=True, exist_ok=True)
-    os.replace(staging, final)  # the publication: one atomic rename
-    fsync_dir(final.parent)
+    run.dest.publish(run.package_id, {
+        "manifest.json": data, "manifest.sig": reg.keys.sign(data).hex().encode(),
+        "log_entry.json": row["entry"].encode("utf-8"), "inclusion.json": json.dumps(proof, indent=2).encode(),
+        "checkpoint.txt": checkpoint.text().encode(), PUBLISHED: (digest(data) + "\n").encode()})
 
 
 def list_exports(ws: Workspace, region: str | None = None) -> list[dict[str, Any]]:

@@ -31,7 +31,7 @@ from fleetgate.policy.service import packs_for
 from fleetgate.workspace import Workspace
 
 SHOWN_FINDINGS = 3
-STORAGE_SETTINGS = {"name", "blob_store", "catalog"}  # where data lives, not how it is decided
+STORAGE_SETTINGS = {"name", "blob_store", "catalog", "s3_endpoint_url"}  # where data lives, not how it is decided
 
 
 class CatalogMismatch(IntegrityError):
@@ -65,7 +65,11 @@ def decision_settings(ws: Workspace, region: str) -> dict[str, Any]:
     settings = {
         "region": body,
         "packs": {p.id: p.hash_ref for p in packs_for(ws, region)},
-        "destinations": {name: {"country": d.country, "url": d.url} for name, d in ws.config.destinations.items()},
+        # object_lock only where asked, so the settings signed before it existed still match
+        # the endpoint only where set: with it, the url names another place
+        "destinations": {name: {"country": d.country, "url": d.url} | ({"object_lock": True} if d.object_lock else {})
+                         | ({"s3_endpoint_url": d.s3_endpoint_url} if d.s3_endpoint_url else {})
+                         for name, d in ws.config.destinations.items()},
         "gate": {"approvers": dict(ws.config.gate.approvers)},
         "policy": {"switches": dict(ws.config.switches)},
     }

@@ -1,14 +1,18 @@
 """The ingest pipeline: discover → validate → store → catalog, as stages over batches of rows.
 
-Each stage is a plain function from a list of row dicts to a list of row dicts, so the same code
-runs here in-process or under Ray Data's `map_batches`. A bad file never stops the batch: its
-row carries the error, its bytes go to the quarantine, and a quarantine row says why.
+Each stage is a plain function from a list of row dicts to a list of row dicts. The work stages
+(validate, clip times, store) run wherever the workspace's engine puts them (`fleetgate.engine`:
+in this process, or as a Ray Data stage on actors); the catalog stage commits each batch here, in
+drop order, with its facts. A bad file never stops the batch: its row carries the error, its
+bytes go to the quarantine, and a quarantine row says why. A rerun of a drop seen before skips,
+by asset id, the files already catalogued (resume after a crash).
 """
 
 from __future__ import annotations
 
+import hashlib
 from collections import defaultdict
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -17,12 +21,14 @@ from typing import Any
 
 from fleetgate.audit.facts import Facts, vehicle_of_path
 from fleetgate.audit.log import region_log
+from fleetgate.domain.clock import Clock, FixedClock
+from fleetgate.engine import LocalRunner, Runner, Work
 from fleetgate.errors import ExitCode, InvalidInputError, ItemError
 from fleetgate.formats.drop_layout import asset_id, classify_drop_path
 from fleetgate.ingest.drop import DropEntry, open_drop
 from fleetgate.ingest.validate import validate_file
 from fleetgate.store import Region
-from fleetgate.store.catalog import utcnow
+from fleetgate.store.blobs import CHUNK
 from fleetgate.store.sealed import sealed_for
 
 Row = dict[str, Any]
@@ -94,7 +100,7 @@ def _mark_duplicate_clips(rows: list[Row]) -> None:
 def validate_stage(rows: list[Row]) -> list[Row]:
     """Validate each row's file; a failure becomes the row's error, never an exception."""
     for row in rows:
-        if row["error"] is not None or row.get("validated"):
+        if row["error"] is not None or row.get("validated") or row.get("present"):
             continue
         try:
             row["meta"] = validate_file(row["relpath"], row["role"], Path(row["local_path"]))
@@ -136,6 +142,8 @@ def make_store_stage(region: Region, workers: int = STORE_WORKERS) -> Stage:
     """
 
     def put(row: Row) -> None:
+        if row.get("present"):
+            return  # catalogued by an earlier run: its blob is stored
         if row["local_path"] is None:
             row.update(sha256=None, bytes=None)
             return
@@ -159,27 +167,61 @@ def _utc(value: datetime | None) -> datetime | None:
     return value.astimezone(UTC) if value is not None else None
 
 
-def make_catalog_stage(region: Region, run_id: str, drop_id: str, report: IngestReport) -> Stage:
+def mark_present(region: Region, rows: list[Row]) -> list[Row]:
+    """Resume: hash each good file and mark the rows whose asset the catalog already has, so their
+    validation and storing are skipped (an asset id follows from region, path and sha256)."""
+    todo = [r for r in rows if r["error"] is None and r["local_path"] is not None]
+    for row in todo:
+        digest, size = hashlib.sha256(), 0
+        with open(row["local_path"], "rb") as fh:
+            while chunk := fh.read(CHUNK):
+                digest.update(chunk)
+                size += len(chunk)
+        row["candidate"] = asset_id(region.name, row["relpath"], digest.hexdigest()), digest.hexdigest(), size
+    present = region.catalog.existing_asset_ids(r["candidate"][0] for r in todo)
+    for row in todo:
+        aid, sha, size = row.pop("candidate")
+        if aid in present:
+            row.update(present=True, sha256=sha, bytes=size)
+    return rows
+
+
+class IngestWork:
+    """The work of ingest on one batch: (resume check,) validate, clip times, store. Built once where
+    the rows are processed: in this process, or in a Ray actor that opens the workspace itself."""
+
+    def __init__(self, home: str, region: str, ranges: dict, resume: bool, opened: Region | None = None) -> None:
+        if opened is None:
+            from fleetgate.workspace import Workspace
+
+            opened = Workspace.open(Path(home)).region(region)
+        self.region, self.resume = opened, resume
+        self.stages = [validate_stage, make_clip_time_stage(ranges), make_store_stage(opened)]
+
+    def __call__(self, rows: list[Row]) -> list[Row]:
+        if self.resume:
+            rows = mark_present(self.region, rows)
+        for stage in self.stages:
+            rows = stage(rows)
+        return rows
+
+
+def make_catalog_stage(region: Region, run_id: str, drop_id: str, report: IngestReport,
+                       clock: Clock | None = None) -> Stage:
     """Stage that catalogs good rows (skipping assets already there) and records bad ones.
 
-    The rows and their facts (one `ingest` log entry per batch) commit in one transaction."""
+    The rows and their facts (one `ingest` log entry per batch) commit in one transaction; which
+    assets are new is read inside it, under the write lock, so two ingests of one drop at once
+    never insert the same asset twice."""
     log = region_log(region)
     facts = Facts.of(region)
+    clock = clock or Clock()
 
     def catalog_stage(rows: list[Row]) -> list[Row]:
         good = [r for r in rows if r["error"] is None]
         for row in good:
             row["asset_id"] = asset_id(region.name, row["relpath"], row["sha256"])
-        present = region.catalog.existing_asset_ids(r["asset_id"] for r in good)
-        now = utcnow()
-        new_assets = [
-            {"id": r["asset_id"], "kind": r["kind"], "region": region.name, "sha256": r["sha256"],
-             "bytes": r["bytes"], "file_format": r["file_format"], "vehicle": r["vehicle"],
-             "clip_id": r["clip_id"], "t_start": _utc(r["meta"].get("t_start")), "t_end": _utc(r["meta"].get("t_end")),
-             "source_drop": drop_id, "source_path": r["relpath"], "parent_id": None, "ingest_run": run_id,
-             "tags": r["meta"].get("tags", {}), "created_at": now}
-            for r in good if r["asset_id"] not in present
-        ]
+        now = clock.now()
         bad = [
             {"region": region.name, "ingest_run": run_id, "source_drop": drop_id, "source_path": r["relpath"],
              "field": r["error"]["field"], "reason": r["error"]["reason"], "error_type": r["error"]["type"],
@@ -187,6 +229,15 @@ def make_catalog_stage(region: Region, run_id: str, drop_id: str, report: Ingest
             for r in rows if r["error"] is not None
         ]
         with region.catalog.transaction() as conn:
+            present = region.catalog.existing_asset_ids((r["asset_id"] for r in good), conn)
+            new_assets = [
+                {"id": r["asset_id"], "kind": r["kind"], "region": region.name, "sha256": r["sha256"],
+                 "bytes": r["bytes"], "file_format": r["file_format"], "vehicle": r["vehicle"],
+                 "clip_id": r["clip_id"], "t_start": _utc(r["meta"].get("t_start")),
+                 "t_end": _utc(r["meta"].get("t_end")), "source_drop": drop_id, "source_path": r["relpath"],
+                 "parent_id": None, "ingest_run": run_id, "tags": r["meta"].get("tags", {}), "created_at": now}
+                for r in good if r["asset_id"] not in present
+            ]
             region.catalog.insert_assets(conn, new_assets)
             kept = region.catalog.add_quarantine(conn, bad, at=now)
             if new_assets or kept:
@@ -206,46 +257,46 @@ def make_catalog_stage(region: Region, run_id: str, drop_id: str, report: Ingest
     return catalog_stage
 
 
-def run_stages(rows: list[Row], stages: Iterable[Stage], batch_size: int = BATCH_SIZE,
-               on_progress: ProgressCallback | None = None) -> list[Row]:
-    """Run stages over the rows batch by batch (the local runner; Ray Data can run the same stages)."""
-    stages = list(stages)
-    out: list[Row] = []
-    for start in range(0, len(rows), batch_size):
-        batch = rows[start : start + batch_size]
-        for stage in stages:
-            batch = stage(batch)
-        out.extend(batch)
-        if on_progress:
-            on_progress(len(batch), batch[-1]["relpath"])
-    return out
-
-
 def ingest_drop(region: Region, drop: Path, on_start: Callable[[int], None] | None = None,
-                on_progress: ProgressCallback | None = None, batch_size: int = BATCH_SIZE) -> IngestReport:
-    """Ingest a drop folder or tar into a region; idempotent, and never loses a file."""
+                on_progress: ProgressCallback | None = None, batch_size: int = BATCH_SIZE,
+                runner: Runner | None = None, home: Path | None = None, clock: Clock | None = None,
+                run_id: str | None = None) -> IngestReport:
+    """Ingest a drop folder or tar into a region; idempotent, and never loses a file.
+
+    `runner` places the work (default: this process; a Ray runner needs the workspace `home` its
+    actors open); one clock reading dates the whole run."""
+    clock = FixedClock.frozen(clock)
+    runner = runner or LocalRunner()
     with open_drop(Path(drop)) as (drop_id, entries):
         if not entries:
             raise InvalidInputError(f"{drop}: the drop holds no files")
-        run_id = region.catalog.start_run(region.name, drop_id, str(Path(drop).resolve()))
+        resume = any(r["source_drop"] == drop_id for r in region.catalog.list_runs(region.name))
+        run_id = region.catalog.start_run(region.name, drop_id, str(Path(drop).resolve()), clock.now(), run_id)
         report = IngestReport(run_id=run_id, drop_id=drop_id, region=region.name, files_seen=len(entries))
         rows = rows_from_entries(entries)
         if on_start:
             on_start(len(rows))
         ranges = clip_time_ranges(rows)
-        stages = [validate_stage, make_clip_time_stage(ranges), make_store_stage(region),
-                  make_catalog_stage(region, run_id, drop_id, report)]
+        if runner.name != "local" and home is None:
+            raise InvalidInputError("ingest on a cluster engine needs the workspace folder its workers open")
+        work = Work(IngestWork, str(Path(home).resolve()) if home else "", region.name,
+                    {"ranges": ranges, "resume": resume},
+                    local=lambda: IngestWork("", region.name, ranges, resume, opened=region))
+        commit = make_catalog_stage(region, run_id, drop_id, report, clock)
         try:
-            run_stages(rows, stages, batch_size, on_progress)
+            for batch in runner.map(work, rows, batch_size):
+                commit(batch)
+                if on_progress:
+                    on_progress(len(batch), batch[-1]["relpath"])
         except BaseException:
-            _finish(region, report, "failed")
+            _finish(region, report, "failed", clock)
             raise
-        _finish(region, report, "partial" if report.quarantined else "ok")
+        _finish(region, report, "partial" if report.quarantined else "ok", clock)
     return report
 
 
-def _finish(region: Region, report: IngestReport, status: str) -> None:
+def _finish(region: Region, report: IngestReport, status: str, clock: Clock) -> None:
     with region.catalog.transaction() as conn:
-        region.catalog.finish_run(conn, report.run_id, status=status, files_seen=report.files_seen,
+        region.catalog.finish_run(conn, report.run_id, at=clock.now(), status=status, files_seen=report.files_seen,
                                   landed=report.landed, already_present=report.already_present,
                                   quarantined=report.quarantined, bytes_landed=report.bytes_landed)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from securesystemslib.signer import SSlibKey
 
 from fleetgate.domain.clock import Clock
+from fleetgate.engine import Runner, runner_for
 from fleetgate.keys.personal import public_key_from_pem
 from fleetgate.people import PrincipalError
 from fleetgate.store import PrincipalRepository, Region
@@ -18,6 +19,10 @@ class Service:
 
     def region(self, name: str | None = None) -> Region:
         return self.ws.region(name)
+
+    def runner(self) -> Runner:
+        """Where the pipeline stages run: the workspace's `[engine]` (this process unless it says ray)."""
+        return runner_for(self.ws.config.engine)
 
     def region_name(self, name: str | None = None) -> str:
         return self.ws.config.region(name).name

@@ -16,7 +16,7 @@ class Classifier(Service):
     def classify(self, region: str | None = None, to: str | None = None,
                  on_progress: Callable[[int, int], None] | None = None) -> Any:
         """Classify every asset of the region (a `ClassifyReport`)."""
-        return classify_region(self.ws, region, to, on_progress=on_progress)
+        return classify_region(self.ws, region, to, on_progress=on_progress, runner=self.runner())
 
     def explain(self, asset_id: str, region: str | None = None) -> dict[str, Any]:
         return explain_asset(self.ws, asset_id, region)

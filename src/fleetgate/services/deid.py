@@ -18,4 +18,4 @@ class Deid(Service):
             on_progress: Callable[[int, int], None] | None = None) -> DeidReport:
         """Derive de-identified children of every raw asset that needs one (logged `derive` entries)."""
         return deid_region(self.ws, region, policy, on_progress=on_progress, video=video, detectors=detectors,
-                           camera=camera, profile=profile, provider=provider)
+                           camera=camera, profile=profile, provider=provider, runner=self.runner())

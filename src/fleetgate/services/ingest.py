@@ -26,7 +26,8 @@ class Ingest(Service):
     def drop(self, path: Path, region: str | None = None, on_start: Callable[[int], None] | None = None,
              on_progress: Callable[[int, str], None] | None = None) -> IngestReport:
         """`fleetgate ingest DROP`: a folder or a .tar on this machine."""
-        return ingest_drop(self.region(region), Path(path), on_start=on_start, on_progress=on_progress)
+        return ingest_drop(self.region(region), Path(path), on_start=on_start, on_progress=on_progress,
+                           runner=self.runner(), home=self.ws.home)
 
     def spool(self, name: str) -> Path:
         """A new, private place to write an uploaded drop called `name` (a .tar) before it is ingested."""
@@ -48,7 +49,7 @@ class Ingest(Service):
                 raise InvalidInputError(f"{path.name}: the upload is empty")
             self._check_unpacked_size(path, self.ws.config.web.max_upload_mb << 20)
             try:
-                return ingest_drop(self.region(region), path)
+                return ingest_drop(self.region(region), path, runner=self.runner(), home=self.ws.home)
             except tarfile.TarError as exc:  # a member shorter than its header says (read before anything lands)
                 raise InvalidInputError(f"{path.name}: not a readable tar archive ({exc})") from None
         finally:

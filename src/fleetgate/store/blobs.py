@@ -189,18 +189,47 @@ def fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
+def error_code(exc: BaseException) -> str | None:
+    """The S3 error code (`PreconditionFailed`, `NoSuchKey`, ...) behind an exception fsspec translated, if any."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        response = getattr(seen, "response", None)
+        if isinstance(response, dict) and response.get("Error", {}).get("Code"):
+            return str(response["Error"]["Code"])
+        seen = seen.__cause__ or seen.__context__
+    return None
+
+
+def precondition_failed(exc: BaseException) -> bool:
+    """Whether an object store refused a conditional write because the key exists (HTTP 412)."""
+    if error_code(exc) in ("PreconditionFailed", "412"):
+        return True
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, FileExistsError) or "pre-condition" in str(seen):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
+
+
 class FsspecBlobStore(BlobStore):
-    """Blobs on any fsspec filesystem: s3:// (S3, MinIO, OSS), gs://, memory:// for tests.
+    """Blobs on any fsspec filesystem: s3:// (S3, SeaweedFS, MinIO, OSS), gs://, memory:// for tests.
 
     Object stores have no rename; a PUT is atomic per object, so the blob is hashed into a local
-    spool file first and uploaded under its final key only when absent.
+    spool file first and uploaded under its final key with a conditional write (If-None-Match: *):
+    of two writers racing, one creates the object and the other learns it exists, so a blob is
+    never overwritten. S3 credentials and endpoint come from the standard AWS variables
+    (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_ENDPOINT_URL_S3 for a store that is not AWS).
     """
 
     def __init__(self, url: str, **storage_options: object) -> None:
-        import fsspec
+        try:
+            import fsspec
 
-        self.url = url.rstrip("/")
-        self.fs, self.base = fsspec.core.url_to_fs(self.url, **storage_options)
+            self.url = url.rstrip("/")
+            self.fs, self.base = fsspec.core.url_to_fs(self.url, **storage_options)
+        except ImportError as exc:
+            raise StoreError(f"blob store {url}: {exc}; install fleetgate[s3] for s3:// URLs") from exc
 
     def _key(self, sha256: str, namespace: str) -> str:
         return f"{self.base}/{blob_key(sha256, namespace)}"
@@ -217,28 +246,46 @@ class FsspecBlobStore(BlobStore):
             try:
                 if self.fs.exists(key):
                     return PutResult(sha, size, created=False)
-                self.fs.put_file(spool.name, key)
+                self.fs.put_file(spool.name, key, mode="create")
             except Exception as exc:  # fsspec backends raise their own error types
-                raise StoreError(f"blob store {self.url}: cannot store blob {sha}: {exc}") from exc
+                if precondition_failed(exc):
+                    return PutResult(sha, size, created=False)  # another writer stored the same bytes first
+                raise StoreError(f"blob store {self.url}: cannot store blob {sha}: {_one_line(exc)}") from exc
             return PutResult(sha, size, created=True)
 
     def exists(self, sha256: str, namespace: str = "blobs") -> bool:
-        return bool(self.fs.exists(self._key(sha256, namespace)))
+        try:
+            return bool(self.fs.exists(self._key(sha256, namespace)))
+        except Exception as exc:
+            raise StoreError(f"blob store {self.url}: {_one_line(exc)}") from exc
 
     def open(self, sha256: str, namespace: str = "blobs") -> BinaryIO:
         try:
             return self.fs.open(self._key(sha256, namespace), "rb")
         except FileNotFoundError as exc:
             raise StoreError(f"blob store {self.url}: blob {sha256} is missing") from exc
+        except Exception as exc:
+            raise StoreError(f"blob store {self.url}: cannot read blob {sha256}: {_one_line(exc)}") from exc
 
 
-def open_blob_store(url: str, base_dir: Path | None = None) -> BlobStore:
-    """Open a blob store from a URL: a path or file:// URL is local, anything else goes to fsspec."""
+def _one_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return f"{type(exc).__name__}: {text.splitlines()[0] if text else ''}"
+
+
+def open_blob_store(url: str, base_dir: Path | None = None, s3_endpoint_url: str | None = None) -> BlobStore:
+    """Open a blob store from a URL: a path or file:// URL is local, anything else goes to fsspec
+    (an s3:// URL at `s3_endpoint_url` when given, else where the AWS variables say)."""
     parsed = urlparse(url)
     if parsed.scheme in ("", "file"):
         path = Path(parsed.path if parsed.scheme == "file" else url)
         if not path.is_absolute() and base_dir is not None:
             path = base_dir / path
         return LocalBlobStore(path)
-    return FsspecBlobStore(url)
+    return FsspecBlobStore(url, **s3_options(url, s3_endpoint_url))
+
+
+def s3_options(url: str, endpoint_url: str | None) -> dict[str, object]:
+    """fsspec options for `url`: the S3 endpoint, for s3:// URLs only."""
+    return {"endpoint_url": endpoint_url} if endpoint_url and urlparse(url).scheme in ("s3", "s3a") else {}
 

@@ -24,7 +24,7 @@ class GateRecords:
         query = sa.select(export_approvals).order_by(export_approvals.c.log_index)
         if plan_id is not None:
             query = query.where(export_approvals.c.plan_id == plan_id)
-        with self.catalog.engine.connect() as conn:
+        with self.catalog.connect() as conn:
             return [_row_dict(r) for r in conn.execute(query)]
 
     def export(self, package_id: str, conn: Connection | None = None) -> dict[str, Any] | None:
@@ -32,7 +32,7 @@ class GateRecords:
         if conn is not None:
             row = conn.execute(query).first()
         else:
-            with self.catalog.engine.connect() as own:
+            with self.catalog.connect() as own:
                 row = own.execute(query).first()
         return _row_dict(row) if row else None
 
@@ -44,5 +44,5 @@ class GateRecords:
                      .values(status="published", published_at=at, publish_index=index))
 
     def exports(self) -> list[dict[str, Any]]:
-        with self.catalog.engine.connect() as conn:
+        with self.catalog.connect() as conn:
             return [_row_dict(r) for r in conn.execute(sa.select(exports).order_by(exports.c.created_at))]

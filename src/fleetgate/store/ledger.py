@@ -16,8 +16,8 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 
-from fleetgate.store.catalog import Catalog, utcnow
-from fleetgate.store.schema import asset_subjects, classifications, ledger_subjects
+from fleetgate.store.catalog import Catalog, _row_dict, utcnow
+from fleetgate.store.schema import asset_subjects, assets, classifications, ledger_subjects
 
 
 def _insert_ignore(conn: Connection, table: sa.Table, rows: Sequence[dict[str, Any]]) -> int:
@@ -49,7 +49,7 @@ class Ledger:
                  .where(ledger_subjects.c.exporter == exporter, ledger_subjects.c.year == year)
                  .group_by(ledger_subjects.c.category))
         if conn is None:
-            with self.catalog.engine.connect() as own:
+            with self.catalog.connect() as own:
                 rows = own.execute(query).all()
         else:
             rows = conn.execute(query).all()
@@ -83,20 +83,37 @@ class Ledger:
         pairs = [{"asset_id": row["asset_id"], "subject_key": k, "category": c} for k, c in set(subjects)]
         _insert_ignore(conn, asset_subjects, pairs)
 
+    def unclassified_assets(self, region: str, ids: Iterable[str] | None = None) -> list[dict[str, Any]]:
+        """Assets of a region without a classification, oldest first (an anti-join in SQL); among `ids` only
+        when given, looked up by primary key (the region checked here: an index on it would make the
+        database read every asset), so classifying what one ingest landed costs the same in any catalog."""
+        unclassified = (sa.select(assets).outerjoin(classifications, classifications.c.asset_id == assets.c.id)
+                        .where(classifications.c.asset_id.is_(None)))
+        with self.catalog.connect() as conn:
+            if ids is None:
+                query = unclassified.where(assets.c.region == region).order_by(assets.c.created_at,
+                                                                              assets.c.source_path)
+                return [_row_dict(r) for r in conn.execute(query)]
+            wanted, out = sorted(set(ids)), []
+            for start in range(0, len(wanted), 500):
+                chunk = unclassified.where(assets.c.id.in_(wanted[start:start + 500]))
+                out += [_row_dict(r) for r in conn.execute(chunk)]
+        return sorted((a for a in out if a["region"] == region), key=lambda a: (a["created_at"], a["source_path"]))
+
     def classification(self, asset_id: str) -> dict[str, Any] | None:
-        with self.catalog.engine.connect() as conn:
+        with self.catalog.connect() as conn:
             row = conn.execute(sa.select(classifications).where(classifications.c.asset_id == asset_id)).first()
         return dict(row._mapping) if row else None
 
     def classifications(self) -> list[dict[str, Any]]:
-        with self.catalog.engine.connect() as conn:
+        with self.catalog.connect() as conn:
             return [dict(r._mapping) for r in conn.execute(sa.select(classifications))]
 
     def subjects_of(self, asset_ids: Iterable[str]) -> list[tuple[str, str]]:
         """(subject_key, category) of the given assets, across them (duplicates removed)."""
         ids = list(asset_ids)
         out: set[tuple[str, str]] = set()
-        with self.catalog.engine.connect() as conn:
+        with self.catalog.connect() as conn:
             for start in range(0, len(ids), 500):
                 query = sa.select(asset_subjects.c.subject_key, asset_subjects.c.category).where(
                     asset_subjects.c.asset_id.in_(ids[start : start + 500]))

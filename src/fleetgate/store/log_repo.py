@@ -1,14 +1,16 @@
-"""The SQL of the transparency log: entries (canonical JSON and leaf hash) and signed checkpoints."""
+"""The SQL of the transparency log: entries (canonical JSON, leaf hash, type), tiles and signed checkpoints."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 
+from fleetgate.errors import StoreError
 from fleetgate.store.catalog import Catalog, ConflictError, utcnow
-from fleetgate.store.schema import log_checkpoints, log_entries
+from fleetgate.store.schema import log_checkpoints, log_entries, log_tiles
 
 
 class LogRepository:
@@ -25,64 +27,101 @@ class LogRepository:
         return (int(row[0]), row[1]) if row else None
 
     def insert(self, conn: Connection, rows: Sequence[dict]) -> None:
-        """Insert entry rows ({idx, entry, leaf_hash}); a taken index fails the transaction (ConflictError)."""
+        """Insert entry rows ({idx, entry, leaf_hash, kind}); a taken index fails the transaction (ConflictError)."""
         conn.execute(sa.insert(log_entries), list(rows))
 
-    def count(self) -> int:
-        with self.catalog.engine.connect() as conn:
-            return int(conn.execute(sa.select(sa.func.count()).select_from(log_entries)).scalar_one())
+    def of_kind(self, kind: str | None, limit: int | None = None) -> list[str]:
+        """Entry texts of one type (all when None), oldest first; the last `limit` when given."""
+        query = sa.select(log_entries.c.entry)
+        if kind:
+            query = query.where(log_entries.c.kind == kind)
+        query = query.order_by(log_entries.c.idx.desc() if limit else log_entries.c.idx)
+        if limit:
+            query = query.limit(limit)
+        with self.catalog.connect() as conn:
+            texts = list(conn.execute(query).scalars())
+        return texts[::-1] if limit else texts
+
+    # -- tiles -------------------------------------------------------------------------------------
+    def tile(self, conn: Connection, level: int, index: int) -> bytes:
+        """The stored hashes of one tile (level >= 1), empty when the tile does not exist yet."""
+        blob = conn.execute(sa.select(log_tiles.c.hashes).where(log_tiles.c.level == level,
+                                                                log_tiles.c.idx == index)).scalar_one_or_none()
+        return bytes(blob) if blob is not None else b""
+
+    def put_tiles(self, conn: Connection, rows: Sequence[dict]) -> None:
+        """Insert or replace tiles ({level, idx, hashes}) inside the caller's transaction."""
+        if not rows:
+            return
+        insert = (postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert)(log_tiles)
+        conn.execute(insert.on_conflict_do_update(index_elements=["level", "idx"],
+                                                  set_={"hashes": insert.excluded.hashes}), list(rows))
+
+    def all_tiles(self, conn: Connection | None = None) -> list[tuple[int, int, bytes]]:
+        """(level, index, hashes) of every stored tile, for verification."""
+        query = sa.select(log_tiles.c.level, log_tiles.c.idx, log_tiles.c.hashes).order_by(log_tiles.c.level,
+                                                                                          log_tiles.c.idx)
+        if conn is None:
+            with self.catalog.connect() as own:
+                return [(int(level), int(i), bytes(h)) for level, i, h in own.execute(query)]
+        return [(int(level), int(i), bytes(h)) for level, i, h in conn.execute(query)]
+
+    def count(self, conn: Connection | None = None) -> int:
+        """The log's size: one more than its last index (the indexes have no gaps, verify checks it)."""
+        query = sa.select(sa.func.max(log_entries.c.idx))
+        if conn is None:
+            with self.catalog.connect() as own:
+                last = own.execute(query).scalar_one()
+        else:
+            last = conn.execute(query).scalar_one()
+        return 0 if last is None else int(last) + 1
 
     def entry_text(self, index: int, conn: Connection | None = None) -> str | None:
         query = sa.select(log_entries.c.entry).where(log_entries.c.idx == index)
         if conn is not None:
             return conn.execute(query).scalar_one_or_none()
-        with self.catalog.engine.connect() as own:
+        with self.catalog.connect() as own:
             return own.execute(query).scalar_one_or_none()
 
     def texts(self, indexes: Sequence[int]) -> dict[int, str]:
         """The entries at these indexes."""
         out: dict[int, str] = {}
         wanted = sorted(set(indexes))
-        with self.catalog.engine.connect() as conn:
+        with self.catalog.connect() as conn:
             for start in range(0, len(wanted), 500):
                 query = sa.select(log_entries.c.idx, log_entries.c.entry).where(
                     log_entries.c.idx.in_(wanted[start:start + 500]))
                 out.update({int(i): t for i, t in conn.execute(query)})
         return out
 
-    def iter_rows(self, batch: int = 20000) -> Iterator[tuple[int, str, str]]:
-        """(index, entry text, stored leaf hash) in index order, streamed."""
-        query = sa.select(log_entries.c.idx, log_entries.c.entry, log_entries.c.leaf_hash).order_by(log_entries.c.idx)
-        with self.catalog.engine.connect() as conn:
-            yield from conn.execution_options(yield_per=batch).execute(query)
+    def leaf_hashes(self, indexes: Sequence[int]) -> dict[int, bytes]:
+        """The leaf hashes of the entries at these indexes (never the whole log)."""
+        out: dict[int, bytes] = {}
+        wanted = sorted(set(indexes))
+        with self.catalog.connect() as conn:
+            for start in range(0, len(wanted), 500):
+                query = sa.select(log_entries.c.idx, log_entries.c.leaf_hash).where(
+                    log_entries.c.idx.in_(wanted[start:start + 500]))
+                out.update({int(i): bytes.fromhex(h) for i, h in conn.execute(query)})
+        return out
 
-    def iter_raw_rows(self, conn: Connection | None = None, batch: int = 20000) -> Iterator[tuple[int, str, str]]:
-        """Like iter_rows, through the driver's own cursor: verify reads every entry, and a
-        million SQLAlchemy rows cost more than the hashing they feed."""
+    def iter_raw_rows(self, conn: Connection | None = None, batch: int = 20000) -> Iterator[tuple[int, str, str, str]]:
+        """(index, entry text, leaf hash, kind) in index order, through the driver's own cursor:
+        verify reads every entry, and a million SQLAlchemy rows cost more than the hashing they feed."""
         if conn is None:
-            with self.catalog.engine.connect() as own:
+            with self.catalog.connect() as own:
                 yield from self.iter_raw_rows(own, batch)
             return
         cursor = conn.connection.cursor()
         try:
-            cursor.execute("SELECT idx, entry, leaf_hash FROM log_entries ORDER BY idx")
+            cursor.execute("SELECT idx, entry, leaf_hash, kind FROM log_entries ORDER BY idx")
             while rows := cursor.fetchmany(batch):
                 yield from rows
+        except conn.dialect.loaded_dbapi.Error as exc:  # the driver's own errors, as one line like the rest
+            raise StoreError(f"catalog {self.catalog.name}: {type(exc).__name__}: {str(exc).splitlines()[0]}") \
+                from exc
         finally:
             cursor.close()
-
-    def iter_texts(self, start: int = 0, batch: int = 20000) -> Iterator[str]:
-        query = (sa.select(log_entries.c.entry).where(log_entries.c.idx >= start).order_by(log_entries.c.idx))
-        with self.catalog.engine.connect() as conn:
-            for (text,) in conn.execution_options(yield_per=batch).execute(query):
-                yield text
-
-    def leaf_hashes(self, size: int | None = None) -> list[bytes]:
-        query = sa.select(log_entries.c.leaf_hash).order_by(log_entries.c.idx)
-        if size is not None:
-            query = query.where(log_entries.c.idx < size)
-        with self.catalog.engine.connect() as conn:
-            return [bytes.fromhex(r[0]) for r in conn.execute(query)]
 
     # -- checkpoints -------------------------------------------------------------------------------
     def add_checkpoint(self, size: int, root_hex: str, note: str) -> str:
@@ -99,12 +138,12 @@ class LogRepository:
             return self.checkpoint_note(size) or note
 
     def checkpoint_note(self, size: int) -> str | None:
-        with self.catalog.engine.connect() as conn:
+        with self.catalog.connect() as conn:
             return conn.execute(sa.select(log_checkpoints.c.note)
                                 .where(log_checkpoints.c.size == size)).scalar_one_or_none()
 
     def latest_checkpoint_note(self) -> str | None:
-        with self.catalog.engine.connect() as conn:
+        with self.catalog.connect() as conn:
             row = conn.execute(sa.select(log_checkpoints.c.note).order_by(log_checkpoints.c.size.desc())).first()
         return row[0] if row else None
 
@@ -115,7 +154,7 @@ class LogRepository:
         if conn is not None:
             rows = conn.execute(query).all()
         else:
-            with self.catalog.engine.connect() as own:
+            with self.catalog.connect() as own:
                 rows = own.execute(query).all()
         return [(int(s), r, n) for s, r, n in rows]
 

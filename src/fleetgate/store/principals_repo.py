@@ -23,5 +23,5 @@ class PrincipalRepository:
                      .values(removed_index=index, removed_by=by))
 
     def all(self) -> list[dict[str, Any]]:
-        with self.catalog.engine.connect() as conn:
+        with self.catalog.connect() as conn:
             return [dict(r._mapping) for r in conn.execute(sa.select(principals).order_by(principals.c.added_index))]

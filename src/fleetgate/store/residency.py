@@ -58,11 +58,14 @@ class ResidentBlobStore(BlobStore):
         self.url = inner.url
         self.access_log = access_log
         self._lock = threading.Lock()
+        self._made = False
 
     def _record(self, sha256: str, namespace: str, reader: str | None, allowed: bool) -> None:
         line = json.dumps({"region": self.region, "reader": reader, "pid": os.getpid(), "blob": sha256,
                            "namespace": namespace, "allowed": allowed}, sort_keys=True)
-        self.access_log.parent.mkdir(parents=True, exist_ok=True)
+        if not self._made:
+            self.access_log.parent.mkdir(parents=True, exist_ok=True)
+            self._made = True
         with self._lock, open(self.access_log, "a", encoding="utf-8") as fh:
             fh.write(line + "\n")  # one short append per read: whole lines, also across processes
 

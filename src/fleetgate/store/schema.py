@@ -4,6 +4,7 @@
     classifications, asset_subjects      what each asset is and whose data it holds (keyed pseudonyms)
     ledger_subjects                      distinct people exported per exporter and year
     log_entries, log_checkpoints         the transparency log and its signed checkpoints
+    log_tiles                            the log's Merkle tree interior (C2SP tlog-tiles)
     principals                           the people who may act, their roles and public keys
     export_approvals, exports            signed approvals and export records of the gate
     credentials                          API tokens and dashboard passwords (argon2 hashes) of principals
@@ -15,6 +16,9 @@
 The region's keyring is a database of its own (`keyring_metadata`, in the region's key folder):
     subject_keys, blob_keys              per-person keys and per-blob data keys; deleting a row there
                                          is what makes every copy of a blob unreadable
+
+Changes to these tables go through an Alembic migration in `store/migrations/versions/` (one
+place creates and upgrades the schema: `store/migrate.py`); a test fails while the two differ.
 
 Rows of every table the export gate reads are facts recorded in the transparency log when they
 are written (`fleetgate.audit.facts`); `fleetgate audit verify` compares the two.
@@ -129,6 +133,20 @@ log_entries = sa.Table(
     sa.Column("idx", sa.BigInteger, primary_key=True, autoincrement=False),
     sa.Column("entry", sa.Text, nullable=False),  # canonical JSON, the exact bytes hashed
     sa.Column("leaf_hash", sa.String(64), nullable=False),
+    # the entry's type, so `audit log --kind` filters in SQL; verify checks it against the entry
+    sa.Column("kind", sa.String(32), index=True),
+)
+
+# The Merkle tree as C2SP tlog-tiles (height 8): tile `idx` of `level` L holds the hashes of the
+# complete subtrees of height 8·L (level 0: the leaf hashes) at positions 256·idx.., 32 bytes each,
+# a partial tile growing until it holds 256. Maintained on append in the same transaction, so a
+# checkpoint or a proof reads O(log n) small rows, never every leaf (nor the large entry rows).
+log_tiles = sa.Table(
+    "log_tiles",
+    metadata,
+    sa.Column("level", sa.SmallInteger, primary_key=True, autoincrement=False),
+    sa.Column("idx", sa.BigInteger, primary_key=True, autoincrement=False),
+    sa.Column("hashes", sa.LargeBinary, nullable=False),
 )
 
 log_checkpoints = sa.Table(

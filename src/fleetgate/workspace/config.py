@@ -79,6 +79,9 @@ class RegionConfig:
     lingang_list_renewal: LingangListRenewal | None = None
     # People whose PI the exporter processes in all; the pre-2024 export rules depend on it.
     processed_pi_subjects: Annotated[int, Field(ge=0, strict=True)] | None = None
+    # The S3-compatible endpoint of an s3:// blob_store (default: AWS_ENDPOINT_URL_S3, else AWS);
+    # the credentials stay in the standard AWS variables, never in this file.
+    s3_endpoint_url: str | None = None
 
     @property
     def exporter_id(self) -> str:
@@ -100,6 +103,10 @@ class DestinationConfig:
     name: str
     country: str
     url: str
+    # Refuse to export unless the destination bucket has S3 object lock enabled (write-once packages).
+    object_lock: bool = False
+    # The S3-compatible endpoint of an s3:// url (default: AWS_ENDPOINT_URL_S3, else AWS).
+    s3_endpoint_url: str | None = None
 
 
 # Outcomes that leave only under approvals, and how many distinct compliance officers each needs
@@ -122,6 +129,25 @@ class GateConfig(Section):
     @classmethod
     def _with_defaults(cls, value: dict[str, int]) -> dict[str, int]:
         return {**DEFAULT_APPROVERS, **value}
+
+
+class EngineConfig(Section):
+    """`[engine]`: where the ingest, deid and classify stages run.
+
+    kind "local" (default) runs them in this process; "ray" runs them as Ray Data stages on actors,
+    on a local Ray started on demand or on the cluster at `address` ("ray://head:10001", "auto").
+    `workers` caps the actors per stage (default: the cluster's CPUs)."""
+
+    kind: Literal["local", "ray"] = "local"
+    address: Annotated[str, Field(min_length=1)] | None = None
+    workers: Annotated[int, Field(ge=1)] | None = None  # not strict: FLEETGATE_ENGINE__WORKERS=4 is text
+
+    @field_validator("workers", mode="before")
+    @classmethod
+    def _count(cls, value: Any) -> Any:
+        if isinstance(value, bool):  # TOML's true is no number of workers
+            raise ValueError("a whole number of at least 1")
+        return value
 
 
 class PolicyConfig(Section):
@@ -223,6 +249,7 @@ class WorkspaceConfig(BaseSettings):
     keys: KeysConfig = Field(default_factory=KeysConfig)
     gate: GateConfig = Field(default_factory=GateConfig)
     web: WebConfig = Field(default_factory=WebConfig)
+    engine: EngineConfig = Field(default_factory=EngineConfig)
     retention: RetentionConfig = Field(default_factory=RetentionConfig)
 
     @classmethod
@@ -422,12 +449,16 @@ def file_document(config: WorkspaceConfig) -> dict[str, Any]:
     for name, region in config.regions.items():
         doc["regions"][name] = {k: v for k, v in asdict(region).items() if k != "name" and v is not None}
     for name, dest in config.destinations.items():
-        doc["destinations"][name] = {k: v for k, v in asdict(dest).items() if k != "name"}
+        doc["destinations"][name] = {k: v for k, v in asdict(dest).items()
+                                     if k != "name" and v is not None and not (k == "object_lock" and not v)}
     web = config.web.model_dump(exclude_defaults=True, exclude_none=True)
     if web.get("oidc") == {}:
         web.pop("oidc")
     if web:
         doc["web"] = web
+    engine = config.engine.model_dump(exclude_defaults=True, exclude_none=True)
+    if engine:
+        doc["engine"] = engine
     retention = {part: days for part, days in config.retention.as_dict().items() if days}
     if retention:
         doc["retention"] = retention

@@ -42,7 +42,7 @@ class Workspace:
             keys = KeyStore(self.keys_root, cfg.name)
             # every blob is sealed under its own data key (docs/subject-rights.md), and every read is
             # checked against the region the code acts for, and recorded
-            sealed = SealedBlobStore(open_blob_store(blob_url), Keyring.of(keys))
+            sealed = SealedBlobStore(open_blob_store(blob_url, s3_endpoint_url=cfg.s3_endpoint_url), Keyring.of(keys))
             self._regions[cfg.name] = Region(
                 name=cfg.name,
                 country=cfg.country,
