@@ -174,7 +174,7 @@ def _labels(detectors: Sequence[Detector]) -> list[str]:
     return sorted({label for d in detectors for label in d.label.split("+")})
 
 
-_POOL: ThreadPoolExecutor | None = None
+_POOL: tuple[int, ThreadPoolExecutor] | None = None  # with the process it belongs to: a forked child makes its own
 _POOL_LOCK = threading.Lock()
 
 
@@ -185,9 +185,9 @@ def _detect(detectors: Sequence[Detector], frame: np.ndarray) -> list[Detection]
     if len(detectors) < 2:
         return [d for detector in detectors for d in detector.detect(frame)]
     with _POOL_LOCK:
-        if _POOL is None:
-            _POOL = ThreadPoolExecutor(max_workers=4, thread_name_prefix="fleetgate-detect")
-        pool = _POOL
+        if _POOL is None or _POOL[0] != os.getpid():
+            _POOL = (os.getpid(), ThreadPoolExecutor(max_workers=4, thread_name_prefix="fleetgate-detect"))
+        pool = _POOL[1]
     futures = [pool.submit(detector.detect, frame) for detector in detectors]
     return [d for future in futures for d in future.result()]
 
