@@ -377,6 +377,13 @@ def bench_speed(work: Path, runs: int) -> list[str]:
     lines += ["", f"- Target ≥ 5× deface on every clip: {'; '.join(verdicts) or 'deface not measured'}.",
               f"- Target within 5× of the decode+encode floor: {'; '.join(floor_verdicts)}.",
               f"- What fleetgate's report said (its verification pass): {'; '.join(reports)}.",
+              "- Plate recall in the output counts a marked plate as obscured by the same rule as the tests (detail "
+              "in each third of its width ≤ 30 % of the input's, or a mean change ≥ 25 grey levels). deface looks "
+              "for no plates: what it scores on the parking clip's small, blurred US plates is what its re-encode "
+              "took away, not plates it found (measured once: deface with detection off, `--thresh 1.1`, scores 41 "
+              "of 82; its output also has 32 frames for the clip's 24, so its frames are compared with shifted "
+              "ones). The parking clip's plates are US plates, which fleetgate's Chinese "
+              "plate detectors do not find (docs/deid.md, 'Known gap').",
               "- GPU: no GPU was lent to this task, so `--provider cuda` (onnxruntime-gpu, the `gpu` extra) and "
               "the 300 fps target at 1080p were not measured.", ""]
     shutil.rmtree(work, ignore_errors=True)
