@@ -15,7 +15,8 @@ All run on the CPU provider by default and on CUDA or TensorRT when onnxruntime 
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+import threading
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Protocol
@@ -77,14 +78,52 @@ def providers(preference: str = "auto") -> list[str]:
     return chosen + ["CPUExecutionProvider"]
 
 
+# one onnxruntime session per model file and provider in a process: the obscuring detectors and the
+# verifier run the same models at other scales (InferenceSession.run is thread-safe), so a clip loads
+# each model once, not twice (measured: 0.25 s of start-up per clip, more in the tests)
+_SESSIONS: dict[tuple[str, str, str], object] = {}
+_SESSIONS_LOCK = threading.Lock()
+
+
+def _shared_session(key: str, model_bytes: Callable[[], bytes], provider: str):
+    """The session for `key` (a model file and what was done to it), built on first use."""
+    threads = os.environ.get("FLEETGATE_ORT_THREADS", "0")
+    with _SESSIONS_LOCK:
+        cached = _SESSIONS.get((key, provider, threads))
+        if cached is None:
+            cached = _SESSIONS[(key, provider, threads)] = _session(model_bytes(), provider)
+        return cached
+
+
+# stages that run models at the same time: the face and plate detectors of a key frame, and the verifier
+CONCURRENT_MODELS = 3
+
+
+def ort_threads() -> int:
+    """onnxruntime's intra-op threads per session: the cores shared among the models that run at once
+    (FLEETGATE_ORT_THREADS overrides). The detectors run side by side rather than each on every core:
+    on 2 cores CenterFace took as long on one thread as on two and a quarter less CPU (the threads of one
+    op wait on each other, and on a shared machine on other processes), so one thread each, in parallel,
+    does more."""
+    threads = int(os.environ.get("FLEETGATE_ORT_THREADS", "0"))
+    if threads:
+        return threads
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return max(1, cores // CONCURRENT_MODELS)
+
+
+def _file_key(path: Path) -> str:
+    """A model file as a cache key: a file replaced under the same name is another model."""
+    stat = path.stat()
+    return f"{path.resolve()}:{stat.st_size}:{stat.st_mtime_ns}"
+
+
 def _session(model_bytes: bytes, provider: str):
     import onnxruntime as ort
 
     options = ort.SessionOptions()
     options.log_severity_level = 3
-    threads = int(os.environ.get("FLEETGATE_ORT_THREADS", "0"))
-    if threads:
-        options.intra_op_num_threads = threads
+    options.intra_op_num_threads = ort_threads()
     if os.environ.get("FLEETGATE_ORT_SPIN", "0") == "0":
         # spinning worker threads wait for work by burning a core; next to the decoder and the encoder
         # (and other processes) they slow every stage down, measured 2x on 2 cores
@@ -110,6 +149,18 @@ def nms(boxes: np.ndarray, scores: np.ndarray, iou: float) -> list[int]:
     return keep
 
 
+def _planes_into(image_bgr: np.ndarray, out: np.ndarray, mean: np.ndarray | None = None) -> None:
+    """HWC uint8 into a CHW float32 view, less `mean` per channel. OpenCV splits the channels; numpy's
+    strided transpose of the interleaved image cost 60 ms for a 1920x1440 input (12 % of a 2560x1920 clip,
+    profiled), the split 9 ms."""
+    import cv2
+
+    for channel, plane in enumerate(cv2.split(image_bgr)):
+        out[channel] = plane
+        if mean is not None:
+            out[channel] -= mean[channel]
+
+
 def _tiles(width: int, height: int, grid: int, overlap: float = 0.15) -> list[tuple[int, int, int, int]]:
     """A grid x grid cover of the frame with overlapping tiles, so a face on a seam is whole in one."""
     tw, th = int(np.ceil(width / grid * (1 + overlap))), int(np.ceil(height / grid * (1 + overlap)))
@@ -122,6 +173,22 @@ def _tiles(width: int, height: int, grid: int, overlap: float = 0.15) -> list[tu
     return out
 
 
+def _dynamic_centerface(path: Path) -> bytes:
+    """CenterFace with dynamic batch and spatial axes (the file ships with a fixed 10x3x32x32 input)."""
+    import onnx
+
+    graph = onnx.load(str(path))
+    # initializers listed as inputs block constant folding; the fixed 10x3x32x32 shape blocks any size
+    initializers = {init.name for init in graph.graph.initializer}
+    inputs = [i for i in graph.graph.input if i.name not in initializers]
+    del graph.graph.input[:]
+    graph.graph.input.extend(inputs)
+    for value in list(graph.graph.input) + list(graph.graph.output):
+        dims = value.type.tensor_type.shape.dim
+        dims[0].dim_param, dims[2].dim_param, dims[3].dim_param = "n", "h", "w"
+    return graph.SerializeToString()
+
+
 class CenterFaceDetector:
     label = "face"
 
@@ -129,7 +196,6 @@ class CenterFaceDetector:
                  provider: str = "auto", model_path: Path | None = None, scale: float | None = None,
                  max_side: int = 1920) -> None:
         import cv2
-        import onnx
 
         spec = models.spec_of("centerface")
         self.model_id = f"{spec.name}@{spec.version}"
@@ -139,16 +205,9 @@ class CenterFaceDetector:
         self.max_side = max_side  # with `scale`: the long side of the input at most this
         self.tiles = tiles
         self._cv2 = cv2
-        graph = onnx.load(str(model_path or models.path("centerface")))
-        # initializers listed as inputs block constant folding; the fixed 10x3x32x32 shape blocks any size
-        initializers = {init.name for init in graph.graph.initializer}
-        inputs = [i for i in graph.graph.input if i.name not in initializers]
-        del graph.graph.input[:]
-        graph.graph.input.extend(inputs)
-        for value in list(graph.graph.input) + list(graph.graph.output):
-            dims = value.type.tensor_type.shape.dim
-            dims[0].dim_param, dims[2].dim_param, dims[3].dim_param = "n", "h", "w"
-        self._session = _session(graph.SerializeToString(), provider)
+        path = Path(model_path or models.path("centerface"))
+        self._session = _shared_session(f"centerface-dynamic:{_file_key(path)}", lambda: _dynamic_centerface(path),
+                                        provider)
         self._input = self._session.get_inputs()[0].name
 
     def _regions(self, width: int, height: int) -> list[tuple[int, int, int, int]]:
@@ -170,7 +229,9 @@ class CenterFaceDetector:
         for x0, y0, x1, y1 in regions:
             crop = frame_bgr[y0:y1, x0:x1]
             batches.append(cv2.resize(crop, (in_w, in_h), interpolation=cv2.INTER_AREA))
-        blob = np.ascontiguousarray(np.stack(batches).transpose(0, 3, 1, 2), dtype=np.float32)
+        blob = np.empty((len(batches), 3, in_h, in_w), np.float32)
+        for k, batch in enumerate(batches):
+            _planes_into(batch, blob[k])
         heatmaps, scales, offsets, _landmarks = self._session.run(None, {self._input: blob})
         boxes, scores = [], []
         for k, (x0, y0, x1, y1) in enumerate(regions):
@@ -406,7 +467,8 @@ class ClpPlateDetector:
         self.threshold = threshold
         self.pyramid = pyramid or PlatePyramid()
         self._cv2 = cv2
-        self._session = _session((model_path or models.path("clp-det")).read_bytes(), provider)
+        path = Path(model_path or models.path("clp-det"))
+        self._session = _shared_session(_file_key(path), path.read_bytes, provider)
         self._input = self._session.get_inputs()[0].name
         self._priors: dict[tuple[int, int], np.ndarray] = {}
         self._proposer = PlateDetector(threshold=0.0, detect_width=100_000) if self.pyramid.proposals else None
@@ -423,7 +485,7 @@ class ClpPlateDetector:
         ph, pw = -(-height // 32) * 32, -(-width // 32) * 32
         blob = np.zeros((len(images), 3, ph, pw), np.float32)
         for k, image in enumerate(images):
-            blob[k, :, :height, :width] = (image.astype(np.float32) - _CLP_MEAN).transpose(2, 0, 1)
+            _planes_into(image, blob[k, :, :height, :width], _CLP_MEAN)
         loc, conf, _landmarks = self._session.run(None, {self._input: blob})
         priors = self._priors.get((ph, pw))
         if priors is None:

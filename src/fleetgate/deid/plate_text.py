@@ -37,12 +37,13 @@ class PlateReader:
     def __init__(self, provider: str = "auto", model_path: Path | None = None, dict_path: Path | None = None) -> None:
         import cv2
 
-        from fleetgate.deid.detectors import _session
+        from fleetgate.deid.detectors import _file_key, _shared_session
 
         spec = models.spec_of("clp-rec")
         self.model_id = f"{spec.name}@{spec.version}"
         self._cv2 = cv2
-        self._session = _session((model_path or models.path("clp-rec")).read_bytes(), provider)
+        path = Path(model_path or models.path("clp-rec"))
+        self._session = _shared_session(_file_key(path), path.read_bytes, provider)
         self._input = self._session.get_inputs()[0].name
         chars = (dict_path or models.path("clp-dict")).read_text(encoding="utf-8").splitlines()
         self._chars = [""] + chars  # index 0 is the CTC blank

@@ -20,6 +20,7 @@ import queue
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field, replace
 from fractions import Fraction
 from pathlib import Path
@@ -156,15 +157,39 @@ def _decoded(container, path: Path) -> Iterator[tuple[int, int | None, int, np.n
         raise MediaError(str(path), f"frame {index + 1}", f"does not decode: {exc}") from exc
 
 
+def encoder_frame(array_bgr: np.ndarray, pix_fmt: str):
+    """A frame in the encoder's pixel format. For 4:2:0, OpenCV converts BGR to I420 (BT.601, limited
+    range, as FFmpeg's default): measured 2-6x faster than letting the encoder's swscale do it (43 ms a
+    2560x1920 frame, the largest single cost outside the models there) and closer to the input (round
+    trip error 0.7 grey levels against 2.0)."""
+    import av
+    import cv2
+
+    if pix_fmt == "yuv420p":
+        return av.VideoFrame.from_ndarray(cv2.cvtColor(array_bgr, cv2.COLOR_BGR2YUV_I420), format="yuv420p")
+    return av.VideoFrame.from_ndarray(array_bgr, format="bgr24")
+
+
 def _labels(detectors: Sequence[Detector]) -> list[str]:
     return sorted({label for d in detectors for label in d.label.split("+")})
 
 
+_POOL: tuple[int, ThreadPoolExecutor] | None = None  # with the process it belongs to: a forked child makes its own
+_POOL_LOCK = threading.Lock()
+
+
 def _detect(detectors: Sequence[Detector], frame: np.ndarray) -> list[Detection]:
-    out: list[Detection] = []
-    for detector in detectors:
-        out.extend(detector.detect(frame))
-    return out
+    """Every detector on `frame`, side by side in threads (onnxruntime, OpenCV and numpy release the GIL),
+    each model on its share of the cores (detectors.ort_threads); results in the detectors' order."""
+    global _POOL
+    if len(detectors) < 2:
+        return [d for detector in detectors for d in detector.detect(frame)]
+    with _POOL_LOCK:
+        if _POOL is None or _POOL[0] != os.getpid():
+            _POOL = (os.getpid(), ThreadPoolExecutor(max_workers=4, thread_name_prefix="fleetgate-detect"))
+        pool = _POOL[1]
+    futures = [pool.submit(detector.detect, frame) for detector in detectors]
+    return [d for future in futures for d in future.result()]
 
 
 class _Stage(threading.Thread):
@@ -261,7 +286,7 @@ def anonymize_video(src: Path, dst: Path, detectors: Sequence[Detector], setting
                     if settings.verify:
                         stream.codec_context.open()  # its extradata (SPS/PPS) is what the verifier decodes with
                         to_verify.put(("open", stream.codec_context.extradata))
-                frame = av.VideoFrame.from_ndarray(array, format="bgr24")
+                frame = encoder_frame(array, stream.pix_fmt)
                 last = out_state["last_pts"]
                 if pts is None or (last is not None and pts <= last):
                     # missing or repeated timestamps: keep order with the smallest step
