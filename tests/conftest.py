@@ -99,3 +99,35 @@ def ray_cluster():
                  "PYTHONPATH")]))}})
     yield ray
     ray.shutdown()
+
+
+# The HTTP API's tests (test_api.py, test_subjects_api.py) share one home: the team of tests/people.py, the
+# sample drop ingested and classified, a token per person; each test works on its own copy.
+@pytest.fixture(scope="session")
+def api_master(sample_drop_master: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from web_helpers import build_home
+
+    root = tmp_path_factory.mktemp("api")
+    build_home(root, sample_drop_master)
+    return root
+
+
+@pytest.fixture
+def served(api_master: Path, tmp_path: Path):  # noqa: ANN201 - a web_helpers.Served
+    from web_helpers import copy_home
+
+    return copy_home(api_master, tmp_path / "copy")
+
+
+@pytest.fixture
+def client(served):  # noqa: ANN001, ANN201 - a TestClient with the services it serves as .services
+    from fastapi.testclient import TestClient
+
+    from fleetgate.services import Services
+    from fleetgate.web import create_app
+
+    services = Services(Workspace.open(served.home))
+    with TestClient(create_app(services)) as c:
+        c.services = services
+        yield c
+    services.close()

@@ -14,33 +14,11 @@ from fastapi.testclient import TestClient
 from fleetgate.audit.log import region_log
 from fleetgate.domain.clock import FixedClock
 from fleetgate.services import Services
-from fleetgate.web import create_app
 from fleetgate.workspace import Workspace
 from people import new_actor
-from web_helpers import Served, build_home, copy_home, sign
+from web_helpers import Served, sign
 
 PLAN = {"destination": "overseas", "purpose": "train driving models"}
-
-
-@pytest.fixture(scope="session")
-def api_master(sample_drop_master: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("api")
-    build_home(root, sample_drop_master)
-    return root
-
-
-@pytest.fixture
-def served(api_master: Path, tmp_path: Path) -> Served:
-    return copy_home(api_master, tmp_path / "copy")
-
-
-@pytest.fixture
-def client(served: Served):  # noqa: ANN201
-    services = Services(Workspace.open(served.home))
-    with TestClient(create_app(services)) as c:
-        c.services = services
-        yield c
-    services.close()
 
 
 def _signed_plan(client: TestClient, served: Served, body: dict | None = None) -> str:

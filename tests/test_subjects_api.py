@@ -15,32 +15,10 @@ from fastapi.testclient import TestClient
 
 from canary import scan
 from fleetgate.services import Services
-from fleetgate.web import create_app
 from fleetgate.workspace import Workspace
-from web_helpers import Served, build_home, copy_home, sign, sign_with_cli
+from web_helpers import Served, sign, sign_with_cli
 
 REGION = "cn-shanghai"
-
-
-@pytest.fixture(scope="session")
-def subjects_api_master(sample_drop_master: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("subjects-api")
-    build_home(root, sample_drop_master)
-    return root
-
-
-@pytest.fixture
-def served(subjects_api_master: Path, tmp_path: Path) -> Served:
-    return copy_home(subjects_api_master, tmp_path / "copy")
-
-
-@pytest.fixture
-def client(served: Served):  # noqa: ANN201
-    services = Services(Workspace.open(served.home))
-    with TestClient(create_app(services)) as c:
-        c.services = services
-        yield c
-    services.close()
 
 
 @pytest.fixture

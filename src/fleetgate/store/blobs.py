@@ -7,6 +7,7 @@ disk, then linked to their final name, so a reader never sees half a blob.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import tempfile
@@ -212,6 +213,9 @@ def precondition_failed(exc: BaseException) -> bool:
     return False
 
 
+_MEMORY_CREATE_LOCK = threading.Lock()
+
+
 class FsspecBlobStore(BlobStore):
     """Blobs on any fsspec filesystem: s3:// (S3, SeaweedFS, MinIO, OSS), gs://, memory:// for tests.
 
@@ -228,6 +232,12 @@ class FsspecBlobStore(BlobStore):
 
             self.url = url.rstrip("/")
             self.fs, self.base = fsspec.core.url_to_fs(self.url, **storage_options)
+            # fsspec's memory filesystem checks, then creates (the file appears when it is closed), so two
+            # threads could both create one blob; it lives in this process only (one store for every
+            # memory:// URL), where one lock makes the create exclusive. Object stores' conditional writes
+            # already are.
+            protocols = {self.fs.protocol} if isinstance(self.fs.protocol, str) else set(self.fs.protocol)
+            self._create_lock = _MEMORY_CREATE_LOCK if "memory" in protocols else contextlib.nullcontext()
         except ImportError as exc:
             raise StoreError(f"blob store {url}: {exc}; install fleetgate[s3] for s3:// URLs") from exc
 
@@ -243,14 +253,15 @@ class FsspecBlobStore(BlobStore):
             sha, size = _hash_and_write(stream, spool)
             spool.flush()
             key = self._key(sha, namespace)
-            try:
-                if self.fs.exists(key):
-                    return PutResult(sha, size, created=False)
-                self.fs.put_file(spool.name, key, mode="create")
-            except Exception as exc:  # fsspec backends raise their own error types
-                if precondition_failed(exc):
-                    return PutResult(sha, size, created=False)  # another writer stored the same bytes first
-                raise StoreError(f"blob store {self.url}: cannot store blob {sha}: {_one_line(exc)}") from exc
+            with self._create_lock:
+                try:
+                    if self.fs.exists(key):
+                        return PutResult(sha, size, created=False)
+                    self.fs.put_file(spool.name, key, mode="create")
+                except Exception as exc:  # fsspec backends raise their own error types
+                    if precondition_failed(exc):
+                        return PutResult(sha, size, created=False)  # another writer stored the same bytes first
+                    raise StoreError(f"blob store {self.url}: cannot store blob {sha}: {_one_line(exc)}") from exc
             return PutResult(sha, size, created=True)
 
     def exists(self, sha256: str, namespace: str = "blobs") -> bool:
