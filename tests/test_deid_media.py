@@ -296,6 +296,33 @@ class _NoDetector:
         return []
 
 
+class _MissesTheFirstKeyFrame:
+    """The real face detector, blind on the first frame it is shown (a key frame)."""
+
+    label = "face"
+
+    def __init__(self, detector) -> None:  # noqa: ANN001
+        self.detector, self.model_id, self.calls = detector, detector.model_id, 0
+
+    def detect(self, frame: np.ndarray) -> list[Detection]:
+        self.calls += 1
+        return [] if self.calls == 1 else self.detector.detect(frame)
+
+
+def test_a_face_missed_on_a_key_frame_is_backfilled_from_the_next(tmp_path: Path, detectors: list) -> None:
+    frames = [scene(480, 360, (150, 60), face_h=150) for _ in range(6)]
+    src = write_clip(tmp_path / "in.mp4", frames)
+    face = next(d for d in detectors if d.label == "face")
+    report = anonymize_video(src, tmp_path / "out.mp4", [_MissesTheFirstKeyFrame(face)],
+                             VideoSettings(stride=2, hold=3, verify=False), sidecar=tmp_path / "out.parquet")
+    out_frames, _, _ = read_clip(tmp_path / "out.mp4")
+    region = (slice(90, 170), slice(180, 240))
+    for i, (a, b) in enumerate(zip(frames, out_frames, strict=True)):
+        assert np.abs(a[region].astype(int) - b[region]).mean() > 15, f"frame {i}: the face is left"
+    first = [r for r in pq.read_table(tmp_path / "out.parquet").to_pylist() if r["frame"] == 0]
+    assert [r["source"] for r in first] == ["backfilled"] and report.boxes["backfilled"] >= 2
+
+
 def test_verification_catches_what_the_obscuring_detector_missed(tmp_path: Path, detectors: list) -> None:
     frames = [scene(480, 360, (150, 60), face_h=150) for _ in range(3)]
     src = write_clip(tmp_path / "in.mp4", frames)

@@ -6,7 +6,8 @@ gets, for every track:
 - *detected*: the track's own box on that frame;
 - *interpolated*: linear between the track's observations before and after it;
 - *held*: the last box, for up to `hold` frames after the track was last seen;
-- *backfilled*: the first box, for up to `hold` frames before a track was first seen.
+- *backfilled*: the first box, for up to `hold` frames (at least back to the key frame before) before a
+  track was first seen.
 """
 
 from __future__ import annotations
@@ -105,7 +106,7 @@ class Tracker:
             elif before and frame - before[0] <= self.hold:
                 d = before[1]
                 out.append(FrameBox(d.label, d.box, d.score, "held", track.track_id, d.model))
-            elif after and not before and after[0] - frame <= self.hold:
+            elif after and not before and after[0] - frame <= max(self.hold, self.stride):
                 d = after[1]
                 out.append(FrameBox(d.label, d.box, d.score, "backfilled", track.track_id, d.model))
         return out

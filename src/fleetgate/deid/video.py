@@ -43,9 +43,10 @@ SIDECAR_SCHEMA = pa.schema([
 
 
 # detect at least this often in video time when the stride is left to us (30 fps: every 6th frame, 25 fps:
-# every 5th, 10 fps: every 2nd); the frames between are buffered, so a face first found at a key frame is
-# backfilled to the key frame before, and boxes in between are interpolated (the hand-marked real clips,
-# a head-worn fisheye among them, come out with every face obscured: tests/test_deid_real.py)
+# every 5th, 10 fps: every 2nd); the frames up to the next key frame are buffered, so a face first found at
+# a key frame is backfilled onto the key frame before and the frames between, and boxes between two
+# sightings are interpolated (the hand-marked real clips, a head-worn fisheye among them, come out with
+# every face obscured: tests/test_deid_real.py)
 AUTO_DETECT_HZ = 5
 
 
@@ -356,7 +357,9 @@ def anonymize_video(src: Path, dst: Path, detectors: Sequence[Detector], setting
                 last_index = index
                 if index % settings.stride == 0:
                     tracker.observe(index, _detect(detectors, array))
-                    emit(index)
+                    # the previous key frame waits for this one too: what the detector missed there but
+                    # finds here is backfilled onto it (a plate missed on frame 0 left it legible)
+                    emit(index - 1)
             if decoder.error:
                 raise decoder.error
             if buffer:  # the last frame is always a key frame, so the tail is bracketed
