@@ -212,24 +212,6 @@ def make_clip(path: Path, frames: int = 100, fps: int = 25) -> list[dict]:
     return labels
 
 
-def first_frames(src: Path, dst: Path, count: int) -> None:
-    with av.open(str(src)) as inp, av.open(str(dst), "w", format="mp4") as out:
-        ins = inp.streams.video[0]
-        stream = out.add_stream("libx264", rate=ins.average_rate)
-        stream.width, stream.height, stream.pix_fmt = ins.codec_context.width, ins.codec_context.height, "yuv420p"
-        stream.options = {"crf": "16", "preset": "veryfast"}
-        for index, frame in enumerate(inp.decode(ins)):
-            if index >= count:
-                break
-            # fresh, regular timestamps: deface (imageio) reads only 3 frames of a clip without them
-            frame = av.VideoFrame.from_ndarray(frame.to_ndarray(format="yuv420p"), format="yuv420p")
-            frame.pts, frame.time_base = index, 1 / ins.average_rate
-            for packet in stream.encode(frame):
-                out.mux(packet)
-        for packet in stream.encode():
-            out.mux(packet)
-
-
 def _frames(path: Path, wanted: set[int]) -> dict[int, np.ndarray]:
     out = {}
     with av.open(str(path)) as container:
@@ -312,7 +294,7 @@ def _clips(work: Path) -> list[tuple[str, Path, int, dict[int, list[tuple]], dic
             out.append((f"{clip} (2560×1920, 10 fps)", REAL / clip, count, marks_of(clip, "face"),
                         marks_of(clip, "plate")))
         portrait = work / "portrait150.mp4"
-        first_frames(REAL / "person_portrait.mp4", portrait, 150)
+        evaluate.first_frames(REAL / "person_portrait.mp4", portrait, 150, crf=16, preset="veryfast")
         out.append(("person_portrait.mp4, first 150 frames (608×1080, 30 fps)", portrait, 150,
                     marks_of("person_portrait.mp4", "face"), marks_of("person_portrait.mp4", "plate")))
     return out

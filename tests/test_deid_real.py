@@ -114,31 +114,11 @@ def clip_frames(name: str, limit: int | None = None) -> list[np.ndarray]:
     return frames
 
 
-def first_frames(src: Path, dst: Path, count: int) -> Path:
-    """The first `count` frames of a clip, re-encoded nearly losslessly (crf 12), as a clip of its own."""
-    with av.open(str(src)) as inp, av.open(str(dst), "w", format="mp4") as out:
-        ins = inp.streams.video[0]
-        stream = out.add_stream("libx264", rate=ins.average_rate)
-        stream.width, stream.height, stream.pix_fmt = ins.codec_context.width, ins.codec_context.height, "yuv420p"
-        stream.options = {"crf": "12", "preset": "ultrafast"}
-        for index, frame in enumerate(inp.decode(ins)):
-            if index >= count:
-                break
-            # fresh, regular timestamps: deface (imageio) reads only 3 frames of a clip without them
-            frame = av.VideoFrame.from_ndarray(frame.to_ndarray(format="yuv420p"), format="yuv420p")
-            frame.pts, frame.time_base = index, 1 / ins.average_rate
-            for packet in stream.encode(frame):
-                out.mux(packet)
-        for packet in stream.encode():
-            out.mux(packet)
-    return dst
-
-
 @pytest.mark.parametrize("clip", ["face_indoor_fisheye.mp4", "person_portrait.mp4"])
 def test_real_clips_come_out_with_every_marked_face_obscured(clip: str, tmp_path: Path) -> None:
     marked = {int(i.name.split("#")[1]): i for i in CLIPS if i.name.startswith(clip)}
     count = max(marked) + 1
-    src = REAL / clip if clip.startswith("face") else first_frames(REAL / clip, tmp_path / "in.mp4", count)
+    src = REAL / clip if clip.startswith("face") else evaluate.first_frames(REAL / clip, tmp_path / "in.mp4", count)
     report = anonymize_video(src, tmp_path / "out.mp4", build_detectors(provider="cpu", profile=VIDEO),
                              VideoSettings(), verifier=build_verifier(VIDEO, provider="cpu"))
     assert report.anonymized, report.residuals
