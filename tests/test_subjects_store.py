@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -11,6 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from fleetgate.errors import StoreError
+from fleetgate.gate.destination import copy_verified
 from fleetgate.keys import KeyStore
 from fleetgate.store import LocalBlobStore
 from fleetgate.store.keyring import KEYRING_FILE, Keyring
@@ -42,6 +44,9 @@ def test_round_trip_and_seek(tmp_path_factory: pytest.TempPathFactory, size: int
         assert fh.read(CHUNK + 3) == data[offset:offset + CHUNK + 3]
         fh.seek(-min(size, 9), os.SEEK_END)
         assert fh.read() == data[size - min(size, 9):]
+    target = tmp_path_factory.mktemp("copy") / "out"
+    with store.open(put.sha256) as fh:  # the export's copy: whole chunks, hashed as written
+        assert copy_verified(fh, target) == put.sha256 and target.read_bytes() == data
 
 
 def random_bytes(size: int, seed: int) -> bytes:
@@ -75,6 +80,8 @@ def test_a_tampered_blob_fails_its_tag(tmp_path: Path) -> None:
         stored.write_bytes(bytes(data))
         with pytest.raises(SealError, match=message):
             store.read_bytes(put.sha256)
+        with pytest.raises(SealError, match=message), store.open(put.sha256) as fh:
+            copy_verified(fh, tmp_path / "copied")
 
 
 def test_destroying_a_persons_key_makes_every_copy_unreadable(tmp_path: Path) -> None:
@@ -86,7 +93,11 @@ def test_destroying_a_persons_key_makes_every_copy_unreadable(tmp_path: Path) ->
     backup = {p.name: p.read_bytes() for p in _stored_files(tmp_path)}  # a copy of the store, taken before
     ring = store.keyring
     kid_a, secret = ring.subject_key(ring.vehicle_pseudonym(VIN_A), create=False)
-    assert ring.destroy([kid_a]) == [kid_a]
+    with ThreadPoolExecutor(1) as reader:  # a thread that read the key before keeps its own connection
+        assert reader.submit(store.read_bytes, mine.sha256).result() == b"cabin audio of A"
+        assert ring.destroy([kid_a]) == [kid_a]
+        with pytest.raises(StoreError, match="data key was destroyed"):
+            reader.submit(store.read_bytes, mine.sha256).result()
     with pytest.raises(StoreError, match="data key was destroyed"):
         store.read_bytes(mine.sha256)
     assert store.read_bytes(theirs.sha256) == b"cabin audio of B"

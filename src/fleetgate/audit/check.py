@@ -186,6 +186,7 @@ class CatalogCheck:
         subjects: dict[str, list[tuple[str, str]]] = defaultdict(list)
         for r in self._rows("asset_subjects"):
             subjects[r["asset_id"]].append((r["subject_key"], r["category"]))
+        self.facts.prefetch(key for pairs in subjects.values() for key, _ in pairs)  # one keyring read for all
         out = []
         for _, finding in self._fact_table(
                 "classifications", "asset_id",

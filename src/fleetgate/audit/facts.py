@@ -167,10 +167,14 @@ class Facts:
 
     def tokens(self, pairs: Iterable[tuple[str, str]]) -> list[tuple[str, str]]:
         pairs = list(pairs)
-        if self.keyring is not None:
-            missing = [k for k, _ in pairs if k not in self._fact_keys and not k.startswith(TOMBSTONE)]
-            self._fact_keys.update(self.keyring.fact_keys(missing, self.create))
+        self.prefetch(k for k, _ in pairs)
         return [(self.token(k), c) for k, c in pairs]
+
+    def prefetch(self, subject_pseudonyms: Iterable[str]) -> None:
+        """Read the fact keys of these people in one keyring read (rather than one read per row)."""
+        if self.keyring is not None:
+            missing = {k for k in subject_pseudonyms if k not in self._fact_keys and not k.startswith(TOMBSTONE)}
+            self._fact_keys.update(self.keyring.fact_keys(sorted(missing), self.create))
 
     def ledger_set(self, rows: Iterable[Mapping[str, Any]], keying: str | None = KEYING) -> dict[str, dict[str, Any]]:
         """`ledger_set` with each person as their token (keying "subject"), or as logged before keying."""

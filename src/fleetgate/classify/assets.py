@@ -227,10 +227,10 @@ def _save(region: Region, ledger: Ledger, batch: list[tuple[dict[str, Any], list
           clock: Clock) -> None:
     """Classifications, their subject keys and their facts (one `classify` log entry) in one transaction."""
     facts = Facts.of(region)
+    facts.prefetch(key for _, subjects in batch for key, _ in subjects)  # one keyring read for the batch
     now = clock.now()
     with region.catalog.transaction() as conn:
-        for row, subjects in batch:
-            ledger.save_classification(conn, row | {"classified_at": now}, subjects)
+        ledger.save_classifications(conn, [(row | {"classified_at": now}, subjects) for row, subjects in batch])
         region_log(region).append(conn, "classify", {"facts": {"classifications": [
             facts.classification(row | {"classified_at": now}, subjects) for row, subjects in batch]}}, at=now)
 

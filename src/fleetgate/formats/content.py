@@ -61,40 +61,41 @@ def quick_problem(kind: str, head: bytes, tail: bytes) -> str | None:
     return None
 
 
-def read_ends(open_blob: Callable[[], BinaryIO]) -> tuple[bytes, bytes]:
-    with open_blob() as fh:
-        head = fh.read(HEAD)
-        try:
-            fh.seek(-TAIL, 2)
-            tail = fh.read(TAIL)
-        except OSError:  # shorter than TAIL bytes
-            tail = head[-TAIL:]
+def read_ends(fh: BinaryIO) -> tuple[bytes, bytes]:
+    head = fh.read(HEAD)
+    try:
+        fh.seek(-TAIL, 2)
+        tail = fh.read(TAIL)
+    except OSError:  # shorter than TAIL bytes
+        tail = head[-TAIL:]
     return head, tail
 
 
 def content_problem(kind: str, open_blob: Callable[[], BinaryIO], deep: bool = True) -> str | None:
-    """Why a blob's bytes are not what its kind promises, or None. `open_blob` opens it (seekable)."""
-    head, tail = read_ends(open_blob)
-    problem = quick_problem(kind, head, tail)
-    if problem or not deep:
-        return problem
-    if kind in KIND_TABLES:
-        return _table_problem(KIND_TABLES[kind], open_blob)
-    container = sniff(head, tail)
-    if container in ("mp4", "wav"):
-        return _media_problem(kind, "audio" if container == "wav" else "video", open_blob)
-    if container in ("png", "jpeg"):
-        return _image_problem(open_blob)
-    return None
+    """Why a blob's bytes are not what its kind promises, or None. `open_blob` opens it (seekable);
+    it is opened once, for the quick check and the deep one."""
+    with open_blob() as fh:
+        head, tail = read_ends(fh)
+        problem = quick_problem(kind, head, tail)
+        if problem or not deep:
+            return problem
+        fh.seek(0)
+        if kind in KIND_TABLES:
+            return _table_problem(KIND_TABLES[kind], fh)
+        container = sniff(head, tail)
+        if container in ("mp4", "wav"):
+            return _media_problem(kind, "audio" if container == "wav" else "video", fh)
+        if container in ("png", "jpeg"):
+            return _image_problem(fh)
+        return None
 
 
-def _table_problem(table: str, open_blob: Callable[[], BinaryIO]) -> str | None:
+def _table_problem(table: str, fh: BinaryIO) -> str | None:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
     try:
-        with open_blob() as fh:
-            names = set(pq.ParquetFile(fh).schema_arrow.names)
+        names = set(pq.ParquetFile(fh).schema_arrow.names)
     except (pa.ArrowException, OSError) as exc:
         return f"not a readable Parquet file ({type(exc).__name__})"
     missing = sorted(set(TABLE_SCHEMAS[table]) - names)
@@ -103,11 +104,11 @@ def _table_problem(table: str, open_blob: Callable[[], BinaryIO]) -> str | None:
     return None
 
 
-def _media_problem(kind: str, stream: str, open_blob: Callable[[], BinaryIO]) -> str | None:
+def _media_problem(kind: str, stream: str, fh: BinaryIO) -> str | None:
     import av
 
     try:
-        with open_blob() as fh, av.open(fh) as container:
+        with av.open(fh) as container:
             streams = container.streams.video if stream == "video" else container.streams.audio
             if not streams:
                 return f"the container has no {stream} stream, as a {kind} asset must"
@@ -116,11 +117,11 @@ def _media_problem(kind: str, stream: str, open_blob: Callable[[], BinaryIO]) ->
     return None
 
 
-def _image_problem(open_blob: Callable[[], BinaryIO]) -> str | None:
+def _image_problem(fh: BinaryIO) -> str | None:
     from PIL import Image, UnidentifiedImageError
 
     try:
-        with open_blob() as fh, Image.open(fh) as image:
+        with Image.open(fh) as image:
             image.verify()
     except (UnidentifiedImageError, OSError, SyntaxError) as exc:
         return f"the image does not decode ({type(exc).__name__})"

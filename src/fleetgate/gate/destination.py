@@ -81,12 +81,15 @@ def copy_verified(src: BinaryIO, target: Path) -> str:
 
     With a real file descriptor the kernel copies (copy_file_range) while this thread's helper hashes
     each chunk of the target just written (mmap, no copy into Python); otherwise read, hash and write."""
+    chunks = getattr(src, "plaintext_chunks", None)  # a sealed blob: decrypted chunk by chunk
     try:
         fd = src.fileno()
     except (AttributeError, OSError, ValueError):
         fd = None
     with open(target, "w+b") as out:  # read back too: the hash is of what was written
-        if fd is None:
+        if chunks is not None:
+            digest = _hashed_copy(chunks(), out)
+        elif fd is None:
             digest = hashlib.sha256()
             while chunk := src.read(CHUNK):
                 digest.update(chunk)
@@ -96,6 +99,28 @@ def copy_verified(src: BinaryIO, target: Path) -> str:
         out.flush()
         os.fsync(out.fileno())
     return digest.hexdigest()
+
+
+def _hashed_copy(chunks: Iterator[bytes], out: BinaryIO) -> hashlib._Hash:
+    """Write each chunk while a second thread hashes it: the writes and the hashing (both outside
+    the GIL) overlap, and the chunks are never copied into a buffer."""
+    digest = hashlib.sha256()
+    pending: Queue[bytes | None] = Queue(maxsize=8)
+    hasher = threading.Thread(target=_hash_all, args=(pending, digest), daemon=True)
+    hasher.start()
+    try:
+        for chunk in chunks:
+            pending.put(chunk)
+            out.write(chunk)
+    finally:
+        pending.put(None)
+        hasher.join()
+    return digest
+
+
+def _hash_all(pending: Queue[bytes | None], digest: hashlib._Hash) -> None:
+    while (chunk := pending.get()) is not None:
+        digest.update(chunk)
 
 
 def _kernel_copy(src: int, dst: int) -> hashlib._Hash:

@@ -79,7 +79,7 @@ def select_assets(ws: Workspace, region: str, select: str | None) -> list[dict[s
     """Assets of the region matching the CEL selection (all of them when None)."""
     condition = compile_condition(select) if select else None
     ledger = Ledger(ws.region(region).catalog)
-    classes = {c["asset_id"]: c for c in ledger.classifications()}
+    classes = {c["asset_id"]: c for c in ledger.classification_summaries()}
     chosen = []
     context = new_context({})
     for asset in ws.region(region).catalog.list_assets(region=region):

@@ -20,6 +20,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import os
+import sqlite3
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -70,6 +71,12 @@ class BlobKey:
     bytes: int | None
 
 
+# Reads go through one plain sqlite3 connection per thread, in autocommit: each lookup sees what is
+# committed now (a destroyed key is gone at once) and costs a few microseconds, where a pooled
+# SQLAlchemy connection with its transaction cost more than the blob read it served.
+_BLOB_NAMES = ("kid", "namespace", "sha256", "holder", "data_key", "stored_as", "bytes")
+_BLOB_COLUMNS = ", ".join(_BLOB_NAMES)
+
 class Keyring:
     """The keyring of one region."""
 
@@ -88,6 +95,34 @@ class Keyring:
             os.chmod(self.path, 0o600)
         except (sa.exc.SQLAlchemyError, OSError) as exc:
             raise StoreError(f"keyring {self.path}: cannot open: {type(exc).__name__}: {exc}") from exc
+        self._local = threading.local()
+        self._readers: list[sqlite3.Connection] = []
+        self._readers_lock = threading.Lock()
+
+    def _query(self, sql: str, params: tuple[Any, ...]) -> list[tuple[Any, ...]]:
+        """Rows of one read, on this thread's own connection (made on first use, again after a fork)."""
+        conn = getattr(self._local, "conn", None)
+        if conn is None or self._local.pid != os.getpid():
+            try:
+                conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+                conn.execute("PRAGMA busy_timeout=10000")
+            except sqlite3.Error as exc:
+                raise StoreError(f"keyring {self.path}: cannot open: {type(exc).__name__}: {exc}") from exc
+            self._local.conn, self._local.pid = conn, os.getpid()
+            with self._readers_lock:
+                self._readers.append(conn)
+        try:
+            return conn.execute(sql, params).fetchall()
+        except sqlite3.Error as exc:
+            raise StoreError(f"keyring {self.path}: cannot read: {type(exc).__name__}: {exc}") from exc
+
+    def close(self) -> None:
+        with self._readers_lock:
+            for conn in self._readers:
+                conn.close()
+            self._readers.clear()
+        self._local = threading.local()
+        self.engine.dispose()
 
     @classmethod
     def of(cls, keys: KeyStore) -> Keyring:
@@ -103,9 +138,10 @@ class Keyring:
     def forget(cls) -> None:
         """Close every open keyring (tests that copy workspaces between processes)."""
         with cls._lock:
-            for ring in cls._open.values():
-                ring.engine.dispose()
+            rings = list(cls._open.values())
             cls._open.clear()
+        for ring in rings:
+            ring.close()
 
     # -- ids ---------------------------------------------------------------------------------------
     def vehicle_pseudonym(self, vin: str) -> str:
@@ -148,11 +184,11 @@ class Keyring:
 
     def _by_slot(self, slots: list[str]) -> dict[str, tuple[str, bytes]]:
         out: dict[str, tuple[str, bytes]] = {}
-        with self.engine.connect() as conn:
-            for start in range(0, len(slots), 500):
-                query = sa.select(subject_keys.c.slot, subject_keys.c.kid, subject_keys.c.secret).where(
-                    subject_keys.c.slot.in_(slots[start:start + 500]))
-                out.update({slot: (kid, secret) for slot, kid, secret in conn.execute(query)})
+        for start in range(0, len(slots), 500):
+            chunk = tuple(slots[start:start + 500])
+            marks = ", ".join("?" * len(chunk))
+            rows = self._query(f"SELECT slot, kid, secret FROM subject_keys WHERE slot IN ({marks})", chunk)
+            out.update({slot: (kid, secret) for slot, kid, secret in rows})
         return out
 
     @staticmethod
@@ -172,14 +208,14 @@ class Keyring:
         """The key that wraps data keys of `holder` (a subject key id); b"" for none, None if destroyed."""
         if holder is None:
             return b""
-        with self.engine.connect() as conn:
-            secret = conn.execute(sa.select(subject_keys.c.secret).where(subject_keys.c.kid == holder)).scalar()
+        rows = self._query("SELECT secret FROM subject_keys WHERE kid = ?", (holder,))
+        secret = rows[0][0] if rows else None
         return None if secret is None else self._derive(secret, b"fleetgate/wrap")
 
     # -- blob keys ------------------------------------------------------------------------------------
     def blob_key(self, namespace: str, sha256: str, holder: str | None) -> BlobKey | None:
         """The data key of these plaintext bytes for this holder, if one was recorded."""
-        rows = self._blob_rows(blob_keys.c.slot == self._blob_slot(namespace, sha256, holder))
+        rows = self._blob_rows("slot = ?", (self._blob_slot(namespace, sha256, holder),))
         return rows[0] if rows else None
 
     def add_blob_key(self, kid: str, namespace: str, sha256: str, holder: str | None, data_key: bytes,
@@ -195,7 +231,7 @@ class Keyring:
             conn.execute(sqlite.insert(blob_keys).on_conflict_do_nothing(), [{
                 "kid": kid, "slot": slot, "namespace": namespace, "sha256": sha256, "holder": holder,
                 "data_key": stored, "stored_as": stored_as, "bytes": size, "created_at": utcnow()}])
-        return self._blob_rows(blob_keys.c.slot == slot)[0]
+        return self._blob_rows("slot = ?", (slot,))[0]
 
     def replace_blob_key(self, old_kid: str, kid: str, holder: str | None, data_key: bytes, stored_as: str,
                          size: int) -> None:
@@ -209,12 +245,13 @@ class Keyring:
 
     def blob_keys_of(self, namespace: str, sha256: str) -> list[BlobKey]:
         """Every data key for these plaintext bytes (one per holder), readable ones first."""
-        rows = self._blob_rows((blob_keys.c.namespace == namespace) & (blob_keys.c.sha256 == sha256))
+        rows = self._blob_rows("namespace = ? AND sha256 = ?", (namespace, sha256))
         return sorted(rows, key=lambda k: k.data_key is None)
 
-    def _blob_rows(self, where: Any) -> list[BlobKey]:
-        with self.engine.connect() as conn:
-            rows = [dict(r._mapping) for r in conn.execute(sa.select(blob_keys).where(where))]
+    def _blob_rows(self, where: str, params: tuple[Any, ...]) -> list[BlobKey]:
+        """The data keys the condition selects, unwrapped."""
+        rows = [dict(zip(_BLOB_NAMES, r, strict=True))
+                for r in self._query(f"SELECT {_BLOB_COLUMNS} FROM blob_keys WHERE {where}", params)]
         out = []
         for r in rows:
             wrapping = self._wrapping_key(r["holder"])
@@ -234,11 +271,11 @@ class Keyring:
 
     def data_key(self, kid: str) -> bytes | None:
         """The data key with this id, or None when it (or the subject key wrapping it) was destroyed."""
-        rows = self._blob_rows(blob_keys.c.kid == kid)
+        rows = self._blob_rows("kid = ?", (kid,))
         return rows[0].data_key if rows else None
 
     def keys_held_by(self, holder: str) -> list[BlobKey]:
-        return self._blob_rows(blob_keys.c.holder == holder)
+        return self._blob_rows("holder = ?", (holder,))
 
     # -- destruction ------------------------------------------------------------------------------------
     def destroy(self, kids: list[str]) -> list[str]:

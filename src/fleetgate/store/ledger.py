@@ -36,6 +36,8 @@ def _insert_ignore(conn: Connection, table: sa.Table, rows: Sequence[dict[str, A
     return total
 
 
+SUMMARY_COLUMNS = ("asset_id", "policy_kind", "features", "subjects", "anonymized", "pseudonymized")
+
 class Ledger:
     """The data-subject ledger and classification records of one region's catalog."""
 
@@ -74,14 +76,20 @@ class Ledger:
         return [dict(r._mapping) for r in conn.execute(query)]
 
     # -- classification ----------------------------------------------------------------------
-    def save_classification(self, conn: Connection, row: dict[str, Any],
-                            subjects: Iterable[tuple[str, str]]) -> None:
-        """Replace an asset's classification and its subject keys."""
-        conn.execute(sa.delete(asset_subjects).where(asset_subjects.c.asset_id == row["asset_id"]))
-        conn.execute(sa.delete(classifications).where(classifications.c.asset_id == row["asset_id"]))
-        conn.execute(sa.insert(classifications), [row])
-        pairs = [{"asset_id": row["asset_id"], "subject_key": k, "category": c} for k, c in set(subjects)]
-        _insert_ignore(conn, asset_subjects, pairs)
+    def save_classifications(self, conn: Connection,
+                             batch: Sequence[tuple[dict[str, Any], Iterable[tuple[str, str]]]]) -> None:
+        """Replace the classifications and subject keys of a batch of assets (a few statements per batch,
+        not per asset). An asset twice in the batch keeps its last classification."""
+        batch = list({row["asset_id"]: (row, subjects) for row, subjects in batch}.values())
+        ids = [row["asset_id"] for row, _ in batch]
+        for start in range(0, len(ids), 500):
+            chunk = ids[start:start + 500]
+            conn.execute(sa.delete(asset_subjects).where(asset_subjects.c.asset_id.in_(chunk)))
+            conn.execute(sa.delete(classifications).where(classifications.c.asset_id.in_(chunk)))
+        if batch:
+            conn.execute(sa.insert(classifications), [row for row, _ in batch])
+        _insert_ignore(conn, asset_subjects, [{"asset_id": row["asset_id"], "subject_key": k, "category": c}
+                                              for row, subjects in batch for k, c in set(subjects)])
 
     def unclassified_assets(self, region: str, ids: Iterable[str] | None = None) -> list[dict[str, Any]]:
         """Assets of a region without a classification, oldest first (an anti-join in SQL); among `ids` only
@@ -108,6 +116,13 @@ class Ledger:
     def classifications(self) -> list[dict[str, Any]]:
         with self.catalog.connect() as conn:
             return [dict(r._mapping) for r in conn.execute(sa.select(classifications))]
+
+    def classification_summaries(self) -> list[dict[str, Any]]:
+        """What the gate decides on (kind, features, flags, subject count), without the evidence and
+        the decision each classification stores: a plan over every asset reads nothing more."""
+        columns = [classifications.c[name] for name in SUMMARY_COLUMNS]
+        with self.catalog.connect() as conn:
+            return [dict(r._mapping) for r in conn.execute(sa.select(*columns))]
 
     def subjects_of(self, asset_ids: Iterable[str]) -> list[tuple[str, str]]:
         """(subject_key, category) of the given assets, across them (duplicates removed)."""

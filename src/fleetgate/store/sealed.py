@@ -182,31 +182,55 @@ class _Decrypting(io.RawIOBase):
         if self._cached is not None and self._cached[0] == index:
             return self._cached[1]
         self._inner.seek(HEADER_LEN + index * SEALED_CHUNK)
-        sealed = self._inner.read(min(SEALED_CHUNK, self._total - index * SEALED_CHUNK))
+        plain = self._open(index, self._inner.read(min(SEALED_CHUNK, self._total - index * SEALED_CHUNK)))
+        self._cached = (index, plain)
+        return plain
+
+    def _open(self, index: int, sealed: bytes) -> bytes:
         try:
-            plain = self._aead.decrypt(_nonce(index, index == self._chunks - 1), sealed, MAGIC)
+            return self._aead.decrypt(_nonce(index, index == self._chunks - 1), sealed, MAGIC)
         except InvalidTag:
             raise SealError(f"sealed blob {self._name}: chunk {index} fails its authentication tag "
                             "(altered or truncated)") from None
-        self._cached = (index, plain)
-        return plain
 
     def readinto(self, buffer) -> int:  # type: ignore[override]
         view = memoryview(buffer).cast("B")
         written = 0
         while written < len(view) and self._pos < self.size:
             index, offset = divmod(self._pos, CHUNK)
-            plain = self._chunk(index)[offset:]
-            n = min(len(plain), len(view) - written)
-            view[written:written + n] = plain[:n]
+            plain = memoryview(self._chunk(index))  # slices of a view copy nothing until the one below
+            n = min(len(plain) - offset, len(view) - written)
+            view[written:written + n] = plain[offset:offset + n]
             written += n
             self._pos += n
         return written
+
+    def chunks(self) -> Iterator[bytes]:
+        """Every chunk's plaintext in order, each checked, from the start (for copies of the whole blob:
+        no buffer between the cipher and the writer)."""
+        for index in range(self._chunks):
+            self._inner.seek(HEADER_LEN + index * SEALED_CHUNK)
+            yield self._open(index, self._inner.read(min(SEALED_CHUNK, self._total - index * SEALED_CHUNK)))
+        self._pos = self.size
 
     def close(self) -> None:
         if not self.closed:
             self._inner.close()
         super().close()
+
+
+class SealedReader(io.BufferedReader):
+    """A sealed blob opened for reading: a buffered, seekable file of its plaintext."""
+
+    def __init__(self, raw: _Decrypting, buffer_size: int) -> None:
+        super().__init__(raw, buffer_size)
+        self._decrypting = raw
+
+    def plaintext_chunks(self) -> Iterator[bytes]:
+        """The whole plaintext as its checked chunks, for a copy (which then needs no buffer)."""
+        if self.tell() != 0:
+            raise ValueError("plaintext_chunks reads the whole blob: open it afresh")
+        return self._decrypting.chunks()
 
 
 @dataclass(frozen=True)
@@ -278,7 +302,7 @@ class SealedBlobStore(BlobStore):
                     inner = self.inner.open(key.stored_as, namespace)
                 except StoreError:
                     continue
-                return io.BufferedReader(_Decrypting(inner, key.data_key, key.kid, sha256[:12]), CHUNK)
+                return SealedReader(_Decrypting(inner, key.data_key, key.kid, sha256[:12]), CHUNK)
         if keys:
             raise StoreError(f"blob {sha256[:12]}… is unreadable: its data key was destroyed (erased)")
         try:
