@@ -17,9 +17,8 @@
 
 Columns are scanned in parallel threads (Arrow releases the GIL), the largest first. Hyperscan (one pass of all
 patterns with per-pattern ids over each array's buffer) was measured in place of the RE2 passes and did not win:
-its pass alone costs what RE2's does (docs/benchmarks.md, "PII scan"), with the whole-value patterns in the
-same database it cost 0.94 CPU-s against RE2's 0.51 on the bench's arrays, and it calls back into Python once
-per match, which a column of identifiers does on every value.
+its pass alone costs what RE2's does (docs/benchmarks.md, "PII scan"), the pass is a small part of the scan, and
+it calls back into Python once per match, which a column of identifiers does on every value.
 """
 
 from __future__ import annotations
