@@ -248,8 +248,9 @@ class _Run:
 
 
 DISTINCT_SAMPLE = 16384
-# What a row costs, in RE2 passes over it (measured on the bench's tables, docs/benchmarks.md): hashing it into
-# a dictionary about 3/4 of a pass; matching, extracting and validating an identifier in it about 8 more.
+# Rough costs of a row, in RE2 passes over it, measured on the bench's tables: hashing it into a dictionary about
+# 3/4 of a pass; matching, extracting and validating an identifier in it about 8 more. Wrong constants cost time,
+# never findings: encoded or not, a column yields the same hits.
 HASH_COST, MATCH_COST = 0.75, 8.0
 
 
