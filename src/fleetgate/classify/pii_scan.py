@@ -1,21 +1,29 @@
-"""Vectorized scan of table columns for Chinese personal identifiers.
+"""Vectorized scan of table columns for Chinese personal identifiers: Arrow's RE2 kernels, no Python loop over cells.
 
-Arrow's RE2 kernels do the matching, column by column, with no Python loop over cells:
+1. Which values. A column that Parquet keeps dictionary-encoded is read as its dictionaries
+   (`read_table_for_scan`) and scanned as their distinct values, once for all row groups. Any other column is
+   dictionary-encoded first where a sample spread over it shows that the repetition spares more passes than
+   hashing its rows costs (a VIN or a phone number per ticket, an address per owner); a column of distinct
+   values is scanned as it is.
+2. One multi-pattern pass per array of values (every entity's pattern as alternatives: one DFA, no captures)
+   finds the values that could hold any identifier; nothing else is looked at again.
+3. Per entity, on those candidates only: a match pass, a whole-value pass (a value that is the identifier
+   whole is its own identifier), and the capturing extract, which takes the first match as the definition
+   does, only for identifiers inside text.
+4. Validation in numpy: GB 11643 check characters for resident IDs, ISO 3779 check digits for VINs, plate
+   shapes.
+5. Rows. Counts go through the dictionary indices, and a row's subject is an index into one dictionary of the
+   validated identifiers: no string is copied per row.
 
-1. A column that repeats itself (a VIN or a phone number per ticket) is dictionary-encoded and its
-   distinct values are scanned once; rows map back through the indices.
-2. One multi-pattern pass (every entity's pattern as alternatives, a DFA without captures) finds
-   the values that could hold any identifier; nothing else is looked at again.
-3. Per entity, on those candidates only: a match pass, then the value itself where the whole cell
-   is the identifier (an anchored match), and a capturing extract only for identifiers inside text.
-4. Candidates are validated in numpy: GB 11643 check characters for resident IDs, ISO 3779 check
-   digits for VINs, plate shapes.
-
-Columns are scanned in parallel threads (Arrow releases the GIL).
+Columns are scanned in parallel threads (Arrow releases the GIL), the largest first. Hyperscan (one pass of all
+patterns with per-pattern ids over each array's buffer) was measured in place of the RE2 passes and did not win:
+its pass alone costs what RE2's does (docs/benchmarks.md, "PII scan"), the pass is a small part of the scan, and
+it calls back into Python once per match, which a column of identifiers does on every value.
 """
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -118,7 +126,8 @@ class ScanResult:
     rows: int
     features: set[str] = field(default_factory=set)
     hits: list[ColumnHit] = field(default_factory=list)
-    # Per row, the best identifier found in it, as "domain\x00value"; null where the row has none.
+    # Per row, the best identifier found in it, as "domain\x00value"; null where the row has none. A dictionary
+    # array: rows point into the identifiers found, no string is copied per row.
     subjects: pa.Array | None = None
 
     @property
@@ -131,7 +140,10 @@ class ScanResult:
         """(domain, value) of each distinct subject of the table."""
         if self.subjects is None:
             return []
-        return [tuple(v.split("\x00", 1)) for v in pc.unique(self.subjects.drop_null()).to_pylist()]
+        present = self.subjects.drop_null()
+        if pa.types.is_dictionary(present.type):  # the identifiers the rows use (one may sit in two columns)
+            present = present.dictionary.take(pc.unique(present.indices))
+        return [tuple(v.split("\x00", 1)) for v in pc.unique(present).to_pylist()]
 
     def evidence(self) -> list[dict]:
         return [{"column": h.column, "entity": h.entity, "matches": h.matches, "candidates": h.candidates}
@@ -141,7 +153,8 @@ class ScanResult:
 SAMPLE_ROWS = 2000
 
 
-def _strip_groups(pattern: str) -> str:
+def _plain(pattern: str) -> str:
+    """A pattern without its capturing group: what RE2 matches with its DFA, without captures."""
     return pattern.replace("(?P<v>", "(?:")
 
 
@@ -156,143 +169,216 @@ def _group(pattern: str) -> str:
     raise ValueError(f"unbalanced group in {pattern!r}")
 
 
-def _mask(array: pa.Array) -> np.ndarray:
-    return array.to_numpy(zero_copy_only=False).astype(bool, copy=False)
-
-
-def _entity_values(candidates: pa.Array, entity: Entity) -> tuple[pa.Array, np.ndarray] | None:
-    """One entity among candidate values: its validated identifiers aligned with them (null: none) and the
-    mask of the candidates its pattern matched."""
-    hit = _mask(pc.fill_null(pc.match_substring_regex(candidates, _strip_groups(entity.pattern)), False))
-    if not hit.any():
-        return None
-    where = np.flatnonzero(hit)
-    sub = candidates.take(pa.array(where))
-    whole = _mask(pc.match_substring_regex(sub, f"^(?:{_group(entity.pattern)})$"))
-    if whole.all():
-        values = sub
-    else:  # identifiers inside text: the capturing extract, on those values only
-        inner = pc.struct_field(pc.extract_regex(sub.filter(pa.array(~whole)), entity.pattern), [0])
-        order = np.concatenate([np.flatnonzero(whole), np.flatnonzero(~whole)])
-        values = pa.concat_arrays([sub.filter(pa.array(whole)), inner]).take(pa.array(np.argsort(order)))
-    ok = entity.validate(values)
-    valid = np.zeros(len(values), dtype=bool)
-    valid[np.flatnonzero(values.is_valid().to_numpy(zero_copy_only=False))[ok]] = True
-    out = np.full(len(candidates), -1, dtype=np.int64)
-    out[where[valid]] = np.arange(int(valid.sum()))
-    return values.filter(pa.array(valid)).take(pa.array(out, mask=out < 0)), hit
-
-
-DISTINCT_SAMPLE = 16384
-
-
-def _distinct(col: pa.ChunkedArray) -> tuple[pa.Array, pa.Array | None]:
-    """The distinct values to scan and the row → value indices; a column that does not repeat, as it is.
-
-    Encoding costs one hash pass; every regex pass after it then runs once per distinct value, which
-    for a VIN or a phone number repeated per ticket is a fraction of the rows. Rows spread over the
-    whole column tell whether it repeats (a sorted table's head would show only distinct values)."""
-    values = col.combine_chunks() if isinstance(col, pa.ChunkedArray) else col
-    if len(values) <= 2 * DISTINCT_SAMPLE:
-        return values, None
-    spread = values.take(pa.array(np.linspace(0, len(values) - 1, DISTINCT_SAMPLE).astype(np.int64)))
-    if pc.count_distinct(spread).as_py() > 0.99 * DISTINCT_SAMPLE:
-        return values, None  # (nearly) every value distinct: encoding would only add a pass
-    encoded = pc.dictionary_encode(values)
-    return encoded.dictionary, encoded.indices
-
-
 def _union(entities: list[Entity] | tuple[Entity, ...]) -> str:
-    return "|".join(f"(?:{_strip_groups(e.pattern)})" for e in entities)
-
-
-def _entities_in(candidates: pa.Array, positions: np.ndarray) -> list[tuple[Entity, np.ndarray]]:
-    """Which entities to look for at which value positions: those a sample of the candidates shows, at every
-    candidate; the others, found by one more multi-pattern pass, only where that pass matched."""
-    probe = candidates.slice(0, SAMPLE_ROWS)
-    seen = [e for e in ENTITIES if pc.any(pc.match_substring_regex(probe, _strip_groups(e.pattern))).as_py()]
-    jobs = [(e, positions) for e in seen]
-    rest = [e for e in ENTITIES if e not in seen]
-    if rest and len(candidates) > len(probe):
-        mask = _mask(pc.fill_null(pc.match_substring_regex(candidates, _union(rest)), False))
-        if mask.any():
-            jobs += [(e, positions[mask]) for e in rest]
-    return jobs
+    return "|".join(f"(?:{_plain(e.pattern)})" for e in entities)
 
 
 UNION = _union(ENTITIES)
 
 
-def _parts(col: pa.ChunkedArray) -> list[tuple[pa.Array, np.ndarray | None, int]]:
-    """(values to scan, row → value indices or None, rows) per part of a column. A column read as dictionaries
-    (`read_table_for_scan`) brings its own per-row-group dictionaries; any other is encoded here if it repeats."""
-    if pa.types.is_dictionary(col.type):
-        # a reader hands each batch of one row group the same dictionary: scan it once for all of them
-        groups: dict[tuple, list] = {}
-        for chunk in col.chunks:
-            key = (len(chunk.dictionary), tuple(b.address if b is not None else 0 for b in chunk.dictionary.buffers()))
-            groups.setdefault(key, []).append(chunk)
-        if len(groups) == len(col.chunks) or any(list(g) != col.chunks[i:i + len(g)] for i, g in _runs(groups)):
-            groups = {(i,): [chunk] for i, chunk in enumerate(col.chunks)}  # not in runs: keep the row order simple
-        out = []
-        for chunks in groups.values():
-            dictionary = chunks[0].dictionary
-            values = dictionary if pa.types.is_string(dictionary.type) else dictionary.cast(pa.string())
-            # a null index points one past the values, where the lookups below keep a "none"
-            rows = np.concatenate([pc.fill_null(c.indices, len(values)).to_numpy(zero_copy_only=False)
-                                   .astype(np.int64) for c in chunks])
-            out.append((values, rows, len(rows)))
-        return out
-    values, rows = _distinct(col)
-    return [(values, None if rows is None else pc.fill_null(rows, len(values)).to_numpy(zero_copy_only=False)
-             .astype(np.int64), len(values) if rows is None else len(rows))]
+def _mask(array: pa.Array) -> np.ndarray:
+    return pc.fill_null(array, False).to_numpy(zero_copy_only=False).astype(bool, copy=False)
 
 
-def _runs(groups: dict[tuple, list]) -> list[tuple[int, list]]:
-    """(first chunk position, chunks) of each group, assuming the groups follow each other in order."""
-    out, position = [], 0
-    for chunks in groups.values():
-        out.append((position, chunks))
-        position += len(chunks)
-    return out
+@dataclass
+class _Found:
+    """One entity among an array of values: the positions of the values its pattern matches (the candidates),
+    and the positions and identifiers of those that validate."""
+    candidates: np.ndarray
+    positions: np.ndarray
+    values: pa.Array
 
 
-def _scan_part(values: pa.Array, rows: np.ndarray | None) -> dict[str, tuple[pa.Array, int]]:
-    """Per entity found in one part: its validated values aligned with the part's rows, and its candidate rows."""
-    candidate = np.flatnonzero(_mask(pc.fill_null(pc.match_substring_regex(values, UNION), False)))
-    if len(candidate) == 0:
+def _entity_found(values: pa.Array, entity: Entity, matched: np.ndarray) -> _Found:
+    """The candidates of one entity validated. A value that is the identifier whole is its own identifier (its
+    first match is all of it); for one inside text, RE2's capturing extract takes the first match, as the
+    definition does, on those values only."""
+    taken = values.take(pa.array(matched))
+    whole = _mask(pc.match_substring_regex(taken, f"^(?:{_group(entity.pattern)})$"))
+    positions, found = [matched[whole]], [taken.filter(pa.array(whole))]
+    if not whole.all():
+        extracted = pc.struct_field(pc.extract_regex(taken.filter(pa.array(~whole)), entity.pattern), [0])
+        ok = np.asarray(extracted.is_valid())
+        positions.append(matched[~whole][ok])
+        found.append(extracted.filter(pa.array(ok)))
+    candidates = np.concatenate(positions)
+    identifiers = pa.concat_arrays([f.cast(pa.string()) for f in found])
+    valid = entity.validate(identifiers)
+    return _Found(candidates, candidates[valid], identifiers.filter(pa.array(valid)))
+
+
+def _entities_in(candidates: pa.Array) -> list[tuple[Entity, np.ndarray]]:
+    """Which entities to look for at which candidates: those a probe of the first candidates shows, at every
+    candidate; the others, found by one more pass for all of them at once, only where that pass matched."""
+    probe = candidates.slice(0, SAMPLE_ROWS)
+    seen = [e for e in ENTITIES if pc.any(pc.match_substring_regex(probe, _plain(e.pattern))).as_py()]
+    jobs = [(e, np.arange(len(candidates))) for e in seen]
+    rest = [e for e in ENTITIES if e not in seen]
+    if rest and len(candidates) > len(probe):
+        where = np.flatnonzero(_mask(pc.match_substring_regex(candidates, _union(rest))))
+        if len(where):
+            jobs += [(e, where) for e in rest]
+    return jobs
+
+
+def _scan_values(values: pa.Array) -> dict[str, _Found]:
+    """Per entity found among `values`: its candidates and validated identifiers. One multi-pattern pass over
+    every value (every entity's pattern as alternatives: one RE2 DFA, no captures) picks the candidates; the
+    per-entity passes run on those only."""
+    candidates = np.flatnonzero(_mask(pc.match_substring_regex(values, UNION))) if len(values) else []
+    if len(candidates) == 0:
         return {}
+    taken = values.take(pa.array(candidates))
     out = {}
-    for entity, subset in _entities_in(values.take(pa.array(candidate)), candidate):
-        found = _entity_values(values.take(pa.array(subset)), entity)
-        if found is None:
-            continue
-        valid, hit = found
-        per_value = np.full(len(values) + 1, -1, dtype=np.int64)  # the extra slot: null rows
-        per_value[subset] = np.arange(len(subset))
-        row_of = per_value[: len(values)] if rows is None else per_value[rows]
-        aligned = valid.take(pa.array(row_of, mask=row_of < 0))  # back to the rows, through the indices
-        matched = np.zeros(len(values) + 1, dtype=bool)
-        matched[subset[hit]] = True
-        out[entity.name] = (aligned, int(matched[: len(values)].sum() if rows is None else matched[rows].sum()))
+    for entity, where in _entities_in(taken):
+        sub = taken if len(where) == len(taken) else taken.take(pa.array(where))
+        hit = _mask(pc.match_substring_regex(sub, _plain(entity.pattern)))
+        if hit.any():
+            out[entity.name] = _entity_found(values, entity, candidates[where[hit]])
     return out
 
 
-def _scan_column(name: str, col: pa.ChunkedArray) -> list[tuple[Entity, ColumnHit, pa.Array]]:
-    """Every entity found in one column: (entity, hit, validated values aligned with the rows, null: none)."""
-    parts = _parts(col)
-    found = [_scan_part(values, rows) for values, rows, _ in parts]
+@dataclass
+class _Run:
+    """Consecutive rows of a column: which array of values they read, and at which positions (None: row i
+    reads value i)."""
+    source: int
+    positions: np.ndarray | None
+    rows: int
+
+
+DISTINCT_SAMPLE = 16384
+# Rough costs of a row, in RE2 passes over it, measured on the bench's tables: hashing it into a dictionary about
+# 3/4 of a pass; matching, extracting and validating an identifier in it about 8 more. Wrong constants cost time,
+# never findings: encoded or not, a column yields the same hits.
+HASH_COST, MATCH_COST = 0.75, 8.0
+
+
+def _estimated_distinct(seen: int, drawn: int) -> float:
+    """How many distinct values a column holds whose sample of `drawn` rows shows `seen` distinct ones: D with
+    D(1 - exp(-drawn/D)) = seen (the expected count when rows draw from D values evenly), by bisection."""
+    if seen >= drawn:
+        return math.inf
+    low, high = float(seen), 2.0 * seen
+    while -high * math.expm1(-drawn / high) < seen:
+        low, high = high, 2 * high
+    for _ in range(40):
+        mid = (low + high) / 2
+        low, high = (mid, high) if -mid * math.expm1(-drawn / mid) < seen else (low, mid)
+    return high
+
+
+def _spread(col: pa.ChunkedArray, n: int) -> pa.Array:
+    """`n` rows spread evenly over a column, taken chunk by chunk (a take across chunks would join them first)."""
+    rows = np.linspace(0, len(col) - 1, n).astype(np.int64)
+    starts = np.cumsum([0] + [len(c) for c in col.chunks])
+    which = np.searchsorted(starts, rows, side="right") - 1
+    return pa.concat_arrays([c.take(pa.array(rows[which == k] - starts[k])) for k, c in enumerate(col.chunks)
+                             if (which == k).any()])
+
+
+def _encoding_pays(col: pa.ChunkedArray) -> bool:
+    """Whether dictionary-encoding a column of strings spares more passes than hashing its rows costs, judged on
+    rows spread over all of it (a sorted table's head would show only distinct values)."""
+    if len(col) <= 2 * DISTINCT_SAMPLE:
+        return False
+    spread = _spread(col, DISTINCT_SAMPLE)
+    seen = pc.count_distinct(spread).as_py()
+    if seen > 0.99 * DISTINCT_SAMPLE:
+        return False
+    spared = 1 - min(1.0, _estimated_distinct(seen, DISTINCT_SAMPLE) / len(col))
+    matched = _mask(pc.match_substring_regex(spread, UNION)).mean()
+    return spared * (1 + MATCH_COST * matched) > HASH_COST
+
+
+def _indices(chunk: pa.DictionaryArray, null_position: int) -> np.ndarray:
+    """A dictionary chunk's indices as positions, `null_position` for null rows."""
+    indices = chunk.indices if chunk.indices.type.bit_width >= 32 else chunk.indices.cast(pa.int32())
+    if chunk.null_count:
+        indices = pc.fill_null(indices, null_position)
+    return indices.to_numpy()
+
+
+def _key(d: pa.Array) -> tuple:
+    """Which dictionary this is: a reader hands every batch of one row group the same buffers."""
+    return (len(d), d.offset, tuple(b.address if b is not None else 0 for b in d.buffers()))
+
+
+def _dictionary_sources(col: pa.ChunkedArray) -> tuple[list[pa.Array], list[_Run]]:
+    """A column of dictionaries (one per row group): the distinct values of all of them, scanned once, and each
+    chunk's rows as positions in those."""
+    known: dict[tuple, int] = {}
+    arrays = []
+    for chunk in col.chunks:
+        if known.setdefault(_key(chunk.dictionary), len(known)) == len(arrays):
+            arrays.append(chunk.dictionary)
+    if len(arrays) == 1:
+        values, remap = arrays[0], None
+    else:  # row groups' dictionaries share most of their values
+        encoded = pc.dictionary_encode(pa.concat_arrays([a.cast(pa.large_string()) for a in arrays]))
+        values, remap = encoded.dictionary, encoded.indices.to_numpy()
+    starts = np.cumsum([0] + [len(a) for a in arrays])
+    runs = []
+    for chunk in col.chunks:
+        k = known[_key(chunk.dictionary)]
+        positions = _indices(chunk, len(arrays[k]))
+        if remap is not None:
+            positions = np.append(remap[starts[k]: starts[k + 1]], len(values)).astype(np.int32)[positions]
+        runs.append(_Run(0, positions, len(chunk)))
+    return [values], runs
+
+
+def _sources(col: pa.ChunkedArray) -> tuple[list[pa.Array], list[_Run]]:
+    """The arrays of values to scan for a column, and its rows, in order, as runs over them."""
+    if pa.types.is_dictionary(col.type):
+        return _dictionary_sources(col)
+    if _encoding_pays(col):
+        encoded = pc.dictionary_encode(col)  # its chunks share one dictionary
+        values = encoded.chunk(0).dictionary
+        return [values], [_Run(0, _indices(c, len(values)), len(c)) for c in encoded.chunks]
+    chunks = [c for c in col.chunks if len(c)]
+    return chunks, [_Run(k, None, len(c)) for k, c in enumerate(chunks)]
+
+
+@dataclass
+class _ColumnFound:
+    entity: Entity
+    hit: ColumnHit
+    codes: np.ndarray       # per row, the position of its identifier in `identifiers`; -1: none
+    identifiers: pa.Array
+
+
+def _rows_reading(source: int, runs: list[_Run], values: int) -> np.ndarray:
+    """How many rows read each value of an array (a last slot counts null rows)."""
+    counts = np.zeros(values + 1, dtype=np.int64)
+    for run in runs:
+        if run.source == source:
+            counts += 1 if run.positions is None else np.bincount(run.positions, minlength=values + 1)
+    return counts
+
+
+def _scan_column(name: str, col: pa.ChunkedArray) -> list[_ColumnFound]:
+    """Every entity found in one column: its counts and, per row, its identifier."""
+    sources, runs = _sources(col)
+    found = [_scan_values(values) for values in sources]
+    counts = {k: _rows_reading(k, runs, len(sources[k])) for k, f in enumerate(found) if f}
     out = []
     for entity in ENTITIES:
-        if not any(entity.name in f for f in found):
+        parts = [(k, f[entity.name]) for k, f in enumerate(found) if entity.name in f]
+        matches = sum(int(counts[k][p.positions].sum()) for k, p in parts)
+        if not matches:
             continue
-        pieces = [f[entity.name][0] if entity.name in f else pa.nulls(length, pa.string())
-                  for f, (_, _, length) in zip(found, parts, strict=True)]
-        aligned = pa.concat_arrays(pieces) if len(pieces) > 1 else pieces[0]
-        matches = len(aligned) - aligned.null_count
-        if matches:
-            candidates = sum(f[entity.name][1] for f in found if entity.name in f)
-            out.append((entity, ColumnHit(name, entity.name, matches, candidates), aligned))
+        candidates = sum(int(counts[k][p.candidates].sum()) for k, p in parts)
+        local, base = {}, 0
+        for k, p in parts:  # each value's identifier, as a position in the column's identifiers
+            local[k] = np.full(len(sources[k]) + 1, -1, dtype=np.int32)
+            local[k][p.positions] = base + np.arange(len(p.positions), dtype=np.int32)
+            base += len(p.positions)
+        codes = np.concatenate([np.full(r.rows, -1, dtype=np.int32) if r.source not in local
+                                else local[r.source][: r.rows] if r.positions is None
+                                else local[r.source][r.positions] for r in runs])
+        identifiers = pa.concat_arrays([p.values for _, p in parts])
+        out.append(_ColumnFound(entity, ColumnHit(name, entity.name, matches, candidates), codes, identifiers))
     return out
 
 
@@ -311,7 +397,7 @@ def read_table_for_scan(source: object, columns: list[str] | None = None) -> pa.
     dictionary-encoded are read as those dictionaries, which hands the scan each row group's distinct values
     without hashing a row. Which ones: a few bytes per row in every row group (indices, not strings) can only
     be dictionary pages; a column that fell back to plain pages is read as strings (encoding it on read would
-    hash every row)."""
+    hash every row; the scan encodes it only where that pays)."""
     import pyarrow.parquet as pq
 
     meta = pq.read_metadata(source)
@@ -332,20 +418,41 @@ def read_table_for_scan(source: object, columns: list[str] | None = None) -> pa.
 DICTIONARY_BYTES_PER_ROW = 8
 
 
+def _scan_columns(table: pa.Table, threads: int) -> list[_ColumnFound]:
+    """Every column's findings, in column order; the largest columns start first, so that no thread is left
+    with a big one at the end."""
+    columns = _string_columns(table)
+    with ThreadPoolExecutor(max_workers=max(1, threads)) as pool:
+        futures = {name: pool.submit(_scan_column, name, col)
+                   for name, col in sorted(columns, key=lambda nc: -nc[1].nbytes)}
+        return [f for name, _ in columns for f in futures[name].result()]
+
+
+def _subjects(rows: int, found: list[_ColumnFound]) -> pa.Array:
+    """Per row, its best identifier (VIN first; among equals, the first column) as "domain\\x00value", null where
+    it has none: a dictionary array over every column's identifiers."""
+    order = [f for name in SUBJECT_PRIORITY for f in found if f.entity.name == name]
+    if not order:
+        return pa.nulls(rows, pa.string())
+    best = np.full(rows, -1, dtype=np.int32)
+    base = 0
+    for f in order:
+        fill = (best < 0) & (f.codes >= 0)
+        best[fill] = f.codes[fill] + base
+        base += len(f.identifiers)
+    dictionary = pa.concat_arrays([pc.binary_join_element_wise(pa.scalar(f.entity.domain), f.identifiers, "\x00")
+                                   for f in order])
+    return pa.DictionaryArray.from_arrays(pa.array(best, mask=best < 0), dictionary)
+
+
 def scan_table(table: pa.Table, threads: int = 2) -> ScanResult:
     """Find identifiers in every string column; set policy features and a subject per row."""
     result = ScanResult(rows=table.num_rows)
-    with ThreadPoolExecutor(max_workers=max(1, threads)) as pool:
-        outputs = [hit for hits in pool.map(lambda nc: _scan_column(*nc), _string_columns(table)) for hit in hits]
-    found: dict[str, list[pa.Array]] = {}
-    for entity, hit, values in outputs:
-        result.hits.append(hit)
-        result.features.add(entity.feature)
-        found.setdefault(entity.name, []).append(values)
-    # The row's subject: its best identifier (VIN first), as "domain\x00value"; null when it has none.
-    ordered = [pc.binary_join_element_wise(pa.scalar(next(e.domain for e in ENTITIES if e.name == name)), v, "\x00")
-               for name in SUBJECT_PRIORITY for v in found.get(name, [])]
-    result.subjects = (pc.coalesce(*ordered) if ordered else pa.nulls(table.num_rows, pa.string()))
+    found = _scan_columns(table, threads)
+    for f in found:
+        result.hits.append(f.hit)
+        result.features.add(f.entity.feature)
+    result.subjects = _subjects(table.num_rows, found)
     for name, col in _string_columns(table):
         if name.lower() in NAME_COLUMNS:
             sample = [v for v in col.slice(0, 200).to_pylist() if v]
@@ -358,6 +465,5 @@ def scan_table(table: pa.Table, threads: int = 2) -> ScanResult:
 def identifier_values(table: pa.Table, threads: int = 2) -> list[tuple[str, pa.Array]]:
     """Every validated identifier of every string column, as (pseudonym domain, values aligned with the
     rows, null where a row has none): what finds one person's rows (`fleetgate subject find`)."""
-    with ThreadPoolExecutor(max_workers=max(1, threads)) as pool:
-        outputs = [hit for hits in pool.map(lambda nc: _scan_column(*nc), _string_columns(table)) for hit in hits]
-    return [(entity.domain, values) for entity, _, values in outputs]
+    return [(f.entity.domain, f.identifiers.take(pa.array(f.codes, mask=f.codes < 0)))
+            for f in _scan_columns(table, threads)]
