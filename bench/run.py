@@ -208,6 +208,9 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--scale-sizes", default="10000,100000,1000000",
                         help="Catalog sizes of the scale benchmark, comma-separated.")
+    parser.add_argument("--scale-keep", type=Path, default=None,
+                        help="Keep the scale benchmark's catalogs in this folder and reuse them on the next run "
+                             "(building a million assets takes most of an hour).")
     parser.add_argument("--only", action="append",
                         choices=["ingest", "policy", "pii", "gate", "scale", "ray", "trust", "deid", "train",
                                  "federate", "web", "subjects"],
@@ -234,8 +237,9 @@ def main() -> None:
             sections += bench_log(Path(tmp) / "gate", args.runs)
             write(args, sections)
         if "scale" in only:
-            (Path(tmp) / "scale").mkdir()
-            sections += bench_scale(Path(tmp) / "scale", args.runs,
+            scale = args.scale_keep or Path(tmp) / "scale"
+            scale.mkdir(parents=True, exist_ok=True)
+            sections += bench_scale(scale, args.runs,
                                     tuple(int(n) for n in args.scale_sizes.split(",")))
             write(args, sections)
         if "ray" in only:
