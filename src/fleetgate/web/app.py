@@ -18,6 +18,7 @@ from fleetgate.services import Services
 from fleetgate.web import api, dashboard
 from fleetgate.web.auth import MAX_JSON_BODY, STATE_CHANGING, LoginLimiter, SessionStore
 from fleetgate.web.errors import ApiError, api_error, error_json, fleetgate_error, internal_error, status_of
+from fleetgate.web.views import ViewCache
 
 STATIC = Path(__file__).parent / "static"
 log = logging.getLogger("fleetgate.web")
@@ -27,6 +28,8 @@ def create_app(services: Services) -> SecurityHeaders:
     """The app over one workspace's services; regions are opened up front (the handlers share them)."""
     for name in services.ws.config.regions:
         services.ws.region(name)
+        services.inventory.changes(name)  # the first look reads every entry type once, before any request
+        services.inventory.rules(name)  # the packs' titles and citations for the asset pages
     services.principals  # noqa: B018 - built once here, not concurrently by the first requests
     web = services.ws.config.web
     app = FastAPI(title="fleetgate", version="1", openapi_url=None, docs_url=None, redoc_url=None,
@@ -41,6 +44,7 @@ def create_app(services: Services) -> SecurityHeaders:
         target.add_exception_handler(Exception, internal_error)
         target.add_exception_handler(BodyTooLarge, _too_large)
     v1.add_exception_handler(RequestValidationError, _validation_error)
+    v1.state.views = ViewCache()
     app.state.sessions = SessionStore(web.session_minutes)
     app.state.login_limiter = LoginLimiter(web.login_attempts_per_minute)
     app.add_exception_handler(dashboard.LoginRequired, lambda r, e: RedirectResponse("/login", status_code=303))
@@ -156,4 +160,8 @@ Signed steps (a plan, an approval, a run) come in two halves: a GET (or the POST
 returns the statement with the exact bytes to sign (`payload`, and `pae_base64`, the DSSE
 pre-authentication encoding); sign it on your machine with `fleetgate sign FILE --key KEY` and POST the
 envelope. The server never holds a person's private key, and runs the same gate functions as the CLI.
+
+An uploaded drop (`POST /drops`) is spooled to disk and answered with 202 and a job; the ingest worker
+ingests it, and `GET /jobs/{job_id}` (with `wait` to hold the answer) tells what landed and what was
+quarantined. The job's id is its ingest run's id in the catalog and in the log.
 """

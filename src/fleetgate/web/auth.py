@@ -6,7 +6,8 @@
   provider. The session lives in the server's memory; its cookie is HttpOnly, SameSite=Strict and
   Secure (`web.secure_cookies`); every form carries the session's CSRF token; failed logins are rate
   limited per client address and per name (`web.login_attempts_per_minute`).
-- Every state-changing API request is logged (`web_request`) with the principal before it runs. A
+- Every state-changing API request is logged (`web_request`) with the principal before it runs (an
+  upload's entry names its job, whose id is the ingest run's). A
   route whose body names a person (`x-personal-body`: the data-subject routes) is logged with the
   body's size only: a plain SHA-256 of a body holding a VIN or a phone number could be found by
   trying the fleet's VINs, and the signed request the route logs is its record.
@@ -35,7 +36,9 @@ from starlette.responses import Response
 
 from fleetgate.domain import Role
 from fleetgate.services import Authenticated, Services
+from fleetgate.services.ingest_jobs import new_job_id
 from fleetgate.web.errors import ApiError, error_json
+from fleetgate.web.views import PEOPLE
 
 READERS = ["engineer", "compliance", "auditor", "admin"]  # everyone but upload agents reads the catalog
 AUDITORS = ["auditor", "compliance", "admin"]
@@ -59,7 +62,16 @@ async def authenticate(request: Request) -> Authenticated:
     token = bearer(request)
     if token is None:
         raise ApiError(401, "unauthenticated", "missing bearer token")
-    principals = services_of(request).principals
+    services = services_of(request)
+    principals = services.principals
+    region = principals.token_region(token)
+    if region is None or region not in services.ws.config.regions:
+        raise ApiError(401, "unauthenticated", "invalid, revoked or expired token")
+    # what the region's catalog holds as of this request (microseconds: see store.changes), read once: the
+    # kept views answer from it, and a credential or principal entry since the last request (from any
+    # process: a revocation by the CLI) makes every remembered token be looked up again
+    request.state.changes = changes = services.inventory.changes(region)
+    principals.follow(region, changes.last_of(PEOPLE))
     # a recently verified token is a dictionary lookup; only a new one pays for argon2, off the event loop
     who = principals.cached_token(token) or await run_in_threadpool(principals.authenticate_token, token)
     if who is None:
@@ -78,6 +90,7 @@ class GuardedRoute(APIRoute):
         roles = (self.openapi_extra or {}).get("x-roles")
         streamed = (self.openapi_extra or {}).get("x-streamed-body", False)
         personal = (self.openapi_extra or {}).get("x-personal-body", False)
+        makes_job = (self.openapi_extra or {}).get("x-job", False)
         changes = bool(self.methods & STATE_CHANGING)
 
         async def guarded(request: Request) -> Response:
@@ -98,7 +111,10 @@ class GuardedRoute(APIRoute):
                 return error_json(413, "too_large", f"a JSON body of at most {MAX_JSON_BODY >> 10} KiB")
             if changes:
                 body = b"" if streamed else await request.body()
-                request.state.request_log_index = await writing(_record, request, who, body, streamed, personal)
+                # a route that queues a job names it in its request entry, so the log links the request to
+                # the job's own entries (an upload's job id is its ingest run's id)
+                request.state.job_id = job = new_job_id() if makes_job else None
+                request.state.request_log_index = await writing(_record, request, who, body, streamed, personal, job)
             return await original(request)
 
         return guarded
@@ -123,7 +139,8 @@ def _body_fact(request: Request, body: bytes, streamed: bool, personal: bool) ->
     return {"sha256": hashlib.sha256(body).hexdigest(), "bytes": len(body)}
 
 
-def _record(request: Request, who: Authenticated, body: bytes, streamed: bool, personal: bool = False) -> int:
+def _record(request: Request, who: Authenticated, body: bytes, streamed: bool, personal: bool = False,
+            job: str | None = None) -> int:
     route = request.scope.get("route")
     entry = {"principal": who.name, "role": who.role.value, "keyid": who.keyid, "credential": who.credential_id,
              "method": request.method, "route": getattr(route, "path", request.url.path),
@@ -131,6 +148,8 @@ def _record(request: Request, who: Authenticated, body: bytes, streamed: bool, p
              "query": dict(request.query_params),
              "request_id": request.headers.get("x-request-id") or secrets.token_hex(8),
              "body": _body_fact(request, body, streamed, personal)}
+    if job is not None:
+        entry["job"] = job
     return services_of(request).audit.record_request(who.region, entry)
 
 
