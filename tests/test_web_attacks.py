@@ -143,6 +143,27 @@ def test_a_token_cannot_reach_another_region_by_query(client: TestClient, served
     assert r.status_code == 403 and r.json()["error"]["message"] == "the token is for another region"
 
 
+def test_a_kept_view_is_answered_to_no_one_its_route_would_refuse(client: TestClient, served: Served) -> None:
+    # kept views are answered before the routes run (web/views.py: answer_kept), and only as the route would
+    team, auditor = served.team, served.headers(served.team.auditor)
+    asset = client.get("/api/v1/assets", headers=auditor).json()["items"][0]["id"]
+    paths = ["/api/v1/assets", "/api/v1/assets?limit=5&offset=1", f"/api/v1/assets/{asset}", "/api/v1/quarantine",
+             "/api/v1/overview", "/api/v1/log/checkpoint"]
+    first = {p: client.get(p, headers=auditor) for p in paths}  # computed by the routes, kept now
+    for path in paths:
+        again = client.get(path, headers=auditor)  # answered from the kept view
+        assert again.status_code == first[path].status_code == 200
+        assert again.content == first[path].content and dict(again.headers) == dict(first[path].headers), path
+        assert client.get(path, headers=_bearer(served, AGENT)).status_code == 403, path
+        assert client.get(path).status_code == 401
+        forged = served.tokens[team.auditor.name][:-1] + ("A" if served.tokens[team.auditor.name][-1] != "A" else "B")
+        assert client.get(path, headers={"Authorization": f"Bearer {forged}"}).status_code == 401
+    assert client.get("/api/v1/log/checkpoint", headers=served.headers(team.engineer)).status_code == 403
+    assert client.get("/api/v1/assets?region=eu-frankfurt", headers=auditor).status_code == 403
+    client.services.principals.remove(team.auditor.name, team.admin)  # logged: every token is looked up again
+    assert {client.get(p, headers=auditor).status_code for p in paths} == {401}
+
+
 # -- stolen tokens --------------------------------------------------------------------------------------
 def test_a_revoked_token_is_refused_at_once_even_while_cached(client: TestClient, served: Served) -> None:
     h = served.headers(served.team.auditor)

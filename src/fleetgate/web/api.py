@@ -39,7 +39,7 @@ from fleetgate.services.models import (
 )
 from fleetgate.web.auth import AUDITORS, READERS, GuardedRoute, principal_of, services_of
 from fleetgate.web.errors import ApiError
-from fleetgate.web.views import NOT_CATALOG, NOT_ONE_ASSET, ViewCache, changes_of
+from fleetgate.web.views import ON_ANY_COMMIT, ON_ANY_ENTRY, ON_CATALOG, ON_ONE_ASSET, Depends, ViewCache
 
 router = APIRouter(route_class=GuardedRoute)
 # Routes that query the catalog are plain `def` (worker threads): SQLite releases the GIL while a query
@@ -59,9 +59,10 @@ def views_of(request: Request) -> ViewCache:
     return request.app.state.views
 
 
-async def kept(request: Request, compute: Callable[[], BaseModel], version: int) -> Response:
-    """The view at `version` (see web/views.py), computed on a worker thread only when it changed."""
-    return await views_of(request).respond(request, principal_of(request).region, compute, version)
+async def kept(request: Request, compute: Callable[[], BaseModel], depends: Depends) -> Response:
+    """The view as of this request (see web/views.py), computed on a worker thread only when it changed."""
+    roles = frozenset(request.scope["route"].openapi_extra["x-roles"])
+    return await views_of(request).respond(request, principal_of(request).region, compute, depends, roles)
 
 
 def roles(*names: str) -> dict[str, Any]:
@@ -121,7 +122,7 @@ async def me(request: Request) -> Me:
 async def overview(request: Request) -> Response:
     # it shows the log's size: every entry changes it
     return await kept(request, lambda: services_of(request).inventory.overview(principal_of(request).region),
-                      changes_of(request).version())
+                      ON_ANY_ENTRY)
 
 
 @router.get("/assets", response_model=Page[AssetSummary], openapi_extra=roles(*READERS))
@@ -130,21 +131,21 @@ async def assets(request: Request, kind: str | None = None, outcome: str | None 
                  offset: Offset = 0) -> Response:
     return await kept(request, lambda: services_of(request).inventory.assets(
         region=principal_of(request).region, kind=kind, outcome=outcome, vehicle=vehicle, drop=drop, limit=limit,
-        offset=offset), changes_of(request).version(NOT_CATALOG))
+        offset=offset), ON_CATALOG)
 
 
 @router.get("/assets/{asset_id}", response_model=AssetDetail, openapi_extra=roles(*READERS))
 async def asset(request: Request, asset_id: str) -> Response:
     # a full id names one row; a prefix may come to name another (or none) when assets are added
-    unaffected = NOT_ONE_ASSET if FULL_ASSET_ID.match(asset_id) else NOT_CATALOG
+    depends = ON_ONE_ASSET if FULL_ASSET_ID.match(asset_id) else ON_CATALOG
     return await kept(request, lambda: services_of(request).inventory.asset(asset_id, principal_of(request).region),
-                      changes_of(request).version(unaffected))
+                      depends)
 
 
 @router.get("/quarantine", response_model=Page[QuarantineItem], openapi_extra=roles(*READERS))
 async def quarantine(request: Request, limit: Limit = 50, offset: Offset = 0) -> Response:
     return await kept(request, lambda: services_of(request).inventory.quarantine(
-        region=principal_of(request).region, limit=limit, offset=offset), changes_of(request).version(NOT_CATALOG))
+        region=principal_of(request).region, limit=limit, offset=offset), ON_CATALOG)
 
 
 # -- ingest ----------------------------------------------------------------------------------------
@@ -295,7 +296,7 @@ async def checkpoint(request: Request) -> Response:
     # the latest signed checkpoint is a row of its own (no log entry says when one is stored): kept until
     # anything at all is committed
     return await kept(request, lambda: checkpoint_view(services_of(request).audit.latest_checkpoint(
-        principal_of(request).region)), changes_of(request).commits)
+        principal_of(request).region)), ON_ANY_COMMIT)
 
 
 @router.get("/log/entries", response_model=LogPage, openapi_extra=roles(*AUDITORS))

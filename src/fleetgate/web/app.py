@@ -18,7 +18,7 @@ from fleetgate.services import Services
 from fleetgate.web import api, dashboard
 from fleetgate.web.auth import MAX_JSON_BODY, STATE_CHANGING, LoginLimiter, SessionStore
 from fleetgate.web.errors import ApiError, api_error, error_json, fleetgate_error, internal_error, status_of
-from fleetgate.web.views import ViewCache
+from fleetgate.web.views import ViewCache, answer_kept
 
 STATIC = Path(__file__).parent / "static"
 log = logging.getLogger("fleetgate.web")
@@ -53,7 +53,7 @@ def create_app(services: Services) -> SecurityHeaders:
     app.mount("/api/v1", v1)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     app.include_router(dashboard.router)
-    return SecurityHeaders(app)
+    return SecurityHeaders(app, services, v1.state.views)
 
 
 def _lifespan(threads: int):  # noqa: ANN202 - an async context manager factory
@@ -125,16 +125,19 @@ UPLOADS = "/api/v1/drops"
 
 class SecurityHeaders:
     """Security headers on every response and a cap on request bodies but uploads (a plain ASGI wrapper: no
-    per-request task or body copy)."""
+    per-request task or body copy); and a GET whose view is kept and current, answered here without the
+    routes (`views.answer_kept`: only what the route itself would answer)."""
 
-    def __init__(self, app: FastAPI) -> None:
-        self.app = app
+    def __init__(self, app: FastAPI, services: Services, views: ViewCache) -> None:
+        self.app, self.services, self.views = app, services, views
         self.state = app.state  # tests and the server reach the app's state through the wrapper
 
     async def __call__(self, scope, receive, send):  # noqa: ANN001, ANN204 - the ASGI interface
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
         api = scope["path"].startswith("/api/")
+        if api and scope["method"] == "GET" and (body := self._kept(scope)) is not None:
+            return await _send_json(send, body)
         if scope["method"] in STATE_CHANGING and scope["path"] != UPLOADS:  # uploads are streamed to disk
             receive = _capped(receive, MAX_JSON_BODY)
 
@@ -148,6 +151,19 @@ class SecurityHeaders:
             await send(message)
 
         await self.app(scope, receive, with_headers)
+
+    def _kept(self, scope: dict) -> bytes | None:
+        try:
+            return answer_kept(scope, self.services, self.views)
+        except Exception:  # noqa: BLE001 - the routes answer instead, and report the error as they do
+            return None
+
+
+async def _send_json(send, body: bytes) -> None:  # noqa: ANN001 - the ASGI send callable
+    headers = [(b"content-length", str(len(body)).encode()), (b"content-type", b"application/json"), *HEADERS,
+               (b"cache-control", b"no-store")]
+    await send({"type": "http.response.start", "status": 200, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
 
 
 API_DESCRIPTION = """The JSON API of a fleetgate workspace.

@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 from collections import OrderedDict
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from pydantic import BaseModel
@@ -23,6 +24,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 if TYPE_CHECKING:
+    from fleetgate.services import Services
     from fleetgate.services.inventory import Changes
 
 # Entry types whose writes touch none of the tables the catalog views read (assets, classifications,
@@ -38,37 +40,76 @@ NOT_ONE_ASSET = NOT_CATALOG | {"ingest"}
 # tokens are looked up again when one of these appears (a revocation from the CLI holds at the next request)
 PEOPLE = frozenset({"credential", "principal"})
 
-Key = tuple[str, str, str]
+Key = tuple[str, bytes, str]
+
+
+@dataclass(frozen=True)
+class Depends:
+    """How a view's version is read from the catalog's changes: the last index of the entry types that can
+    change it (`unaffected`: those that cannot), or, for a row no entry records, the count of commits."""
+
+    unaffected: frozenset[str] = frozenset()
+    any_commit: bool = False
+
+    def version(self, changes: Changes) -> int:
+        return changes.commits if self.any_commit else changes.version(self.unaffected)
+
+
+ON_ANY_ENTRY = Depends()
+ON_CATALOG = Depends(NOT_CATALOG)
+ON_ONE_ASSET = Depends(NOT_ONE_ASSET)
+ON_ANY_COMMIT = Depends(any_commit=True)
+
+
+@dataclass(frozen=True)
+class Kept:
+    version: int
+    body: bytes
+    depends: Depends
+    roles: frozenset[str]  # the route's x-roles: who may be answered from it without the route
 
 
 def changes_of(request: Request) -> Changes:
     return request.state.changes
 
 
+def key_of(scope: dict, region: str) -> Key:
+    return scope["path"], scope["query_string"], region
+
+
 class ViewCache:
-    """Per app (each app serves one workspace): (path, query, region) -> (version, JSON)."""
+    """Per app (each app serves one workspace): (path, query, region) -> the view as JSON, its version."""
 
     def __init__(self, size: int = 2048) -> None:
         self.size = size
-        self.entries: OrderedDict[Key, tuple[int, bytes]] = OrderedDict()
+        self.entries: OrderedDict[Key, Kept] = OrderedDict()
         self.flights: dict[tuple[Key, int], asyncio.Future[bytes]] = {}
 
-    async def respond(self, request: Request, region: str, compute: Callable[[], BaseModel],
-                      version: int) -> Response:
-        """The kept page for this request's path and query at `version`, or the page computed (off the event loop)."""
-        key = (request.url.path, request.url.query, region)
+    async def respond(self, request: Request, region: str, compute: Callable[[], BaseModel], depends: Depends,
+                      roles: frozenset[str]) -> Response:
+        """The kept view for this request's path and query as of its changes, or the view computed (off the
+        event loop)."""
+        key, version = key_of(request.scope, region), depends.version(changes_of(request))
         hit = self.entries.get(key)
-        if hit is not None and hit[0] == version:
+        if hit is not None and hit.version == version:
             self.entries.move_to_end(key)
-            return Response(hit[1], media_type="application/json")
+            return Response(hit.body, media_type="application/json")
         body = await self._compute_once((key, version), compute)
         kept = self.entries.get(key)
-        if kept is None or kept[0] <= version:
-            self.entries[key] = (version, body)
+        if kept is None or kept.version <= version:
+            self.entries[key] = Kept(version, body, depends, roles)
             self.entries.move_to_end(key)
             if len(self.entries) > self.size:
                 self.entries.popitem(last=False)
         return Response(body, media_type="application/json")
+
+    def current(self, key: Key, changes: Changes, role: str) -> bytes | None:
+        """The kept view under `key` if it is current as of `changes` and `role` may see it, else None."""
+        hit = self.entries.get(key)
+        if hit is None or role not in hit.roles or hit.depends.version(changes) != hit.version:
+            return None
+        self.entries.move_to_end(key)
+        return hit.body
 
     async def _compute_once(self, flight: tuple[Key, int], compute: Callable[[], BaseModel]) -> bytes:
         # a task of its own, not the first request's: a request that goes away does not take the page with it
@@ -83,3 +124,35 @@ class ViewCache:
         self.flights.pop(flight, None)
         if not task.cancelled():
             task.exception()  # retrieved here: the waiters (if any are left) raise it themselves
+
+
+def answer_kept(scope: dict, services: Services, views: ViewCache) -> bytes | None:
+    """A GET answered from a kept view without the routes, or None to let the routes answer it.
+
+    Only when the route would give exactly this: the token is one verified within the cache time and
+    not forgotten since (`Principals.follow` runs first, as in `auth.authenticate`), its role is one of
+    the route's `x-roles`, and the view is current as of the changes read now. The view's key holds the
+    raw query and the token's region, so a query the route refuses (another region, a bad parameter)
+    has no view to be answered from. Anything else (no token, a new or stale one, no view, an error)
+    goes to the routes, which decide and say why."""
+    token = _bearer(scope)
+    if token is None or not views.entries:
+        return None
+    principals = services.principals
+    region = principals.token_region(token)
+    if region is None or region not in services.ws.config.regions:
+        return None
+    changes = services.inventory.changes(region)
+    principals.follow(region, changes.last_of(PEOPLE))
+    who = principals.cached_token(token)
+    if who is None or who.region != region:
+        return None
+    return views.current(key_of(scope, region), changes, who.role.value)
+
+
+def _bearer(scope: dict) -> str | None:
+    for name, value in scope["headers"]:
+        if name == b"authorization":
+            scheme, _, token = value.decode("latin-1").partition(" ")
+            return token.strip() if scheme.lower() == "bearer" and token.strip() else None
+    return None
