@@ -27,6 +27,7 @@ def serve(ctx: typer.Context,
 def worker(ctx: typer.Context,
            parent: Annotated[int | None, typer.Option(
                help="Stop when process PARENT exits (`fleetgate serve` starts its worker so).")] = None,
+           nice: Annotated[int, typer.Option(min=0, max=19, help="Lower this process's CPU priority by NICE.")] = 0,
            ) -> None:
     """Ingest the drops uploaded to `POST /api/v1/drops` until stopped; queued ones first."""
     from fleetgate.services import Services
@@ -39,6 +40,8 @@ def worker(ctx: typer.Context,
     def stopped() -> bool:
         return stop.is_set() or (parent is not None and os.getppid() != parent)
 
+    if nice:
+        os.nice(nice)
     services = Services(Workspace.open(home_of(ctx)))
     jobs = services.ingest_jobs
     try:

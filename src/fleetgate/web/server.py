@@ -45,7 +45,7 @@ def serve(home: Path, overrides: dict[str, Any] | None = None) -> None:
     # of a second on this 2-core machine in the middle of requests. Frozen, it walks only what came later.
     gc.collect()
     gc.freeze()
-    worker = WorkerSupervisor(services.ws.home)
+    worker = WorkerSupervisor(services.ws.home, web.ingest_nice)
     worker.start()
     try:
         server.run()
@@ -56,10 +56,12 @@ def serve(home: Path, overrides: dict[str, Any] | None = None) -> None:
 
 class WorkerSupervisor:
     """Keeps one `fleetgate worker` child running: started again after it exits (waiting longer each time
-    it exits soon after a start), stopped with the server."""
+    it exits soon after a start), stopped with the server. It runs `nice` steps below the server
+    (`web.ingest_nice`): when the two want the same CPU, the readers waiting on the server go first and
+    the uploads, already acknowledged, wait."""
 
-    def __init__(self, home: Path, grace_s: float = 10.0) -> None:
-        self.home, self.grace_s = home, grace_s
+    def __init__(self, home: Path, nice: int = 0, grace_s: float = 10.0) -> None:
+        self.home, self.nice, self.grace_s = home, nice, grace_s
         self.proc: subprocess.Popen | None = None
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="fleetgate-worker-supervisor", daemon=True)
@@ -69,7 +71,7 @@ class WorkerSupervisor:
 
     def _spawn(self) -> subprocess.Popen:
         return subprocess.Popen([sys.executable, "-m", "fleetgate", "--home", str(self.home), "worker",
-                                 "--parent", str(os.getpid())])
+                                 "--parent", str(os.getpid()), "--nice", str(self.nice)])
 
     def _run(self) -> None:
         backoff = 1.0
