@@ -7,6 +7,7 @@ import datetime as dt
 import os
 import re
 from collections.abc import Callable
+from pathlib import Path
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request, Response
@@ -17,7 +18,7 @@ from starlette.concurrency import run_in_threadpool
 
 from fleetgate.errors import InvalidInputError, NotFoundError
 from fleetgate.services.audit import checkpoint_view
-from fleetgate.services.ingest_jobs import IngestJob, JobRecord
+from fleetgate.services.ingest_jobs import IngestJob, IngestJobs, JobRecord
 from fleetgate.services.models import (
     ApprovalResult,
     AssetDetail,
@@ -174,7 +175,7 @@ async def upload_drop(request: Request, name: Annotated[str, Query(description="
                     headers={"Location": f"/api/v1/jobs/{job_id}"})
 
 
-async def _receive(request: Request, target: Any, limit: int, name: str, jobs: Any, job_id: str) -> int:
+async def _receive(request: Request, target: Path, limit: int, name: str, jobs: IngestJobs, job_id: str) -> int:
     """The request body into `target`, fsynced; at most `limit` bytes (the spool is removed otherwise)."""
     written = 0
     try:
@@ -203,7 +204,7 @@ async def job(request: Request, job_id: str,
     while True:
         view = jobs.status(job_id)  # one or two small files: no thread needed
         if view is None or view.region != who.region or (view.principal != who.name and who.role.value != "admin"):
-            raise NotFoundError(f"no job {job_id}")
+            raise NotFoundError("no such job")
         if view.status in ("done", "failed") or asyncio.get_running_loop().time() >= deadline:
             return Response(view.model_dump_json(), media_type="application/json")
         await asyncio.sleep(0.05)
