@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import time
 from pathlib import Path
 
 import httpx
@@ -142,4 +143,51 @@ def test_requests_for_a_changed_page_compute_it_once(served: Served, tmp_path: P
     responses = asyncio.run(fifty())
     assert {r.status_code for r in responses} == {200} and len({r.content for r in responses}) == 1
     assert len(computed) == 1
+    services.close()
+
+
+def _spied_lookups(services: Services) -> list[bool]:
+    """Each lookup of a token's row (argon2 for a new hash) the server starts, as its `refresh` flag."""
+    calls: list[bool] = []
+    original = services.principals.authenticate_token
+
+    def spy(token: str, refresh: bool = False):  # noqa: ANN202
+        calls.append(refresh)
+        return original(token, refresh)
+
+    services.principals.authenticate_token = spy
+    return calls
+
+
+def test_fifty_requests_with_a_token_not_remembered_share_one_lookup(served: Served) -> None:
+    services = Services(Workspace.open(served.home))
+    lookups = _spied_lookups(services)
+    app = create_app(services)
+    h = served.headers(served.team.auditor)
+
+    async def fifty() -> list[httpx.Response]:
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as c:
+            return await asyncio.gather(*[c.get("/api/v1/me", headers=h) for _ in range(50)])
+
+    assert {r.status_code for r in asyncio.run(fifty())} == {200}
+    assert lookups == [False]  # one lookup, awaited by all fifty on the event loop (not fifty worker threads)
+    services.close()
+
+
+def test_a_token_near_the_end_of_its_cache_time_is_looked_up_again_while_still_answered(served: Served) -> None:
+    services = Services(Workspace.open(served.home, {"web": {"token_cache_seconds": 1}}))
+    lookups = _spied_lookups(services)
+    h = served.headers(served.team.auditor)
+    with TestClient(create_app(services)) as client:
+        assert client.get("/api/v1/assets", headers=h).status_code == 200
+        assert lookups == [False]
+        time.sleep(0.85)  # in the last fifth of the second
+        assert client.get("/api/v1/assets", headers=h).status_code == 200  # from memory (a kept view)
+        deadline = time.monotonic() + 5
+        while lookups == [False] and time.monotonic() < deadline:
+            client.get("/api/v1/health")  # lets the background lookup run
+            time.sleep(0.01)
+        assert lookups == [False, True]
+        time.sleep(0.5)  # past the first verification's second: the refreshed one still holds
+        assert services.principals.cached_token(served.tokens[served.team.auditor.name]) is not None
     services.close()

@@ -201,12 +201,22 @@ class Principals(Service):
         match = TOKEN.match(token)
         return match.group(1) if match else None
 
-    def authenticate_token(self, token: str) -> Authenticated | None:
-        """The principal a bearer token belongs to, or None (unknown, revoked, removed, wrong secret)."""
+    def refresh_due(self, token: str) -> bool:
+        """Whether a remembered token is in the last fifth of its cache time: looked up again now (while it is
+        still answered from memory), a busy client never finds it expired and waits for the lookup."""
+        key = hashlib.sha256(token.encode()).hexdigest()
+        with self._lock:
+            hit = self._verified.get(key)
+        ttl = self.ws.config.web.token_cache_seconds
+        return hit is not None and hit[0] - time.monotonic() < ttl / 5
+
+    def authenticate_token(self, token: str, refresh: bool = False) -> Authenticated | None:
+        """The principal a bearer token belongs to, or None (unknown, revoked, removed, wrong secret); with
+        `refresh`, its row is read again even while it is remembered (and it is forgotten if that fails)."""
         match = TOKEN.match(token)
         if match is None or match.group(1) not in self.ws.config.regions:
             return None
-        hit = self.cached_token(token)
+        hit = None if refresh else self.cached_token(token)
         if hit is not None:
             return hit
         key = hashlib.sha256(token.encode()).hexdigest()
@@ -215,7 +225,7 @@ class Principals(Service):
         # one argon2 check per token at a time: fifty requests arriving together with a new token wait for
         # the first check instead of each paying for one (tens of milliseconds and 64 MiB apiece)
         with flight:
-            hit = self.cached_token(token)
+            hit = None if refresh else self.cached_token(token)
             if hit is not None:
                 return hit
             with self._lock:
@@ -224,7 +234,9 @@ class Principals(Service):
             who, hashed = self._check(region, f"tok-{suffix}", secret, "token", self._hashes.get(key))
             with self._lock:
                 self._flights.pop(key, None)
-                if who is not None:
+                if who is None:
+                    self._verified.pop(key, None)
+                else:
                     if len(self._verified) > 10_000:
                         self._verified.clear()
                         self._hashes.clear()

@@ -14,7 +14,6 @@ from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import FileResponse
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.background import BackgroundTask
-from starlette.concurrency import run_in_threadpool
 
 from fleetgate.errors import InvalidInputError, NotFoundError
 from fleetgate.services.audit import checkpoint_view
@@ -38,7 +37,7 @@ from fleetgate.services.models import (
     SubjectRequestView,
     SubjectSigningRequest,
 )
-from fleetgate.web.auth import AUDITORS, READERS, GuardedRoute, principal_of, services_of
+from fleetgate.web.auth import AUDITORS, READERS, GuardedRoute, principal_of, services_of, spooling
 from fleetgate.web.errors import ApiError
 from fleetgate.web.views import ON_ANY_COMMIT, ON_ANY_ENTRY, ON_CATALOG, ON_ONE_ASSET, Depends, ViewCache
 
@@ -165,12 +164,12 @@ async def upload_drop(request: Request, name: Annotated[str, Query(description="
         raise ApiError(503, "busy", "the ingest queue is full (web.max_queued_uploads); retry later",
                        {"Retry-After": "5"})
     job_id, who = request.state.job_id, principal_of(request)
-    target = await run_in_threadpool(jobs.receive, job_id, name)
+    target = await spooling(jobs.receive, job_id, name)
     written = await _receive(request, target, web.max_upload_mb << 20, name, jobs, job_id)
     record = JobRecord(job_id=job_id, name=name, region=who.region, principal=who.name, credential=who.credential_id,
                        request_log_index=getattr(request.state, "request_log_index", None),
                        accepted_at=services.clock.now(), bytes=written)
-    job = await run_in_threadpool(jobs.accept, record)
+    job = await spooling(jobs.accept, record)
     return Response(job.model_dump_json(), status_code=202, media_type="application/json",
                     headers={"Location": f"/api/v1/jobs/{job_id}"})
 
@@ -186,9 +185,9 @@ async def _receive(request: Request, target: Path, limit: int, name: str, jobs: 
                     raise InvalidInputError(f"{name}: larger than the upload limit (web.max_upload_mb)")
                 out.write(chunk)
             out.flush()
-            await run_in_threadpool(os.fsync, out.fileno())
+            await spooling(os.fsync, out.fileno())
     except BaseException:
-        await run_in_threadpool(jobs.discard, job_id)
+        await spooling(jobs.discard, job_id)
         raise
     return written
 

@@ -35,16 +35,17 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from fleetgate.domain import Role
-from fleetgate.services import Authenticated, Services
+from fleetgate.services import Authenticated, Principals, Services
 from fleetgate.services.ingest_jobs import new_job_id
 from fleetgate.web.errors import ApiError, error_json
-from fleetgate.web.views import PEOPLE
 
 READERS = ["engineer", "compliance", "auditor", "admin"]  # everyone but upload agents reads the catalog
 AUDITORS = ["auditor", "compliance", "admin"]
 RAW_VIEWERS = {Role.engineer, Role.compliance, Role.admin}  # raw stills show faces and plates
 SESSION_COOKIE = "fleetgate_session"
 STATE_CHANGING = {"POST", "PUT", "PATCH", "DELETE"}
+# tokens are looked up again when one of these log entry types appears (a revocation from the CLI holds at once)
+PEOPLE = frozenset({"credential", "principal"})
 MAX_JSON_BODY = 1 << 20  # plans, approvals and runs are a few KiB; drops are streamed, not read whole
 
 
@@ -72,11 +73,45 @@ async def authenticate(request: Request) -> Authenticated:
     # process: a revocation by the CLI) makes every remembered token be looked up again
     request.state.changes = changes = services.inventory.changes(region)
     principals.follow(region, changes.last_of(PEOPLE))
-    # a recently verified token is a dictionary lookup; only a new one pays for argon2, off the event loop
-    who = principals.cached_token(token) or await run_in_threadpool(principals.authenticate_token, token)
+    who = remembered(principals, token) or await _looked_up(principals, token)
     if who is None:
         raise ApiError(401, "unauthenticated", "invalid, revoked or expired token")
     return who
+
+
+# token lookups under way, by (event loop, token digest): the requests that bring a token meanwhile wait for the
+# same lookup, on the event loop, instead of each holding a worker thread while it waits for the first
+_lookups: dict[tuple[int, str], asyncio.Future[Authenticated | None]] = {}
+
+
+def remembered(principals: Principals, token: str) -> Authenticated | None:
+    """The token's principal if it was verified recently (a dictionary lookup); in the last fifth of its cache
+    time one lookup of its row is started in the background, so that busy clients never wait for one."""
+    who = principals.cached_token(token)
+    if who is not None and principals.refresh_due(token):
+        _lookup(principals, token, refresh=True)
+    return who
+
+
+async def _looked_up(principals: Principals, token: str) -> Authenticated | None:
+    """A token not remembered: its row read and, if its hash is new to us, argon2 (both off the event loop)."""
+    return await asyncio.shield(_lookup(principals, token, refresh=False))
+
+
+def _lookup(principals: Principals, token: str, refresh: bool) -> asyncio.Future[Authenticated | None]:
+    key = (id(asyncio.get_running_loop()), hashlib.sha256(token.encode()).hexdigest())
+    running = _lookups.get(key)
+    if running is None:
+        running = asyncio.ensure_future(run_in_threadpool(principals.authenticate_token, token, refresh))
+        _lookups[key] = running
+        running.add_done_callback(lambda done: _lookup_done(key, done))
+    return running
+
+
+def _lookup_done(key: tuple[int, str], done: asyncio.Future[Authenticated | None]) -> None:
+    _lookups.pop(key, None)
+    if not done.cancelled():
+        done.exception()  # retrieved: a background refresh has no one waiting to raise it
 
 
 class GuardedRoute(APIRoute):
@@ -120,15 +155,25 @@ class GuardedRoute(APIRoute):
         return guarded
 
 
-_writers: dict[int, anyio.CapacityLimiter] = {}
+_limiters: dict[tuple[str, int], anyio.CapacityLimiter] = {}
+
+
+async def _on_threads_of(pool: str, fn: Callable[..., Any], *args: Any) -> Any:
+    loop = id(asyncio.get_running_loop())
+    limiter = _limiters.setdefault((pool, loop), anyio.CapacityLimiter(2))
+    return await anyio.to_thread.run_sync(lambda: fn(*args), limiter=limiter)
 
 
 async def writing(fn: Callable[..., Any], *args: Any) -> Any:
-    """Run a catalog write on its own two threads: a write waits for SQLite's write lock (another ingest may
-    hold it for a while), and waiting on the readers' threads would stall every reader behind it."""
-    loop = id(asyncio.get_running_loop())
-    limiter = _writers.setdefault(loop, anyio.CapacityLimiter(2))
-    return await anyio.to_thread.run_sync(lambda: fn(*args), limiter=limiter)
+    """Run a catalog write on its own two threads: a write waits for SQLite's write lock (the ingest worker
+    may hold it for a while), and waiting on the readers' threads would stall every reader behind it."""
+    return await _on_threads_of("catalog writes", fn, *args)
+
+
+async def spooling(fn: Callable[..., Any], *args: Any) -> Any:
+    """Run an upload's file work (writing, fsync, the header check) on two threads of its own: a disk slow
+    to sync (tens of milliseconds each on this machine) must not hold the threads views are computed on."""
+    return await _on_threads_of("spool", fn, *args)
 
 
 def _body_fact(request: Request, body: bytes, streamed: bool, personal: bool) -> dict[str, Any]:

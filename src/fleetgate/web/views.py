@@ -23,6 +23,8 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
 
+from fleetgate.web.auth import PEOPLE, remembered
+
 if TYPE_CHECKING:
     from fleetgate.services import Services
     from fleetgate.services.inventory import Changes
@@ -37,8 +39,6 @@ NOT_CATALOG = frozenset({"web_request", "credential", "principal", "decision", "
 # One asset's page (by its full id): an ingest only inserts assets that are new, never children (derived
 # assets come with `derive`), so an ingest of other files cannot change it.
 NOT_ONE_ASSET = NOT_CATALOG | {"ingest"}
-# tokens are looked up again when one of these appears (a revocation from the CLI holds at the next request)
-PEOPLE = frozenset({"credential", "principal"})
 
 Key = tuple[str, bytes, str]
 
@@ -144,7 +144,7 @@ def answer_kept(scope: dict, services: Services, views: ViewCache) -> bytes | No
         return None
     changes = services.inventory.changes(region)
     principals.follow(region, changes.last_of(PEOPLE))
-    who = principals.cached_token(token)
+    who = remembered(principals, token)
     if who is None or who.region != region:
         return None
     return views.current(key_of(scope, region), changes, who.role.value)
