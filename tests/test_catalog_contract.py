@@ -175,6 +175,7 @@ class CatalogContract:
         LogRepository(other).add_checkpoint(5, "00" * 32, "a note")
         other.close()
         assert feed.poll().commits > after.commits and feed.poll().size == 5
+        assert after.checkpoint == (-1, 0) and feed.poll().checkpoint == (5, len("a note"))
         feed.close()
         catalog.close()
 

@@ -62,6 +62,7 @@ def test_every_kept_view_is_current_after_each_kind_of_change_by_another_connect
             ("an ingest", lambda: other.ingest.drop(_table_drop(tmp_path / "d1", "PO-1"))),
             ("a classification", lambda: classify_region(ws)),
             ("a checkpoint", lambda: other.audit.checkpoint()),
+            ("a witness's cosignature", lambda: other.audit.witness(folder=tmp_path / "witness")),
             ("a credential", lambda: other.principals.issue_token(team.engineer.name, team.admin)),
             ("another ingest", lambda: other.ingest.drop(_table_drop(tmp_path / "d2", "PO-2"))),
         ]

@@ -20,18 +20,21 @@ import sqlalchemy as sa
 
 from fleetgate.errors import StoreError
 from fleetgate.store.catalog import Catalog
-from fleetgate.store.schema import log_entries
+from fleetgate.store.schema import log_checkpoints, log_entries
 
 NO_TYPE = ""  # entries of logs written before the `kind` column: their type is unknown
 
 
 @dataclass(frozen=True)
 class Changes:
-    """The catalog as of one look: `commits` moves with every commit seen; `last` is each entry type's last index."""
+    """The catalog as of one look: `commits` moves with every commit seen; `last` is each entry type's last
+    index; `checkpoint` the size and note length of the latest stored checkpoint (a row no entry records; a
+    witness's cosignature lengthens its note)."""
 
     commits: int
     size: int
     last: dict[str, int] = field(default_factory=dict)
+    checkpoint: tuple[int, int] = (-1, 0)
 
     def version(self, unaffected: frozenset[str] = frozenset()) -> int:
         """The index of the last entry whose type is not in `unaffected` (-1 if none): a view that only
@@ -98,26 +101,31 @@ _STATEMENTS = {
     "all": lambda: sa.select(log_entries.c.kind, sa.func.max(log_entries.c.idx)).group_by(log_entries.c.kind),
     "range": lambda start, end: sa.select(log_entries.c.kind, log_entries.c.idx).where(
         log_entries.c.idx >= start, log_entries.c.idx < end).order_by(log_entries.c.idx),
+    "checkpoint": lambda: sa.select(log_checkpoints.c.size, sa.func.length(log_checkpoints.c.note))
+    .order_by(log_checkpoints.c.size.desc()).limit(1),
 }
 _T, _IDX, _KIND = log_entries.name, log_entries.c.idx.name, log_entries.c.kind.name
 _SQLITE = {
     "size": f"SELECT max({_IDX}) FROM {_T}",
     "all": f"SELECT {_KIND}, max({_IDX}) FROM {_T} GROUP BY {_KIND}",
     "range": f"SELECT {_KIND}, {_IDX} FROM {_T} WHERE {_IDX} >= ? AND {_IDX} < ? ORDER BY {_IDX}",
+    "checkpoint": f"SELECT size, length(note) FROM {log_checkpoints.name} ORDER BY size DESC LIMIT 1",
 }
 
 
 def _advance(before: Changes, query: Callable[..., list]) -> Changes:
     """`before` moved on by the entries appended since (read with `query`, inside one snapshot)."""
     (last_index,), = query("size")
+    latest = query("checkpoint")
+    checkpoint = (int(latest[0][0]), int(latest[0][1])) if latest else (-1, 0)
     size = 0 if last_index is None else int(last_index) + 1
     if size < before.size:  # a smaller log (a catalog restored from a backup): start over
         before = Changes(commits=before.commits, size=0)
     if size == before.size:
-        return Changes(commits=before.commits + 1, size=size, last=before.last)
+        return Changes(commits=before.commits + 1, size=size, last=before.last, checkpoint=checkpoint)
     # the first look: one pass in SQL, not a row per entry
     rows = query("all") if before.size == 0 else query("range", before.size, size)
     last = dict(before.last)
     for kind, index in rows:
         last[kind or NO_TYPE] = max(int(index), last.get(kind or NO_TYPE, -1))
-    return Changes(commits=before.commits + 1, size=size, last=last)
+    return Changes(commits=before.commits + 1, size=size, last=last, checkpoint=checkpoint)

@@ -39,7 +39,7 @@ from fleetgate.services.models import (
 )
 from fleetgate.web.auth import AUDITORS, READERS, GuardedRoute, principal_of, services_of, spooling
 from fleetgate.web.errors import ApiError
-from fleetgate.web.views import ON_ANY_COMMIT, ON_ANY_ENTRY, ON_CATALOG, ON_ONE_ASSET, Depends, ViewCache
+from fleetgate.web.views import ON_ANY_ENTRY, ON_CATALOG, ON_CHECKPOINT, ON_ONE_ASSET, Depends, ViewCache
 
 router = APIRouter(route_class=GuardedRoute)
 # Routes that query the catalog are plain `def` (worker threads): SQLite releases the GIL while a query
@@ -293,10 +293,10 @@ def exports(request: Request) -> list[dict[str, Any]]:
 # -- the transparency log --------------------------------------------------------------------------
 @router.get("/log/checkpoint", response_model=CheckpointView, openapi_extra=roles(*AUDITORS))
 async def checkpoint(request: Request) -> Response:
-    # the latest signed checkpoint is a row of its own (no log entry says when one is stored): kept until
-    # anything at all is committed
+    # the latest signed checkpoint is a row of its own (no log entry says when one is stored or cosigned): kept
+    # while that row's size and note length stay (store/changes.py reads them at every commit)
     return await kept(request, lambda: checkpoint_view(services_of(request).audit.latest_checkpoint(
-        principal_of(request).region)), ON_ANY_COMMIT)
+        principal_of(request).region)), ON_CHECKPOINT)
 
 
 @router.get("/log/entries", response_model=LogPage, openapi_extra=roles(*AUDITORS))

@@ -41,29 +41,31 @@ NOT_CATALOG = frozenset({"web_request", "credential", "principal", "decision", "
 NOT_ONE_ASSET = NOT_CATALOG | {"ingest"}
 
 Key = tuple[str, bytes, str]
+Version = int | tuple[int, int]
 
 
 @dataclass(frozen=True)
 class Depends:
     """How a view's version is read from the catalog's changes: the last index of the entry types that can
-    change it (`unaffected`: those that cannot), or, for a row no entry records, the count of commits."""
+    change it (`unaffected`: those that cannot), or, for the latest signed checkpoint (a row no entry
+    records), that row's size and note."""
 
     unaffected: frozenset[str] = frozenset()
-    any_commit: bool = False
+    checkpoint: bool = False
 
-    def version(self, changes: Changes) -> int:
-        return changes.commits if self.any_commit else changes.version(self.unaffected)
+    def version(self, changes: Changes) -> Version:
+        return changes.checkpoint if self.checkpoint else changes.version(self.unaffected)
 
 
 ON_ANY_ENTRY = Depends()
 ON_CATALOG = Depends(NOT_CATALOG)
 ON_ONE_ASSET = Depends(NOT_ONE_ASSET)
-ON_ANY_COMMIT = Depends(any_commit=True)
+ON_CHECKPOINT = Depends(checkpoint=True)
 
 
 @dataclass(frozen=True)
 class Kept:
-    version: int
+    version: Version
     body: bytes
     depends: Depends
     roles: frozenset[str]  # the route's x-roles: who may be answered from it without the route
@@ -83,7 +85,7 @@ class ViewCache:
     def __init__(self, size: int = 2048) -> None:
         self.size = size
         self.entries: OrderedDict[Key, Kept] = OrderedDict()
-        self.flights: dict[tuple[Key, int], asyncio.Future[bytes]] = {}
+        self.flights: dict[tuple[Key, Version], asyncio.Future[bytes]] = {}
 
     async def respond(self, request: Request, region: str, compute: Callable[[], BaseModel], depends: Depends,
                       roles: frozenset[str]) -> Response:
@@ -96,7 +98,7 @@ class ViewCache:
             return Response(hit.body, media_type="application/json")
         body = await self._compute_once((key, version), compute)
         kept = self.entries.get(key)
-        if kept is None or kept.version <= version:
+        if kept is None or kept.version <= version:  # a later version may have been kept meanwhile: leave it
             self.entries[key] = Kept(version, body, depends, roles)
             self.entries.move_to_end(key)
             if len(self.entries) > self.size:
@@ -111,7 +113,7 @@ class ViewCache:
         self.entries.move_to_end(key)
         return hit.body
 
-    async def _compute_once(self, flight: tuple[Key, int], compute: Callable[[], BaseModel]) -> bytes:
+    async def _compute_once(self, flight: tuple[Key, Version], compute: Callable[[], BaseModel]) -> bytes:
         # a task of its own, not the first request's: a request that goes away does not take the page with it
         task = self.flights.get(flight)
         if task is None:
@@ -120,7 +122,7 @@ class ViewCache:
             task.add_done_callback(lambda done: self._landed(flight, done))
         return await asyncio.shield(task)
 
-    def _landed(self, flight: tuple[Key, int], task: asyncio.Future[bytes]) -> None:
+    def _landed(self, flight: tuple[Key, Version], task: asyncio.Future[bytes]) -> None:
         self.flights.pop(flight, None)
         if not task.cancelled():
             task.exception()  # retrieved here: the waiters (if any are left) raise it themselves
