@@ -16,7 +16,7 @@ from fleetgate.domain.clock import FixedClock
 from fleetgate.services import Services
 from fleetgate.workspace import Workspace
 from people import new_actor
-from web_helpers import Served, sign
+from web_helpers import Served, sign, upload
 
 PLAN = {"destination": "overseas", "purpose": "train driving models"}
 
@@ -48,6 +48,9 @@ def test_health_and_openapi_need_no_token(client: TestClient) -> None:
             "/plans/{plan_id}/approvals", "/plans/{plan_id}/run", "/log/checkpoint", "/log/entries",
             "/log/proof/{index}", "/drops"} <= set(spec["paths"])
     assert spec["paths"]["/plans/{plan_id}/approvals"]["post"]["x-roles"] == ["compliance"]
+    upload = spec["paths"]["/drops"]["post"]
+    assert "202" in upload["responses"] and upload["x-roles"] == ["ingest"]
+    assert spec["paths"]["/jobs/{job_id}"]["get"]["x-roles"] == ["ingest", "admin"]
 
 
 @pytest.mark.parametrize("headers", [{}, {"Authorization": "Bearer fgt_cn-shanghai_0123456789abcdef_" + "x" * 43},
@@ -243,11 +246,11 @@ def test_an_upload_agent_ingests_a_tar_stream_with_the_same_quarantine(client: T
     h = {"Authorization": f"Bearer {token}", "Content-Type": "application/x-tar"}
     before = client.get("/api/v1/quarantine", headers=served.headers(team.auditor)).json()  # now a cached view
     assert "tables/owners.parquet" not in [i["source_path"] for i in before["items"]]
-    r = client.post("/api/v1/drops", params={"name": "drop-upload.tar"}, headers=h, content=_tar(drop))
-    assert r.status_code == 201, r.text
-    report = r.json()
+    job = upload(client, {"Authorization": f"Bearer {token}"}, "drop-upload.tar", _tar(drop))
+    assert job["status"] == "done" and job["attempts"] == 1, job
+    report = job["report"]
     assert report["quarantined"] == 1 and report["problems"][0]["path"] == "tables/owners.parquet"
-    assert report["request_log_index"] is not None
+    assert report["run_id"] == job["job_id"] and report["request_log_index"] is not None
     # the same item in the catalog's quarantine as `fleetgate ingest` leaves it (the cached view is stale now)
     q = client.get("/api/v1/quarantine", headers=served.headers(team.auditor)).json()
     assert "tables/owners.parquet" in [i["source_path"] for i in q["items"]] and q["total"] == before["total"] + 1
@@ -257,7 +260,8 @@ def test_an_upload_agent_ingests_a_tar_stream_with_the_same_quarantine(client: T
                        content=b"").status_code == 403
     bad = client.post("/api/v1/drops", params={"name": "../x.tar"}, headers=h, content=b"x")
     assert bad.status_code == 400
-    assert not list((served.home / "uploads").glob("*/*")), "spooled uploads are removed"
+    uploads = served.home / "uploads"
+    assert not list(uploads.glob("incoming/*")) and not list(uploads.glob("queue/*")), "spooled uploads are removed"
 
 
 def test_log_routes_for_auditors_with_a_proof_that_verifies(client: TestClient, served: Served) -> None:

@@ -28,8 +28,9 @@ from fleetgate.gate import make_plan, verify_region
 from fleetgate.gate.plan import write_plan
 from fleetgate.ingest import ingest_drop
 from fleetgate.sample import SampleSpec, generate_sample
-from fleetgate.store import Catalog
+from fleetgate.store import Catalog, LogRepository
 from fleetgate.store.catalog import ConflictError
+from fleetgate.store.changes import ChangeFeed
 from fleetgate.store.migrate import head_revision
 from fleetgate.store.schema import assets, log_entries, metadata
 from fleetgate.workspace import Workspace, init_workspace
@@ -151,6 +152,33 @@ class CatalogContract:
         assert per_writer == {k: list(range(40)) for k in range(3)}
         catalog.close()
 
+    # -- following commits (the server's kept views) -----------------------------------------------
+    def test_a_change_feed_sees_the_commits_of_other_processes(self, fresh_url: str, tmp_path: Path) -> None:
+        keys = str(tmp_path / "keys")
+        _open_and_append(fresh_url, 1, 0, keys)  # log_open, one model_update
+        catalog = Catalog(fresh_url)
+        feed = ChangeFeed(catalog)
+        first = feed.poll()
+        assert (first.size, first.last) == (2, {"log_open": 0, "model_update": 1})
+        assert first.version() == 1 and first.version(frozenset({"model_update"})) == 0
+        assert first.last_of(frozenset({"log_open", "credential"})) == 0
+        ctx = multiprocessing.get_context("spawn")
+        child = ctx.Process(target=_open_and_append, args=(fresh_url, 3, 1, keys))
+        child.start()
+        child.join(120)
+        assert child.exitcode == 0
+        after = feed.poll()  # the first look after another process's commits sees them all
+        assert (after.size, after.last["model_update"], after.version()) == (5, 4, 4)
+        assert after.commits > first.commits
+        # a commit that appends no entry (a stored checkpoint) still counts as a commit
+        other = Catalog(fresh_url)
+        LogRepository(other).add_checkpoint(5, "00" * 32, "a note")
+        other.close()
+        assert feed.poll().commits > after.commits and feed.poll().size == 5
+        assert after.checkpoint == (-1, 0) and feed.poll().checkpoint == (5, len("a note"))
+        feed.close()
+        catalog.close()
+
     # -- the tree's interior ----------------------------------------------------------------------
     def test_checkpoints_and_proofs_from_tiles_equal_those_from_every_leaf(self, catalog_url: str | None,
                                                                            tmp_path: Path) -> None:
@@ -252,6 +280,20 @@ class TestSqliteCatalog(CatalogContract):
     @pytest.fixture
     def fresh_url(self, tmp_path: Path) -> str:
         return f"sqlite:///{tmp_path / 'fresh.db'}"
+
+    def test_a_change_feed_stays_put_until_someone_commits(self, fresh_url: str, tmp_path: Path) -> None:
+        _open_and_append(fresh_url, 2, 0, str(tmp_path / "keys"))
+        catalog = Catalog(fresh_url)
+        feed = ChangeFeed(catalog)
+        looks = [feed.poll() for _ in range(3)]
+        assert looks[0] is looks[1] is looks[2]  # PRAGMA data_version did not move: nothing was read again
+        with catalog.snapshot() as conn:  # a read is no commit
+            conn.execute(sa.select(sa.func.count()).select_from(log_entries))
+        assert feed.poll() is looks[0]
+        _open_and_append(fresh_url, 1, 1, str(tmp_path / "keys"))
+        assert feed.poll().size == 4
+        feed.close()
+        catalog.close()
 
 
 @pytest.mark.postgres

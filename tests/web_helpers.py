@@ -118,3 +118,20 @@ def sign_with_cli(request_json: str, key: Path, tmp: Path) -> str:
 def sign(request: dict, actor) -> dict:  # noqa: ANN001 - an Actor
     """Sign a signing request's statement with the actor's key (as `fleetgate sign` does)."""
     return env.sign_offline(json.loads(request["payload"]), actor.signer)
+
+
+def upload(client, headers: dict[str, str], name: str, body: bytes) -> dict:  # noqa: ANN001 - a TestClient
+    """POST a drop (202: a job), ingest the spool in this process as the worker would, and return the job's
+    outcome as `GET /api/v1/jobs/{id}` shows it."""
+    r = client.post("/api/v1/drops", params={"name": name}, headers={**headers, "Content-Type": "application/x-tar"},
+                    content=body)
+    assert r.status_code == 202, r.text
+    accepted = r.json()
+    assert accepted["status"] == "queued" and r.headers["location"] == f"/api/v1/jobs/{accepted['job_id']}"
+    jobs = client.services.ingest_jobs
+    with jobs.worker_lock() as mine:
+        assert mine
+        jobs.drain()
+    done = client.get(r.headers["location"], headers=headers)
+    assert done.status_code == 200, done.text
+    return done.json()

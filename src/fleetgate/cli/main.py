@@ -79,6 +79,7 @@ app.command("status", help="The region's log and how close it is to each legal t
 app.command("sign", help="Sign a statement the server showed (plan, approval, run) with your own key, offline.")(
     gate_cmds.sign_cmd)
 app.command("serve", help="Serve the JSON API (/api/v1) and the dashboard; loopback by default.")(serve_cmds.serve)
+app.command("worker", help="Ingest the drops uploaded over HTTP (serve starts one itself).")(serve_cmds.worker)
 
 
 class _NoteHandler(logging.Handler):

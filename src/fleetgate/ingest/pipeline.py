@@ -264,14 +264,17 @@ def ingest_drop(region: Region, drop: Path, on_start: Callable[[int], None] | No
     """Ingest a drop folder or tar into a region; idempotent, and never loses a file.
 
     `runner` places the work (default: this process; a Ray runner needs the workspace `home` its
-    actors open); one clock reading dates the whole run."""
+    actors open); one clock reading dates the whole run. `run_id` names the run; a run of that id
+    started before (and interrupted) is resumed under it rather than started again."""
     clock = FixedClock.frozen(clock)
     runner = runner or LocalRunner()
     with open_drop(Path(drop)) as (drop_id, entries):
         if not entries:
             raise InvalidInputError(f"{drop}: the drop holds no files")
-        resume = any(r["source_drop"] == drop_id for r in region.catalog.list_runs(region.name))
-        run_id = region.catalog.start_run(region.name, drop_id, str(Path(drop).resolve()), clock.now(), run_id)
+        resume = region.catalog.has_run_of(region.name, drop_id)
+        if run_id is None or region.catalog.get_run(run_id) is None:
+            run_id = region.catalog.start_run(region.name, drop_id, str(Path(drop).resolve()), clock.now(), run_id)
+        # else: a run given by id that was started before (an upload's job after a crash) goes on under its id
         report = IngestReport(run_id=run_id, drop_id=drop_id, region=region.name, files_seen=len(entries))
         rows = rows_from_entries(entries)
         if on_start:

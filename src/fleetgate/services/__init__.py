@@ -15,10 +15,11 @@ from fleetgate.services.deid import Deid
 from fleetgate.services.export_gate import ExportGate
 from fleetgate.services.filings import Filings
 from fleetgate.services.ingest import Ingest
+from fleetgate.services.ingest_jobs import IngestJob, IngestJobs
 from fleetgate.services.inventory import Inventory
 from fleetgate.services.principals import Authenticated, Principals
 from fleetgate.services.subjects import Subjects
 from fleetgate.services.training import Training
 
-__all__ = ["Audit", "Authenticated", "Classifier", "Compute", "Deid", "ExportGate", "Filings", "Ingest", "Inventory",
-           "Principals", "Services", "Subjects", "Training"]
+__all__ = ["Audit", "Authenticated", "Classifier", "Compute", "Deid", "ExportGate", "Filings", "Ingest", "IngestJob",
+           "IngestJobs", "Inventory", "Principals", "Services", "Subjects", "Training"]

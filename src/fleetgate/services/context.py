@@ -16,6 +16,7 @@ if TYPE_CHECKING:
     from fleetgate.services.export_gate import ExportGate
     from fleetgate.services.filings import Filings
     from fleetgate.services.ingest import Ingest
+    from fleetgate.services.ingest_jobs import IngestJobs
     from fleetgate.services.inventory import Inventory
     from fleetgate.services.principals import Principals
     from fleetgate.services.subjects import Subjects
@@ -41,6 +42,12 @@ class Services:
         from fleetgate.services.ingest import Ingest
 
         return Ingest(self.ws, self.clock)
+
+    @cached_property
+    def ingest_jobs(self) -> IngestJobs:
+        from fleetgate.services.ingest_jobs import IngestJobs
+
+        return IngestJobs(self.ws, self.clock)
 
     @cached_property
     def classifier(self) -> Classifier:
@@ -97,4 +104,6 @@ class Services:
         return Subjects(self.ws, self.clock)
 
     def close(self) -> None:
+        if "inventory" in self.__dict__:
+            self.inventory.close()
         self.ws.close()

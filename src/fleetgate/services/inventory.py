@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 from typing import Any
 
@@ -18,6 +19,7 @@ from fleetgate.services.models import (
     RuleCitation,
 )
 from fleetgate.store import Browse
+from fleetgate.store.changes import ChangeFeed, Changes
 
 RULES_TTL_S = 60.0
 MAX_PAGE = 10_000  # the API pages by at most 500
@@ -45,6 +47,8 @@ class Inventory(Service):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._rules_cache: dict[str, tuple[float, dict[str, Any]]] = {}
+        self._feeds: dict[str, ChangeFeed] = {}
+        self._feeds_lock = threading.Lock()
 
     def assets(self, *, region: str | None = None, kind: str | None = None, vehicle: str | None = None,
                outcome: str | None = None, drop: str | None = None, limit: int = 50,
@@ -97,6 +101,10 @@ class Inventory(Service):
                 out.append(RuleCitation(rule=rule_id, pack=rule.pack, title=rule.title,
                                         citation=rule.citation.short(), url=rule.citation.url))
         return out
+
+    def rules(self, region: str | None = None) -> dict[str, Any]:
+        """The region's rules by id (loaded now if they were not)."""
+        return self._rule_index(self.region_name(region))
 
     def _rule_index(self, region: str) -> dict[str, Any]:
         """The region's rules by id, for titles and citations; loaded at most once a minute (display only:
@@ -153,6 +161,22 @@ class Inventory(Service):
     def version(self, region: str | None = None) -> int:
         """A number that changes whenever any fact of the region does (its log's last index)."""
         return Browse(self.region(region).catalog).version()
+
+    def changes(self, region: str | None = None) -> Changes:
+        """What the region's catalog holds as of now: a count of the commits seen and each log entry type's
+        last index (cheap: see `store.changes`), for views kept while what they show has not changed."""
+        name = self.region_name(region)
+        feed = self._feeds.get(name)
+        if feed is None:
+            with self._feeds_lock:
+                feed = self._feeds.setdefault(name, ChangeFeed(self.region(name).catalog))
+        return feed.poll()
+
+    def close(self) -> None:
+        with self._feeds_lock:
+            for feed in self._feeds.values():
+                feed.close()
+            self._feeds.clear()
 
     def regions(self) -> list[dict[str, str]]:
         return [{"name": r.name, "country": r.country} for r in self.ws.config.regions.values()]

@@ -7,7 +7,9 @@ an argon2id hash. A token is `fgt_<region>_<id>_<secret>`: the id finds the row,
 against the hash. Checking argon2 costs tens of milliseconds by design, so a verified token is
 remembered in memory (by its SHA-256) for `web.token_cache_seconds`; revoking a token or removing
 its principal takes effect within that time. After that the row is read again (one query); argon2 runs
-again only if the stored hash changed, so a busy client never waits for it twice.
+again only if the stored hash changed, so a busy client never waits for it twice. A server that follows
+the log (`fleetgate serve`) also forgets every verified token as soon as a `credential` or `principal`
+entry is appended by anyone (`forget_verified`), so a revocation from the CLI holds at the next request.
 """
 
 from __future__ import annotations
@@ -66,7 +68,9 @@ class Principals(Service):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self._verified: dict[str, tuple[float, Authenticated]] = {}
+        self._verified: dict[str, tuple[float, Authenticated, int]] = {}  # digest -> (until, who, epoch)
+        self._epoch = 0  # moved by forget_verified: a check that began before it is not remembered
+        self._people_seen: dict[str, int] = {}  # region -> last credential or principal entry seen by `follow`
         self._hashes: dict[str, str] = {}  # token digest -> the argon2 hash its secret was verified against
         self._flights: dict[str, threading.Lock] = {}
         self._lock = threading.Lock()
@@ -170,14 +174,49 @@ class Principals(Service):
         key = hashlib.sha256(token.encode()).hexdigest()
         with self._lock:
             hit = self._verified.get(key)
-        return hit[1] if hit is not None and hit[0] > time.monotonic() else None
+            epoch = self._epoch
+        return hit[1] if hit is not None and hit[0] > time.monotonic() and hit[2] == epoch else None
 
-    def authenticate_token(self, token: str) -> Authenticated | None:
-        """The principal a bearer token belongs to, or None (unknown, revoked, removed, wrong secret)."""
+    def forget_verified(self) -> None:
+        """Check every token's row again at its next use (a credential or a principal changed somewhere); the
+        hashes stay known, so this costs one query per token, not argon2."""
+        with self._lock:
+            self._epoch += 1
+            self._verified.clear()
+
+    def follow(self, region: str, people_version: int) -> None:
+        """Told the index of the region's last `credential` or `principal` entry (the server reads it on every
+        request): when it moved, whoever appended it, every verified token is checked again."""
+        if self._people_seen.get(region) == people_version:
+            return
+        with self._lock:
+            moved = self._people_seen.get(region) != people_version
+            self._people_seen[region] = people_version
+        if moved:
+            self.forget_verified()
+
+    @staticmethod
+    def token_region(token: str) -> str | None:
+        """The region a token says it belongs to (unchecked: `authenticate_token` checks it)."""
+        match = TOKEN.match(token)
+        return match.group(1) if match else None
+
+    def refresh_due(self, token: str) -> bool:
+        """Whether a remembered token is in the last fifth of its cache time: looked up again now (while it is
+        still answered from memory), a busy client never finds it expired and waits for the lookup."""
+        key = hashlib.sha256(token.encode()).hexdigest()
+        with self._lock:
+            hit = self._verified.get(key)
+        ttl = self.ws.config.web.token_cache_seconds
+        return hit is not None and hit[0] - time.monotonic() < ttl / 5
+
+    def authenticate_token(self, token: str, refresh: bool = False) -> Authenticated | None:
+        """The principal a bearer token belongs to, or None (unknown, revoked, removed, wrong secret); with
+        `refresh`, its row is read again even while it is remembered (and it is forgotten if that fails)."""
         match = TOKEN.match(token)
         if match is None or match.group(1) not in self.ws.config.regions:
             return None
-        hit = self.cached_token(token)
+        hit = None if refresh else self.cached_token(token)
         if hit is not None:
             return hit
         key = hashlib.sha256(token.encode()).hexdigest()
@@ -186,18 +225,22 @@ class Principals(Service):
         # one argon2 check per token at a time: fifty requests arriving together with a new token wait for
         # the first check instead of each paying for one (tens of milliseconds and 64 MiB apiece)
         with flight:
-            hit = self.cached_token(token)
+            hit = None if refresh else self.cached_token(token)
             if hit is not None:
                 return hit
+            with self._lock:
+                epoch = self._epoch
             region, suffix, secret = match.groups()
             who, hashed = self._check(region, f"tok-{suffix}", secret, "token", self._hashes.get(key))
             with self._lock:
                 self._flights.pop(key, None)
-                if who is not None:
+                if who is None:
+                    self._verified.pop(key, None)
+                else:
                     if len(self._verified) > 10_000:
                         self._verified.clear()
                         self._hashes.clear()
-                    self._verified[key] = (time.monotonic() + self.ws.config.web.token_cache_seconds, who)
+                    self._verified[key] = (time.monotonic() + self.ws.config.web.token_cache_seconds, who, epoch)
                     self._hashes[key] = hashed
         return who
 

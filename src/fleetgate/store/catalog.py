@@ -262,6 +262,33 @@ class Catalog:
             ingest_runs.update().where(ingest_runs.c.id == run_id).values(finished_at=at or utcnow(), **counts)
         )
 
+    def get_run(self, run_id: str) -> dict[str, Any] | None:
+        """One ingest run by id, or None."""
+        with self.connect() as conn:
+            row = conn.execute(sa.select(ingest_runs).where(ingest_runs.c.id == run_id)).first()
+        return _row_dict(row) if row else None
+
+    def has_run_of(self, region: str, source_drop: str) -> bool:
+        """Whether any ingest run of this drop was started in the region (a rerun resumes it)."""
+        query = sa.select(ingest_runs.c.id).where(ingest_runs.c.region == region,
+                                                  ingest_runs.c.source_drop == source_drop).limit(1)
+        with self.connect() as conn:
+            return conn.execute(query).first() is not None
+
+    def run_landed(self, run_id: str) -> tuple[int, int]:
+        """(assets, bytes) that ingest run `run_id` catalogued, over all its attempts."""
+        query = sa.select(sa.func.count(), sa.func.coalesce(sa.func.sum(assets.c.bytes), 0)).where(
+            assets.c.ingest_run == run_id)
+        with self.connect() as conn:
+            count, size = conn.execute(query).one()
+        return int(count), int(size)
+
+    def run_quarantine(self, run_id: str) -> list[dict[str, Any]]:
+        """The items ingest run `run_id` quarantined."""
+        query = sa.select(quarantine).where(quarantine.c.ingest_run == run_id).order_by(quarantine.c.source_path)
+        with self.connect() as conn:
+            return [_row_dict(r) for r in conn.execute(query)]
+
     def list_runs(self, region: str | None = None) -> list[dict[str, Any]]:
         """Ingest runs, newest first."""
         query = sa.select(ingest_runs).order_by(ingest_runs.c.started_at.desc())

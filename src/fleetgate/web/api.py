@@ -5,19 +5,19 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import os
-import threading
-from collections import OrderedDict
+import re
 from collections.abc import Callable
-from typing import Annotated, Any
+from pathlib import Path
+from typing import Annotated, Any, BinaryIO
 
 from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import FileResponse
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.background import BackgroundTask
-from starlette.concurrency import run_in_threadpool
 
-from fleetgate.errors import InvalidInputError
+from fleetgate.errors import InvalidInputError, NotFoundError
 from fleetgate.services.audit import checkpoint_view
+from fleetgate.services.ingest_jobs import IngestJob, IngestJobs, JobRecord
 from fleetgate.services.models import (
     ApprovalResult,
     AssetDetail,
@@ -26,7 +26,6 @@ from fleetgate.services.models import (
     ErasureResult,
     FindResult,
     Identifier,
-    IngestResult,
     LogEntryView,
     Page,
     PlanView,
@@ -38,12 +37,16 @@ from fleetgate.services.models import (
     SubjectRequestView,
     SubjectSigningRequest,
 )
-from fleetgate.web.auth import AUDITORS, READERS, GuardedRoute, principal_of, services_of, writing
+from fleetgate.web.auth import AUDITORS, READERS, GuardedRoute, principal_of, services_of, spooling
+from fleetgate.web.errors import ApiError
+from fleetgate.web.views import ON_ANY_ENTRY, ON_CATALOG, ON_CHECKPOINT, ON_ONE_ASSET, Depends, ViewCache
 
 router = APIRouter(route_class=GuardedRoute)
-# Routes that touch the catalog are plain `def` (worker threads): SQLite releases the GIL while a query
-# runs, so reads proceed in parallel and a writer holding the lock never stalls the event loop. Routes
-# that only look at the token (`/health`, `/me`) run on the event loop.
+# Routes that query the catalog are plain `def` (worker threads): SQLite releases the GIL while a query
+# runs, so reads proceed in parallel and a writer holding the lock never stalls the event loop. The kept
+# views (web/views.py) and the routes that only look at the token or the spool run on the event loop and
+# go to a thread only to compute a view that changed.
+FULL_ASSET_ID = re.compile(r"^as_[0-9a-f]{24}\Z")
 
 
 def fast(model: BaseModel, status_code: int = 200) -> Response:
@@ -52,45 +55,14 @@ def fast(model: BaseModel, status_code: int = 200) -> Response:
     return Response(model.model_dump_json(), status_code=status_code, media_type="application/json")
 
 
-class ViewCache:
-    """Rendered JSON of catalog views, valid while the region's log has not grown.
-
-    Every fact row (assets, classifications, quarantine, ledger, exports) is written in the same
-    transaction as its log entry, so a page computed at log version v is the page as long as the
-    version is v: one primary-key lookup per request instead of the page's queries and serialization.
-    The version is read before the page, so a cached page is never older than the version it is kept
-    under. Authentication and roles are checked before the cache is consulted."""
-
-    def __init__(self, size: int = 2048) -> None:
-        self.size = size
-        self.entries: OrderedDict[tuple[str, str, str], tuple[int, bytes]] = OrderedDict()
-        self.lock = threading.Lock()
-
-    def respond(self, request: Request, compute: Callable[[], BaseModel]) -> Response:
-        region = principal_of(request).region
-        version = services_of(request).inventory.version(region)
-        key = (request.url.path, request.url.query, region)
-        with self.lock:
-            hit = self.entries.get(key)
-            if hit is not None and hit[0] == version:
-                self.entries.move_to_end(key)
-                return Response(hit[1], media_type="application/json")
-        body = compute().model_dump_json().encode()
-        with self.lock:
-            self.entries[key] = (version, body)
-            if len(self.entries) > self.size:
-                self.entries.popitem(last=False)
-        return Response(body, media_type="application/json")
+def views_of(request: Request) -> ViewCache:
+    return request.app.state.views
 
 
-views = ViewCache()
-_ingests: dict[int, asyncio.Semaphore] = {}
-
-
-def _ingest_slot() -> asyncio.Semaphore:
-    """The upload route's semaphore of the running event loop (one per loop: tests start several)."""
-    loop = id(asyncio.get_running_loop())
-    return _ingests.setdefault(loop, asyncio.Semaphore(1))
+async def kept(request: Request, compute: Callable[[], BaseModel], depends: Depends) -> Response:
+    """The view as of this request (see web/views.py), computed on a worker thread only when it changed."""
+    roles = frozenset(request.scope["route"].openapi_extra["x-roles"])
+    return await views_of(request).respond(request, principal_of(request).region, compute, depends, roles)
 
 
 def roles(*names: str) -> dict[str, Any]:
@@ -147,62 +119,103 @@ async def me(request: Request) -> Me:
 
 # -- the catalog -----------------------------------------------------------------------------------
 @router.get("/overview", response_model=RegionOverview, openapi_extra=roles(*READERS))
-def overview(request: Request) -> Response:
-    return views.respond(request, lambda: services_of(request).inventory.overview(principal_of(request).region))
+async def overview(request: Request) -> Response:
+    # it shows the log's size: every entry changes it
+    return await kept(request, lambda: services_of(request).inventory.overview(principal_of(request).region),
+                      ON_ANY_ENTRY)
 
 
 @router.get("/assets", response_model=Page[AssetSummary], openapi_extra=roles(*READERS))
-def assets(request: Request, kind: str | None = None, outcome: str | None = None, vehicle: str | None = None,
-           drop: str | None = None, region: str | None = None, limit: Limit = 50,
-           offset: Offset = 0) -> Response:
-    return views.respond(request, lambda: services_of(request).inventory.assets(
+async def assets(request: Request, kind: str | None = None, outcome: str | None = None, vehicle: str | None = None,
+                 drop: str | None = None, region: str | None = None, limit: Limit = 50,
+                 offset: Offset = 0) -> Response:
+    return await kept(request, lambda: services_of(request).inventory.assets(
         region=principal_of(request).region, kind=kind, outcome=outcome, vehicle=vehicle, drop=drop, limit=limit,
-        offset=offset))
+        offset=offset), ON_CATALOG)
 
 
 @router.get("/assets/{asset_id}", response_model=AssetDetail, openapi_extra=roles(*READERS))
-def asset(request: Request, asset_id: str) -> Response:
-    return views.respond(request, lambda: services_of(request).inventory.asset(asset_id, principal_of(request).region))
+async def asset(request: Request, asset_id: str) -> Response:
+    # a full id names one row; a prefix may come to name another (or none) when assets are added
+    depends = ON_ONE_ASSET if FULL_ASSET_ID.match(asset_id) else ON_CATALOG
+    return await kept(request, lambda: services_of(request).inventory.asset(asset_id, principal_of(request).region),
+                      depends)
 
 
 @router.get("/quarantine", response_model=Page[QuarantineItem], openapi_extra=roles(*READERS))
-def quarantine(request: Request, limit: Limit = 50, offset: Offset = 0) -> Response:
-    return views.respond(request, lambda: services_of(request).inventory.quarantine(
-        region=principal_of(request).region, limit=limit, offset=offset))
+async def quarantine(request: Request, limit: Limit = 50, offset: Offset = 0) -> Response:
+    return await kept(request, lambda: services_of(request).inventory.quarantine(
+        region=principal_of(request).region, limit=limit, offset=offset), ON_CATALOG)
 
 
 # -- ingest ----------------------------------------------------------------------------------------
-@router.post("/drops", response_model=IngestResult, status_code=201,
-             openapi_extra={**roles("ingest"), "x-streamed-body": True,
+@router.post("/drops", response_model=IngestJob, status_code=202,
+             openapi_extra={**roles("ingest"), "x-streamed-body": True, "x-job": True,
                             "requestBody": {"required": True, "content": {"application/x-tar": {
                                 "schema": {"type": "string", "format": "binary"}}}}})
 async def upload_drop(request: Request, name: Annotated[str, Query(description="the drop's file name, *.tar")]
-                      ) -> IngestResult:
-    """A drop as a tar stream: validated, quarantined and catalogued as `fleetgate ingest drop.tar` does."""
+                      ) -> Response:
+    """A drop as a tar stream, spooled to disk (fsynced) and queued: 202 with the job to poll at `Location`.
+    The ingest worker validates, quarantines and catalogues it as `fleetgate ingest drop.tar` does. A name,
+    size or archive refused from its headers is a 400 here; a full queue is a 503 with `Retry-After`."""
     services = services_of(request)
-    limit = services.ws.config.web.max_upload_mb << 20
-    target = await run_in_threadpool(services.ingest.spool, name)
+    jobs, web = services.ingest_jobs, services.ws.config.web
+    # every file operation of an upload runs on the spool's threads, never on the event loop: on a disk busy
+    # with other writes, even opening or writing a file can block for seconds (the kernel throttles writers)
+    if await spooling(jobs.queued) >= web.max_queued_uploads:
+        raise ApiError(503, "busy", "the ingest queue is full (web.max_queued_uploads); retry later",
+                       {"Retry-After": "5"})
+    job_id, who = request.state.job_id, principal_of(request)
+    target = await spooling(jobs.receive, job_id, name)
+    written = await _receive(request, target, web.max_upload_mb << 20, name, jobs, job_id)
+    record = JobRecord(job_id=job_id, name=name, region=who.region, principal=who.name, credential=who.credential_id,
+                       request_log_index=getattr(request.state, "request_log_index", None),
+                       accepted_at=services.clock.now(), bytes=written)
+    job = await spooling(jobs.accept, record)
+    return Response(job.model_dump_json(), status_code=202, media_type="application/json",
+                    headers={"Location": f"/api/v1/jobs/{job_id}"})
+
+
+async def _receive(request: Request, target: Path, limit: int, name: str, jobs: IngestJobs, job_id: str) -> int:
+    """The request body into `target`, fsynced; at most `limit` bytes (the spool is removed otherwise)."""
     written = 0
     try:
-        with open(target, "wb") as out:
+        out = await spooling(open, target, "wb")
+        try:
             async for chunk in request.stream():
                 written += len(chunk)
                 if written > limit:
                     raise InvalidInputError(f"{name}: larger than the upload limit (web.max_upload_mb)")
-                out.write(chunk)
-            out.flush()
-            os.fsync(out.fileno())
+                await spooling(out.write, chunk)
+            await spooling(_sync, out)
+        finally:
+            await spooling(out.close)
     except BaseException:
-        await run_in_threadpool(services.ingest.discard, target)
+        await spooling(jobs.discard, job_id)
         raise
-    # one ingest at a time: they queue on the catalog's write lock anyway, and waiting here (on the event
-    # loop, not in a worker thread) leaves the workers and the GIL to the readers meanwhile
-    async with _ingest_slot():
-        report = await writing(services.ingest.ingest_spooled, target, principal_of(request).region)
-    return IngestResult(**{k: getattr(report, k) for k in ("run_id", "drop_id", "region", "files_seen", "landed",
-                                                          "already_present", "quarantined", "bytes_landed",
-                                                          "problems")},
-                        request_log_index=getattr(request.state, "request_log_index", None))
+    return written
+
+
+def _sync(out: BinaryIO) -> None:
+    out.flush()
+    os.fsync(out.fileno())
+
+
+@router.get("/jobs/{job_id}", response_model=IngestJob, openapi_extra=roles("ingest", "admin"))
+async def job(request: Request, job_id: str,
+              wait: Annotated[float, Query(ge=0, le=30, description="seconds to wait for the job to finish")] = 0
+              ) -> Response:
+    """An upload's job: queued, running, done (with the ingest report) or failed (with why). Its uploader and
+    admins see it; `wait` holds the answer until the job finishes or the time is up."""
+    who, jobs = principal_of(request), services_of(request).ingest_jobs
+    deadline = asyncio.get_running_loop().time() + wait
+    while True:
+        view = await spooling(jobs.status, job_id)  # files: off the event loop, like the upload's
+        if view is None or view.region != who.region or (view.principal != who.name and who.role.value != "admin"):
+            raise NotFoundError("no such job")
+        if view.status in ("done", "failed") or asyncio.get_running_loop().time() >= deadline:
+            return Response(view.model_dump_json(), media_type="application/json")
+        await asyncio.sleep(0.05)
 
 
 # -- the export gate -------------------------------------------------------------------------------
@@ -288,8 +301,11 @@ def exports(request: Request) -> list[dict[str, Any]]:
 
 # -- the transparency log --------------------------------------------------------------------------
 @router.get("/log/checkpoint", response_model=CheckpointView, openapi_extra=roles(*AUDITORS))
-def checkpoint(request: Request) -> Response:
-    return fast(checkpoint_view(services_of(request).audit.latest_checkpoint(principal_of(request).region)))
+async def checkpoint(request: Request) -> Response:
+    # the latest signed checkpoint is a row of its own (no log entry says when one is stored or cosigned): kept
+    # while that row's size and note length stay (store/changes.py reads them at every commit)
+    return await kept(request, lambda: checkpoint_view(services_of(request).audit.latest_checkpoint(
+        principal_of(request).region)), ON_CHECKPOINT)
 
 
 @router.get("/log/entries", response_model=LogPage, openapi_extra=roles(*AUDITORS))

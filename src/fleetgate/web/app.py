@@ -18,6 +18,7 @@ from fleetgate.services import Services
 from fleetgate.web import api, dashboard
 from fleetgate.web.auth import MAX_JSON_BODY, STATE_CHANGING, LoginLimiter, SessionStore
 from fleetgate.web.errors import ApiError, api_error, error_json, fleetgate_error, internal_error, status_of
+from fleetgate.web.views import ViewCache, answer_kept
 
 STATIC = Path(__file__).parent / "static"
 log = logging.getLogger("fleetgate.web")
@@ -27,6 +28,8 @@ def create_app(services: Services) -> SecurityHeaders:
     """The app over one workspace's services; regions are opened up front (the handlers share them)."""
     for name in services.ws.config.regions:
         services.ws.region(name)
+        services.inventory.changes(name)  # the first look reads every entry type once, before any request
+        services.inventory.rules(name)  # the packs' titles and citations for the asset pages
     services.principals  # noqa: B018 - built once here, not concurrently by the first requests
     web = services.ws.config.web
     app = FastAPI(title="fleetgate", version="1", openapi_url=None, docs_url=None, redoc_url=None,
@@ -41,6 +44,7 @@ def create_app(services: Services) -> SecurityHeaders:
         target.add_exception_handler(Exception, internal_error)
         target.add_exception_handler(BodyTooLarge, _too_large)
     v1.add_exception_handler(RequestValidationError, _validation_error)
+    v1.state.views = ViewCache()
     app.state.sessions = SessionStore(web.session_minutes)
     app.state.login_limiter = LoginLimiter(web.login_attempts_per_minute)
     app.add_exception_handler(dashboard.LoginRequired, lambda r, e: RedirectResponse("/login", status_code=303))
@@ -49,7 +53,7 @@ def create_app(services: Services) -> SecurityHeaders:
     app.mount("/api/v1", v1)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     app.include_router(dashboard.router)
-    return SecurityHeaders(app)
+    return SecurityHeaders(app, services, v1.state.views)
 
 
 def _lifespan(threads: int):  # noqa: ANN202 - an async context manager factory
@@ -121,16 +125,19 @@ UPLOADS = "/api/v1/drops"
 
 class SecurityHeaders:
     """Security headers on every response and a cap on request bodies but uploads (a plain ASGI wrapper: no
-    per-request task or body copy)."""
+    per-request task or body copy); and a GET whose view is kept and current, answered here without the
+    routes (`views.answer_kept`: only what the route itself would answer)."""
 
-    def __init__(self, app: FastAPI) -> None:
-        self.app = app
+    def __init__(self, app: FastAPI, services: Services, views: ViewCache) -> None:
+        self.app, self.services, self.views = app, services, views
         self.state = app.state  # tests and the server reach the app's state through the wrapper
 
     async def __call__(self, scope, receive, send):  # noqa: ANN001, ANN204 - the ASGI interface
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
         api = scope["path"].startswith("/api/")
+        if api and scope["method"] == "GET" and (body := self._kept(scope)) is not None:
+            return await _send_json(send, body)
         if scope["method"] in STATE_CHANGING and scope["path"] != UPLOADS:  # uploads are streamed to disk
             receive = _capped(receive, MAX_JSON_BODY)
 
@@ -145,6 +152,19 @@ class SecurityHeaders:
 
         await self.app(scope, receive, with_headers)
 
+    def _kept(self, scope: dict) -> bytes | None:
+        try:
+            return answer_kept(scope, self.services, self.views)
+        except Exception:  # noqa: BLE001 - the routes answer instead, and report the error as they do
+            return None
+
+
+async def _send_json(send, body: bytes) -> None:  # noqa: ANN001 - the ASGI send callable
+    headers = [(b"content-length", str(len(body)).encode()), (b"content-type", b"application/json"), *HEADERS,
+               (b"cache-control", b"no-store")]
+    await send({"type": "http.response.start", "status": 200, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
 
 API_DESCRIPTION = """The JSON API of a fleetgate workspace.
 
@@ -156,4 +176,8 @@ Signed steps (a plan, an approval, a run) come in two halves: a GET (or the POST
 returns the statement with the exact bytes to sign (`payload`, and `pae_base64`, the DSSE
 pre-authentication encoding); sign it on your machine with `fleetgate sign FILE --key KEY` and POST the
 envelope. The server never holds a person's private key, and runs the same gate functions as the CLI.
+
+An uploaded drop (`POST /drops`) is spooled to disk and answered with 202 and a job; the ingest worker
+ingests it, and `GET /jobs/{job_id}` (with `wait` to hold the answer) tells what landed and what was
+quarantined. The job's id is its ingest run's id in the catalog and in the log.
 """

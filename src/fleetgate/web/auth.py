@@ -6,7 +6,8 @@
   provider. The session lives in the server's memory; its cookie is HttpOnly, SameSite=Strict and
   Secure (`web.secure_cookies`); every form carries the session's CSRF token; failed logins are rate
   limited per client address and per name (`web.login_attempts_per_minute`).
-- Every state-changing API request is logged (`web_request`) with the principal before it runs. A
+- Every state-changing API request is logged (`web_request`) with the principal before it runs (an
+  upload's entry names its job, whose id is the ingest run's). A
   route whose body names a person (`x-personal-body`: the data-subject routes) is logged with the
   body's size only: a plain SHA-256 of a body holding a VIN or a phone number could be found by
   trying the fleet's VINs, and the signed request the route logs is its record.
@@ -34,7 +35,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from fleetgate.domain import Role
-from fleetgate.services import Authenticated, Services
+from fleetgate.services import Authenticated, Principals, Services
+from fleetgate.services.ingest_jobs import new_job_id
 from fleetgate.web.errors import ApiError, error_json
 
 READERS = ["engineer", "compliance", "auditor", "admin"]  # everyone but upload agents reads the catalog
@@ -42,6 +44,8 @@ AUDITORS = ["auditor", "compliance", "admin"]
 RAW_VIEWERS = {Role.engineer, Role.compliance, Role.admin}  # raw stills show faces and plates
 SESSION_COOKIE = "fleetgate_session"
 STATE_CHANGING = {"POST", "PUT", "PATCH", "DELETE"}
+# tokens are looked up again when one of these log entry types appears (a revocation from the CLI holds at once)
+PEOPLE = frozenset({"credential", "principal"})
 MAX_JSON_BODY = 1 << 20  # plans, approvals and runs are a few KiB; drops are streamed, not read whole
 
 
@@ -59,12 +63,55 @@ async def authenticate(request: Request) -> Authenticated:
     token = bearer(request)
     if token is None:
         raise ApiError(401, "unauthenticated", "missing bearer token")
-    principals = services_of(request).principals
-    # a recently verified token is a dictionary lookup; only a new one pays for argon2, off the event loop
-    who = principals.cached_token(token) or await run_in_threadpool(principals.authenticate_token, token)
+    services = services_of(request)
+    principals = services.principals
+    region = principals.token_region(token)
+    if region is None or region not in services.ws.config.regions:
+        raise ApiError(401, "unauthenticated", "invalid, revoked or expired token")
+    # what the region's catalog holds as of this request (microseconds: see store.changes), read once: the
+    # kept views answer from it, and a credential or principal entry since the last request (from any
+    # process: a revocation by the CLI) makes every remembered token be looked up again
+    request.state.changes = changes = services.inventory.changes(region)
+    principals.follow(region, changes.last_of(PEOPLE))
+    who = remembered(principals, token) or await _looked_up(principals, token)
     if who is None:
         raise ApiError(401, "unauthenticated", "invalid, revoked or expired token")
     return who
+
+
+# token lookups under way, by (event loop, token digest): the requests that bring a token meanwhile wait for the
+# same lookup, on the event loop, instead of each holding a worker thread while it waits for the first
+_lookups: dict[tuple[int, str], asyncio.Future[Authenticated | None]] = {}
+
+
+def remembered(principals: Principals, token: str) -> Authenticated | None:
+    """The token's principal if it was verified recently (a dictionary lookup); in the last fifth of its cache
+    time one lookup of its row is started in the background, so that busy clients never wait for one."""
+    who = principals.cached_token(token)
+    if who is not None and principals.refresh_due(token):
+        _lookup(principals, token, refresh=True)
+    return who
+
+
+async def _looked_up(principals: Principals, token: str) -> Authenticated | None:
+    """A token not remembered: its row read and, if its hash is new to us, argon2 (both off the event loop)."""
+    return await asyncio.shield(_lookup(principals, token, refresh=False))
+
+
+def _lookup(principals: Principals, token: str, refresh: bool) -> asyncio.Future[Authenticated | None]:
+    key = (id(asyncio.get_running_loop()), hashlib.sha256(token.encode()).hexdigest())
+    running = _lookups.get(key)
+    if running is None:
+        running = asyncio.ensure_future(run_in_threadpool(principals.authenticate_token, token, refresh))
+        _lookups[key] = running
+        running.add_done_callback(lambda done: _lookup_done(key, done))
+    return running
+
+
+def _lookup_done(key: tuple[int, str], done: asyncio.Future[Authenticated | None]) -> None:
+    _lookups.pop(key, None)
+    if not done.cancelled():
+        done.exception()  # retrieved: a background refresh has no one waiting to raise it
 
 
 class GuardedRoute(APIRoute):
@@ -78,6 +125,7 @@ class GuardedRoute(APIRoute):
         roles = (self.openapi_extra or {}).get("x-roles")
         streamed = (self.openapi_extra or {}).get("x-streamed-body", False)
         personal = (self.openapi_extra or {}).get("x-personal-body", False)
+        makes_job = (self.openapi_extra or {}).get("x-job", False)
         changes = bool(self.methods & STATE_CHANGING)
 
         async def guarded(request: Request) -> Response:
@@ -98,21 +146,34 @@ class GuardedRoute(APIRoute):
                 return error_json(413, "too_large", f"a JSON body of at most {MAX_JSON_BODY >> 10} KiB")
             if changes:
                 body = b"" if streamed else await request.body()
-                request.state.request_log_index = await writing(_record, request, who, body, streamed, personal)
+                # a route that queues a job names it in its request entry, so the log links the request to
+                # the job's own entries (an upload's job id is its ingest run's id)
+                request.state.job_id = job = new_job_id() if makes_job else None
+                request.state.request_log_index = await writing(_record, request, who, body, streamed, personal, job)
             return await original(request)
 
         return guarded
 
 
-_writers: dict[int, anyio.CapacityLimiter] = {}
+_limiters: dict[tuple[str, int], anyio.CapacityLimiter] = {}
+
+
+async def _on_threads_of(pool: str, fn: Callable[..., Any], *args: Any) -> Any:
+    loop = id(asyncio.get_running_loop())
+    limiter = _limiters.setdefault((pool, loop), anyio.CapacityLimiter(2))
+    return await anyio.to_thread.run_sync(lambda: fn(*args), limiter=limiter)
 
 
 async def writing(fn: Callable[..., Any], *args: Any) -> Any:
-    """Run a catalog write on its own two threads: a write waits for SQLite's write lock (another ingest may
-    hold it for a while), and waiting on the readers' threads would stall every reader behind it."""
-    loop = id(asyncio.get_running_loop())
-    limiter = _writers.setdefault(loop, anyio.CapacityLimiter(2))
-    return await anyio.to_thread.run_sync(lambda: fn(*args), limiter=limiter)
+    """Run a catalog write on its own two threads: a write waits for SQLite's write lock (the ingest worker
+    may hold it for a while), and waiting on the readers' threads would stall every reader behind it."""
+    return await _on_threads_of("catalog writes", fn, *args)
+
+
+async def spooling(fn: Callable[..., Any], *args: Any) -> Any:
+    """Run an upload's file work (writing, fsync, the header check) on two threads of its own: a disk slow
+    to sync (tens of milliseconds each on this machine) must not hold the threads views are computed on."""
+    return await _on_threads_of("spool", fn, *args)
 
 
 def _body_fact(request: Request, body: bytes, streamed: bool, personal: bool) -> dict[str, Any]:
@@ -123,7 +184,8 @@ def _body_fact(request: Request, body: bytes, streamed: bool, personal: bool) ->
     return {"sha256": hashlib.sha256(body).hexdigest(), "bytes": len(body)}
 
 
-def _record(request: Request, who: Authenticated, body: bytes, streamed: bool, personal: bool = False) -> int:
+def _record(request: Request, who: Authenticated, body: bytes, streamed: bool, personal: bool = False,
+            job: str | None = None) -> int:
     route = request.scope.get("route")
     entry = {"principal": who.name, "role": who.role.value, "keyid": who.keyid, "credential": who.credential_id,
              "method": request.method, "route": getattr(route, "path", request.url.path),
@@ -131,6 +193,8 @@ def _record(request: Request, who: Authenticated, body: bytes, streamed: bool, p
              "query": dict(request.query_params),
              "request_id": request.headers.get("x-request-id") or secrets.token_hex(8),
              "body": _body_fact(request, body, streamed, personal)}
+    if job is not None:
+        entry["job"] = job
     return services_of(request).audit.record_request(who.region, entry)
 
 

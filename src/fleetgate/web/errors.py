@@ -40,9 +40,10 @@ STATUS: list[tuple[type[FleetgateError], int, str]] = [
 class ApiError(Exception):
     """An error the web layer itself raises (authentication, authorization, bad requests)."""
 
-    def __init__(self, status: int, code: str, message: str) -> None:
+    def __init__(self, status: int, code: str, message: str, headers: dict[str, str] | None = None) -> None:
         super().__init__(message)
         self.status, self.code, self.message = status, code, message
+        self.headers = headers or {}
 
 
 def error_json(status: int, code: str, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
@@ -66,7 +67,7 @@ def fleetgate_error(request: Request, exc: Exception) -> JSONResponse:
 
 def api_error(_request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, ApiError)
-    headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
+    headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else exc.headers or None
     return error_json(exc.status, exc.code, exc.message, headers)
 
 

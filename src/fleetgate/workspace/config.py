@@ -185,6 +185,8 @@ class WebConfig(Section):
     login_attempts_per_minute: int = Field(default=5, ge=1)
     signed_statement_minutes: int = Field(default=30, ge=1)
     max_upload_mb: int = Field(default=2048, ge=1)
+    max_queued_uploads: int = Field(default=256, ge=1)
+    ingest_nice: int = Field(default=10, ge=0, le=19)
     worker_threads: int = Field(default=4, ge=1, le=64)
     oidc: OidcConfig = Field(default_factory=OidcConfig)
 
