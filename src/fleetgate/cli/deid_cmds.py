@@ -13,7 +13,6 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from fleetgate.cli._common import OutputFormat, console, open_services, print_json
-from fleetgate.deid import TrajectoryPolicy
 from fleetgate.deid import models as model_registry
 from fleetgate.deid.detectors import IMAGE, VIDEO, Profile, build_detectors
 from fleetgate.deid.obscure import ObscureSettings
@@ -154,6 +153,8 @@ def run(ctx: typer.Context,
         method: Method = "blur", stride: Stride = 0, hold: Hold = 6, face_scale: FaceScale = 1.0,
         plate_scale: PlateScale = 1.0, tiles: Tiles = 1, provider: Provider = "auto",
         fmt: Annotated[OutputFormat, typer.Option("--format", help="table or json.")] = OutputFormat.table) -> None:
+    from fleetgate.deid import TrajectoryPolicy  # with the catalog's modules: `deid video` does without them
+
     policy = TrajectoryPolicy(precision_m=None if h3 is not None else (precision_m or 100.0), h3_resolution=h3,
                               trim_m=trim_m, excise_buffer_m=buffer_m, time_step_s=time_step_s)
     settings = _settings(method, stride, hold, True)
