@@ -37,7 +37,7 @@ from fleetgate.deid import evaluate
 from fleetgate.deid.detectors import IMAGE, VIDEO, ClpPlateDetector, PlateDetector, build_detectors
 from fleetgate.deid.obscure import ObscureSettings, obscure
 from fleetgate.deid.verify import build_verifier
-from fleetgate.deid.video import encoder_frame
+from fleetgate.deid.video import VideoSettings, encoder_frame
 from fleetgate.sample.video import encode_h264, render_clip
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -247,7 +247,8 @@ def floor(src: Path, out: Path) -> None:
         ins.thread_type = "AUTO"
         stream = outp.add_stream("libx264", rate=ins.average_rate)
         stream.width, stream.height, stream.pix_fmt = ins.codec_context.width, ins.codec_context.height, "yuv420p"
-        stream.options = {"crf": "23", "preset": "veryfast"}
+        # the very encoder settings of `deid video`
+        stream.options = {"crf": str(VideoSettings.crf), "preset": VideoSettings.preset}
         for frame in inp.decode(ins):
             array = frame.to_ndarray(format="bgr24")  # the same conversions our pipeline pays
             for packet in stream.encode(encoder_frame(array, stream.pix_fmt)):

@@ -477,3 +477,30 @@ def test_deid_commands_start_without_the_platform_modules() -> None:
     assert names(main.deid_app()) == names(main.app) == {"deid", "models"}
     assert main._command_word(["--home", "deid", "--debug", "models", "ls"]) == "models"
     assert main._command_word(["--debug"]) is None
+
+
+def test_int8_copies_are_derived_from_the_verified_models_and_checked_before_use(tmp_path: Path) -> None:
+    """The video profile's int8 copies record what they came from and their own digest; a copy that no longer
+    matches its record (or was made from another float model, recipe or onnxruntime) is not used."""
+    from fleetgate.deid import quantize
+    from fleetgate.deid.detectors import INT8_MODELS, int8_model
+
+    for name in INT8_MODELS:
+        path = int8_model(name)  # made by `models pull` (make setup), else here
+        record = json.loads(path.with_name(path.name + ".json").read_text())
+        assert record["from_sha256"] == models.spec_of(name).sha256
+        assert record["sha256"] == models.sha256_file(path)
+        copy = tmp_path / path.name
+        copy.write_bytes(path.read_bytes())
+        (tmp_path / f"{path.name}.json").write_text(json.dumps(record))
+        wanted = quantize._record(name, models.path(name))
+        assert quantize._valid(copy, wanted)
+        assert not quantize._valid(copy, {**wanted, "recipe": quantize.RECIPE + 1})
+        data = bytearray(copy.read_bytes())
+        data[len(data) // 2] ^= 0xFF
+        copy.write_bytes(bytes(data))
+        assert not quantize._valid(copy, wanted)
+    detector = CenterFaceDetector(provider="cpu", precision="int8")
+    assert detector.model_id.endswith("+int8") and detector.describe()["precision"] == "int8"
+    with pytest.raises(UsageError, match="precision"):
+        CenterFaceDetector(provider="cpu", precision="fp16")

@@ -14,7 +14,7 @@ from rich.table import Table
 
 from fleetgate.cli._common import OutputFormat, console, open_services, print_json
 from fleetgate.deid import models as model_registry
-from fleetgate.deid.detectors import IMAGE, VIDEO, Profile, build_detectors
+from fleetgate.deid.detectors import IMAGE, INT8_MODELS, VIDEO, Profile, build_detectors, int8_model
 from fleetgate.deid.obscure import ObscureSettings
 from fleetgate.deid.verify import build_verifier
 from fleetgate.deid.video import MediaReport, VideoSettings, anonymize_image, anonymize_video
@@ -35,20 +35,23 @@ PlateScale = Annotated[float, typer.Option("--plate-scale", help="Plate detectio
                                                                  "size (small plates are scaled up on top).")]
 Tiles = Annotated[int, typer.Option("--tiles", help="Also detect faces on an NxN grid of tiles (small faces).")]
 Provider = Annotated[str, typer.Option("--provider", help="onnxruntime provider: auto, cpu, cuda or tensorrt.")]
+Precision = Annotated[str, typer.Option("--precision", help="Face and plate models: int8 (their int8 copies, the "
+                                                              "CPU default) or float (always on a GPU).")]
 Verify = Annotated[bool, typer.Option("--verify/--no-verify", help="Re-detect on the output; residuals mean "
                                                                    "the result is not anonymized.")]
 
 
 def _settings(method: str, stride: int, hold: int, verify: bool, crf: int = 23,
-              preset: str = "veryfast", verify_stride: int = 0) -> VideoSettings:
+              preset: str = VideoSettings.preset, verify_stride: int = 0) -> VideoSettings:
     return VideoSettings(stride=stride, hold=hold, verify=verify, verify_stride=verify_stride, crf=crf,
                          preset=preset, obscure=ObscureSettings(method=method))
 
 
-def _video_profile(face_scale: float, plate_scale: float, tiles: int) -> Profile:
+def _video_profile(face_scale: float, plate_scale: float, tiles: int, precision: str = VIDEO.precision) -> Profile:
     if not (0.1 <= face_scale <= 2.0 and 0.1 <= plate_scale <= 2.0):
         raise typer.BadParameter("--face-scale and --plate-scale must lie between 0.1 and 2")
-    return replace(VIDEO, face_scale=face_scale, face_tiles=tiles, plate=replace(VIDEO.plate, scale=plate_scale))
+    return replace(VIDEO, face_scale=face_scale, face_tiles=tiles, plate=replace(VIDEO.plate, scale=plate_scale),
+                   precision=precision)
 
 
 def _print_media(report: MediaReport, fmt: OutputFormat) -> None:
@@ -99,12 +102,12 @@ def video(src: Annotated[Path, typer.Argument(help="Input video.")],
                                                                          "OUT.detections.parquet).")] = None,
           method: Method = "blur", stride: Stride = 0, hold: Hold = 6, face_scale: FaceScale = 1.0,
           plate_scale: PlateScale = 1.0, tiles: Tiles = 1, provider: Provider = "auto", verify: Verify = True,
-          verify_stride: VerifyStride = 0,
+          verify_stride: VerifyStride = 0, precision: Precision = VIDEO.precision,
           crf: Annotated[int, typer.Option("--crf", help="x264 quality (lower is better).")] = 23,
-          preset: Annotated[str, typer.Option("--preset", help="x264 preset.")] = "veryfast",
+          preset: Annotated[str, typer.Option("--preset", help="x264 preset.")] = VideoSettings.preset,
           fmt: Annotated[OutputFormat, typer.Option("--format", help="table or json.")] = OutputFormat.table) -> None:
     settings = _settings(method, stride, hold, verify, crf, preset, verify_stride)
-    profile = _video_profile(face_scale, plate_scale, tiles)
+    profile = _video_profile(face_scale, plate_scale, tiles, precision)
     detectors = build_detectors(provider=provider, profile=profile)
     verifier = build_verifier(profile, provider) if verify else None
     sidecar = sidecar or dst.with_name(dst.name + ".detections.parquet")
@@ -209,6 +212,9 @@ def models_pull(names: Annotated[list[str] | None, typer.Argument(help="Models (
         for name in names or list(model_registry.REGISTRY):
             path = model_registry.pull(name, force=force, downloads=Path(downloads))
             console.print(f"[green]✓[/] {name} → {path}", highlight=False)
+    for name in INT8_MODELS:  # the video profile's int8 copies, derived here rather than on a first clip
+        if not names or name in names:
+            console.print(f"[green]✓[/] {name} int8 → {int8_model(name)}", highlight=False)
 
 
 @models_app.command("verify", help="Check every cached model against its registered SHA-256.")

@@ -20,7 +20,6 @@ import queue
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field, replace
 from fractions import Fraction
 from pathlib import Path
@@ -29,7 +28,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from fleetgate.deid.detectors import IMAGE, VIDEO, Detection, Detector
+from fleetgate.deid.detectors import IMAGE, VIDEO, Detection, Detector, side_by_side
 from fleetgate.deid.obscure import ObscureSettings, obscure
 from fleetgate.deid.tracking import FrameBox, Tracker
 from fleetgate.deid.verify import Finding, Verifier, build_verifier
@@ -57,7 +56,7 @@ class VideoSettings:
     verify: bool = True
     verify_stride: int = 0  # verify every Nth frame of the output (0: twice the detection stride)
     crf: int = 23
-    preset: str = "veryfast"
+    preset: str = "superfast"
     obscure: ObscureSettings = field(default_factory=ObscureSettings)
 
     def __post_init__(self) -> None:
@@ -74,6 +73,14 @@ class VideoSettings:
 
     def to_dict(self) -> dict:
         return {**asdict(self), "obscure": self.obscure.to_dict()}
+
+    def checks(self, index: int) -> bool:
+        """Whether the verification pass looks at frame `index`: every verify_stride-th frame, taken midway
+        between two key frames, where the boxes are the tracker's (interpolated or held) rather than the
+        detectors' own, so that what the tracker carried is what gets checked; and the first frame, so
+        that even a clip shorter than the offset is checked."""
+        every = self.verify_stride or 1
+        return index == 0 or index % every == min((self.stride or 1) // 2, every - 1)
 
     def for_rate(self, fps: float) -> VideoSettings:
         """The strides this clip runs with: an automatic stride from its frame rate, never past hold+1;
@@ -175,22 +182,11 @@ def _labels(detectors: Sequence[Detector]) -> list[str]:
     return sorted({label for d in detectors for label in d.label.split("+")})
 
 
-_POOL: tuple[int, ThreadPoolExecutor] | None = None  # with the process it belongs to: a forked child makes its own
-_POOL_LOCK = threading.Lock()
-
-
 def _detect(detectors: Sequence[Detector], frame: np.ndarray) -> list[Detection]:
     """Every detector on `frame`, side by side in threads (onnxruntime, OpenCV and numpy release the GIL),
     each model on its share of the cores (detectors.ort_threads); results in the detectors' order."""
-    global _POOL
-    if len(detectors) < 2:
-        return [d for detector in detectors for d in detector.detect(frame)]
-    with _POOL_LOCK:
-        if _POOL is None or _POOL[0] != os.getpid():
-            _POOL = (os.getpid(), ThreadPoolExecutor(max_workers=4, thread_name_prefix="fleetgate-detect"))
-        pool = _POOL[1]
-    futures = [pool.submit(detector.detect, frame) for detector in detectors]
-    return [d for future in futures for d in future.result()]
+    found = side_by_side([lambda detector=detector: detector.detect(frame) for detector in detectors])
+    return [d for detections in found for d in detections]
 
 
 class _Stage(threading.Thread):
@@ -332,7 +328,7 @@ def anonymize_video(src: Path, dst: Path, detectors: Sequence[Detector], setting
                     counts[b.source] += 1
                     seen.add(b.label)
                     rows.append((index, pts, _seconds(pts, time_base), b))
-                if index % settings.verify_stride == 0:
+                if settings.checks(index):
                     obscured[index] = [(b.label, b.box) for b in boxes]
                 for label in seen:
                     labels[label] = labels.get(label, 0) + 1
@@ -437,7 +433,7 @@ def _verify_packets(packets: queue.Queue, verifier: Verifier, settings: VideoSet
     def check(frames) -> None:
         nonlocal index
         for frame in frames:
-            if index % settings.verify_stride == 0:
+            if settings.checks(index):
                 verdict["checked"] += 1
                 array = frame.to_ndarray(format="bgr24")
                 verdict["residuals"] += _residuals(index, verifier.check(array, obscured.pop(index, [])))
@@ -484,7 +480,7 @@ def _verify_video(path: Path, verifier: Verifier, settings: VideoSettings,
     checked = 0
     try:
         for index, _pts, _rotation, array in _decoded(container, path):
-            if index % (settings.verify_stride or 1):
+            if not settings.checks(index):
                 continue
             checked += 1
             residuals += _residuals(index, verifier.check(array, obscured.get(index, [])))
