@@ -504,3 +504,30 @@ def test_int8_copies_are_derived_from_the_verified_models_and_checked_before_use
     assert detector.model_id.endswith("+int8") and detector.describe()["precision"] == "int8"
     with pytest.raises(UsageError, match="precision"):
         CenterFaceDetector(provider="cpu", precision="fp16")
+
+
+def test_a_steady_tracker_widens_the_stride_and_anything_new_narrows_it() -> None:
+    def det(x: float, label: str = "face") -> Detection:
+        return Detection(label, x, 10, x + 40, 50, 0.9, "test")
+
+    tracker = Tracker(hold=11, stride=12)
+    tracker.observe(0, [det(10)])
+    assert not tracker.steady(0)  # nothing to compare with yet
+    tracker.observe(6, [det(20)])
+    assert tracker.steady(6)  # the same face, moved a quarter of its size
+    tracker.observe(18, [det(30), det(300)])
+    assert not tracker.steady(18)  # a new face
+    tracker.observe(24, [det(300)])
+    assert not tracker.steady(24)  # the first face was lost
+    tracker.observe(30, [det(340)])
+    assert not tracker.steady(30)  # moved its whole width
+    empty = Tracker(hold=11, stride=12)
+    empty.observe(0, [])
+    empty.observe(6, [])
+    assert empty.steady(6)
+    auto = VideoSettings().for_rate(30)
+    assert (auto.stride, auto.max_stride, auto.hold, auto.verify_stride) == (6, 10, 9, 12)  # at most 10
+    assert VideoSettings(stride=3).for_rate(30).max_stride == 3  # an explicit stride is kept
+    assert VideoSettings(hold=6).for_rate(30).max_stride == 7  # never past hold + 1
+    with pytest.raises(UsageError, match="hold"):
+        VideoSettings(stride=4, max_stride=8, hold=3)

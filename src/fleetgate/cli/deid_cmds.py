@@ -28,7 +28,8 @@ Stride = Annotated[int, typer.Option("--stride", help="Detect on every Nth frame
                                                     "(0: about 5 times a second of video).")]
 VerifyStride = Annotated[int, typer.Option("--verify-stride", help="Verify every Nth frame of the output "
                                                                    "(0: twice the detection stride).")]
-Hold = Annotated[int, typer.Option("--hold", help="Carry a lost box for this many frames.")]
+Hold = Annotated[int | None, typer.Option("--hold", help="Carry a lost box for this many frames (default: "
+                                                          "max(6, max-stride - 1)).")]
 FaceScale = Annotated[float, typer.Option("--face-scale", help="Face detection at this share of the frame size "
                                                                "(long side at most 1440 px).")]
 PlateScale = Annotated[float, typer.Option("--plate-scale", help="Plate detection at this share of the frame "
@@ -41,7 +42,7 @@ Verify = Annotated[bool, typer.Option("--verify/--no-verify", help="Re-detect on
                                                                    "the result is not anonymized.")]
 
 
-def _settings(method: str, stride: int, hold: int, verify: bool, crf: int = 23,
+def _settings(method: str, stride: int, hold: int | None, verify: bool, crf: int = 23,
               preset: str = VideoSettings.preset, verify_stride: int = 0) -> VideoSettings:
     return VideoSettings(stride=stride, hold=hold, verify=verify, verify_stride=verify_stride, crf=crf,
                          preset=preset, obscure=ObscureSettings(method=method))
@@ -100,7 +101,7 @@ def video(src: Annotated[Path, typer.Argument(help="Input video.")],
           report: Annotated[Path | None, typer.Option("--report", help="Write the report as JSON here.")] = None,
           sidecar: Annotated[Path | None, typer.Option("--sidecar", help="Detections Parquet (default: "
                                                                          "OUT.detections.parquet).")] = None,
-          method: Method = "blur", stride: Stride = 0, hold: Hold = 6, face_scale: FaceScale = 1.0,
+          method: Method = "blur", stride: Stride = 0, hold: Hold = None, face_scale: FaceScale = 1.0,
           plate_scale: PlateScale = 1.0, tiles: Tiles = 1, provider: Provider = "auto", verify: Verify = True,
           verify_stride: VerifyStride = 0, precision: Precision = VIDEO.precision,
           crf: Annotated[int, typer.Option("--crf", help="x264 quality (lower is better).")] = 23,
@@ -153,7 +154,7 @@ def run(ctx: typer.Context,
         time_step_s: Annotated[int, typer.Option("--time-step-s", help="Coarsen timestamps to this step.")] = 60,
         camera: Annotated[bool, typer.Option("--camera/--no-camera", help="Also anonymize camera videos and "
                                                                           "images.")] = True,
-        method: Method = "blur", stride: Stride = 0, hold: Hold = 6, face_scale: FaceScale = 1.0,
+        method: Method = "blur", stride: Stride = 0, hold: Hold = None, face_scale: FaceScale = 1.0,
         plate_scale: PlateScale = 1.0, tiles: Tiles = 1, provider: Provider = "auto",
         fmt: Annotated[OutputFormat, typer.Option("--format", help="table or json.")] = OutputFormat.table) -> None:
     from fleetgate.deid import TrajectoryPolicy  # with the catalog's modules: `deid video` does without them

@@ -52,20 +52,25 @@ AUTO_DETECT_HZ = 5
 @dataclass(frozen=True)
 class VideoSettings:
     stride: int = 0  # detect on every stride-th frame (0: about 5 times a second); tracking fills the rest
-    hold: int = 6  # carry a lost box this many frames
+    hold: int | None = None  # carry a lost box this many frames (None: max(6, max_stride-1))
     verify: bool = True
     verify_stride: int = 0  # verify every Nth frame of the output (0: twice the detection stride)
     crf: int = 23
     preset: str = "superfast"
     obscure: ObscureSettings = field(default_factory=ObscureSettings)
+    # while the tracker is steady (nothing new, nothing lost, nothing moving fast), detect only every
+    # max_stride-th frame (None: twice the automatic stride, at most 10; an explicit --stride alone: no wider)
+    max_stride: int | None = None
 
     def __post_init__(self) -> None:
         if not 0 <= self.stride <= 10:
             raise UsageError("--stride must lie between 1 and 10 (0: about 5 detections a second)")
-        if not 0 <= self.hold <= 60:
+        if self.hold is not None and not 0 <= self.hold <= 60:
             raise UsageError("--hold must lie between 0 and 60")
-        if self.hold < self.stride - 1:
+        if self.hold is not None and self.hold < max(self.stride, self.max_stride or 0) - 1:
             raise UsageError("--hold must be at least stride-1 so every frame between key frames is covered")
+        if self.max_stride is not None and not max(1, self.stride) <= self.max_stride <= 20:
+            raise UsageError("--max-stride must lie between the stride and 20")
         if not 0 <= self.verify_stride <= 30:
             raise UsageError("--verify-stride must lie between 1 and 30 (0: the detection stride)")
         if not 0 <= self.crf <= 51:
@@ -83,10 +88,19 @@ class VideoSettings:
         return index == 0 or index % every == min((self.stride or 1) // 2, every - 1)
 
     def for_rate(self, fps: float) -> VideoSettings:
-        """The strides this clip runs with: an automatic stride from its frame rate, never past hold+1;
-        the verifier, at larger scales than the detectors, checks every other key frame's spacing."""
-        stride = self.stride or max(1, min(int(fps // AUTO_DETECT_HZ), self.hold + 1, 10))
-        return replace(self, stride=stride, verify_stride=self.verify_stride or min(2 * stride, 30))
+        """The strides this clip runs with: an automatic stride from its frame rate (never past hold+1 when
+        hold is given), the widest stride a steady tracker may take, the hold that covers it; the verifier,
+        at other scales than the detectors, checks frames twice the stride apart."""
+        stride = self.stride or max(1, min(int(fps // AUTO_DETECT_HZ), 10))
+        if self.hold is not None:
+            stride = min(stride, self.hold + 1)
+        widest = self.max_stride or (stride if self.stride else min(2 * stride, 10))
+        if self.hold is not None:
+            widest = min(widest, self.hold + 1)
+        widest = max(widest, stride)
+        hold = self.hold if self.hold is not None else max(6, widest - 1)
+        return replace(self, stride=stride, max_stride=widest, hold=hold,
+                       verify_stride=self.verify_stride or min(2 * stride, 30))
 
 
 @dataclass
@@ -315,7 +329,7 @@ def anonymize_video(src: Path, dst: Path, detectors: Sequence[Detector], setting
         encoder.start()
         if settings.verify:
             checker.start()
-        tracker = Tracker(settings.hold, settings.stride)
+        tracker = Tracker(settings.hold, settings.max_stride)
         buffer: list[tuple[int, int | None, np.ndarray]] = []
 
         def emit(upto: int) -> None:
@@ -337,7 +351,7 @@ def anonymize_video(src: Path, dst: Path, detectors: Sequence[Detector], setting
                     on_frame(index + 1, expected)
             tracker.forget_before(upto + 1)
 
-        last_index = -1
+        last_index, next_key, last_key = -1, 0, -1
         try:
             while True:
                 item = decoded.get()
@@ -351,16 +365,20 @@ def anonymize_video(src: Path, dst: Path, detectors: Sequence[Detector], setting
                                      f"{meta['size'][0]} to {array.shape[1]}x{array.shape[0]}")
                 buffer.append((index, pts, array))
                 last_index = index
-                if index % settings.stride == 0:
+                if index == next_key:
                     tracker.observe(index, _detect(detectors, array))
                     # the previous key frame waits for this one too: what the detector missed there but
                     # finds here is backfilled onto it (a plate missed on frame 0 left it legible)
                     emit(index - 1)
+                    # a steady scene (the same objects, slow) is looked at less often; anything new is found
+                    # at the next key frame and backfilled onto the frames before it (hold >= max_stride-1)
+                    last_key, next_key = index, index + (settings.max_stride if tracker.steady(index)
+                                                         else settings.stride)
             if decoder.error:
                 raise decoder.error
             if buffer:  # the last frame is always a key frame, so the tail is bracketed
                 tail_index, _, tail_array = buffer[-1]
-                if tail_index % settings.stride:
+                if tail_index != last_key:
                     tracker.observe(tail_index, _detect(detectors, tail_array))
                 emit(tail_index)
         finally:
