@@ -21,7 +21,15 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from fleetgate.deid.detectors import VIDEO, CenterFaceDetector, ClpPlateDetector, Detector, Profile, side_by_side
+from fleetgate.deid.detectors import (
+    VIDEO,
+    CenterFaceDetector,
+    ClpPlateDetector,
+    Detector,
+    Profile,
+    precision_on,
+    side_by_side,
+)
 from fleetgate.deid.plate_text import PlateReader
 from fleetgate.deid.tracking import iou
 
@@ -96,19 +104,21 @@ def verifier_profile(profile: Profile) -> Profile:
     else:
         face = {"face_scale": None, "face_width": 960, "face_tiles": 3}
     share = 0.8 if plate.scales else 0.7
-    # the float models: a miss that quantization brought into the obscuring pass is not one the check shares
+    # the obscuring pass's precision (int8 on the CPU for video): what makes the check independent is where it
+    # looks and the plate-text check, and the int8 copies find what the float models find on the real set
     return Profile(**face, plate=replace(plate, scale=plate.scale * share, max_side=int(plate.max_side * share),
                                          min_side=int(plate.min_side * share), scales=(),
                                          tile_scale=1.5 if plate.tile_scale else 0.0, proposals=False,
-                                         colour=False), precision="float")
+                                         colour=False), precision=profile.precision)
 
 
 def build_verifier(profile: Profile = VIDEO, provider: str = "auto", labels: Sequence[str] = ("face", "plate"),
                    face_threshold: float = 0.5) -> Verifier:
     other = verifier_profile(profile)
+    precision = precision_on(other.precision, provider)
     faces = CenterFaceDetector(0.3, other.face_width, other.face_tiles, provider, scale=other.face_scale,
-                               max_side=other.face_max_side) if "face" in labels else None
+                               max_side=other.face_max_side, precision=precision) if "face" in labels else None
     # a low bar for plate candidates: each is read, and only legible text counts
-    plates = ClpPlateDetector(0.2, other.plate, provider) if "plate" in labels else None
+    plates = ClpPlateDetector(0.2, other.plate, provider, precision=precision) if "plate" in labels else None
     reader = PlateReader(provider) if "plate" in labels else None
     return Verifier(faces, plates, reader, face_threshold)
