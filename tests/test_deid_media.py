@@ -531,3 +531,18 @@ def test_a_steady_tracker_widens_the_stride_and_anything_new_narrows_it() -> Non
     assert VideoSettings(hold=6).for_rate(30).max_stride == 7  # never past hold + 1
     with pytest.raises(UsageError, match="hold"):
         VideoSettings(stride=4, max_stride=8, hold=3)
+
+
+@given(st.lists(st.one_of(st.none(), st.integers(-2**31, 2**31 - 1)), max_size=40),
+       st.lists(st.one_of(st.none(), st.text(max_size=12)), max_size=40))
+def test_sidecar_columns_hold_what_was_put_in(ints: list, texts: list) -> None:
+    """The sidecar builds its columns from buffers (pa.array would import pandas, 0.4 s a clip): nulls,
+    empty strings and any text come back as they went in."""
+    import pyarrow as pa
+
+    from fleetgate.deid.video import _arrow_column
+
+    assert _arrow_column(ints, pa.int32()).to_pylist() == ints
+    assert _arrow_column(texts, pa.string()).to_pylist() == texts
+    floats = [None if v is None else float(v) for v in ints]
+    assert _arrow_column(floats, pa.float64()).to_pylist() == floats
