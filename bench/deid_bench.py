@@ -104,13 +104,13 @@ def _real_quality() -> tuple[list[str], list[str]]:
                           counted, "plate"))
         rows.append(_rows("real (every plate marked)", name, every, "plate"))
     rows.append(_rows("real", "faces (CenterFace, whole image + 2x2 tiles)", face_tally, "face"))
-    # what `deid video` runs (int8 copies, plates at one whole-frame scale, no tiles), on the same photos
+    # what `deid video` runs (int8 copies, plates on the whole frame at 1.0 and 0.6, no tiles), on the same photos
     video_faces, video_plates = build_detectors(provider="cpu", profile=VIDEO)
     video_tally = evaluate.Tally()
     for image in images:
         frame = frames[image.name]
         video_tally.add(image, [(d.label, d.box) for det in (video_faces, video_plates) for d in det.detect(frame)])
-    rows.append(_rows("real, as `deid video` runs (int8)", "plates (clp-det int8 + colour/shape, one scale)",
+    rows.append(_rows("real, as `deid video` runs (int8)", "plates (clp-det int8 at 1.0 and 0.6 + colour/shape)",
                       video_tally, "plate"))
     rows.append(_rows("real, as `deid video` runs (int8)", "faces (CenterFace int8, long side 1440 px)",
                       video_tally, "face"))
@@ -201,7 +201,7 @@ def bench_quality(work: Path) -> list[str]:
             "plates (3 marked plates show no readable character; the EgoBlur still's US plate is not Chinese); "
             "the 'every plate' rows count them all. Sample: the generated 1080p fleet, run as `deid video` "
             "runs (the int8 copies of the models: CenterFace at full size up to a long side of 1440 px, "
-            "clp-det at one whole-frame scale plus colour/shape); labels less than half visible are left out and "
+            "clp-det at 1.0 and 0.6 plus colour/shape); labels less than half visible are left out and "
             "finding them is no false positive. The 'as `deid video` runs' rows run those settings on the real "
             "photos. "
             "The sample's plates are rendered, not photographed: the learned detector, trained on photos, "

@@ -75,9 +75,9 @@ def test_recall_targets_over_the_hand_marked_set() -> None:
 
 
 def test_the_video_profile_finds_every_legible_plate_and_face_of_the_photos_too() -> None:
-    """What `deid video` runs (the int8 copies of the models, plates at one whole-frame scale, no tiles) on the
-    real photos: every legible Chinese plate and every face of 24 px or more, as the float models at the
-    stills' settings do. Guards the speed settings of video (int8, one plate scale) against the real set."""
+    """What `deid video` runs (the int8 copies of the models, plates on the whole frame at 1.0 and 0.6, no tiles)
+    on the real photos: every legible Chinese plate and every face of 24 px or more, as the float models at the
+    stills' settings do. Guards video's int8 copies against the real set."""
     detectors = build_detectors(provider="cpu", profile=VIDEO)
     assert VIDEO.precision == "int8" and all(d.model_id.endswith("+int8") or "+int8+" in d.model_id
                                             for d in detectors)

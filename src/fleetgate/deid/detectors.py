@@ -778,7 +778,7 @@ class Profile:
 # video: faces at full size up to a long side of 1440 px (measured: 3/4 size misses 23 px faces in 720p,
 # half size 30 px ones in 1080p); plates at full size and at 0.6
 VIDEO = Profile(face_scale=1.0, face_width=960, face_tiles=1, face_max_side=1440,
-                plate=PlatePyramid(scale=1.0, max_side=1920, scales=(1.0,)), precision="int8")
+                plate=PlatePyramid(scale=1.0, max_side=1920, scales=(1.0, 0.6)), precision="int8")
 # stills: the whole image with 2x2 face tiles; plates at 1280 px and on tiles at twice the size
 IMAGE = Profile(face_scale=None, face_width=1280, face_tiles=2,
                 plate=PlatePyramid(scale=1.0, max_side=1280, min_side=1280, tile_scale=2.0, proposals=False,
