@@ -37,7 +37,7 @@ from fleetgate.deid import evaluate
 from fleetgate.deid.detectors import IMAGE, VIDEO, ClpPlateDetector, PlateDetector, build_detectors
 from fleetgate.deid.obscure import ObscureSettings, obscure
 from fleetgate.deid.verify import build_verifier
-from fleetgate.deid.video import encoder_frame
+from fleetgate.deid.video import VideoSettings, encoder_frame
 from fleetgate.sample.video import encode_h264, render_clip
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -104,6 +104,16 @@ def _real_quality() -> tuple[list[str], list[str]]:
                           counted, "plate"))
         rows.append(_rows("real (every plate marked)", name, every, "plate"))
     rows.append(_rows("real", "faces (CenterFace, whole image + 2x2 tiles)", face_tally, "face"))
+    # what `deid video` runs (int8 copies, plates on the whole frame at 1.0 and 0.6, no tiles), on the same photos
+    video_faces, video_plates = build_detectors(provider="cpu", profile=VIDEO)
+    video_tally = evaluate.Tally()
+    for image in images:
+        frame = frames[image.name]
+        video_tally.add(image, [(d.label, d.box) for det in (video_faces, video_plates) for d in det.detect(frame)])
+    rows.append(_rows("real, as `deid video` runs (int8)", "plates (clp-det int8 at 1.0 and 0.6 + colour/shape)",
+                      video_tally, "plate"))
+    rows.append(_rows("real, as `deid video` runs (int8)", "faces (CenterFace int8, long side 1440 px)",
+                      video_tally, "face"))
     verifier = build_verifier(IMAGE, provider="cpu")
     read = legible = false_alarms = 0
     for image in images:
@@ -144,8 +154,11 @@ def _sample_quality(work: Path) -> list[str]:
     generate_sample(drop, SampleSpec(vehicles=4, clips=2, seed=21, resolution="1080p", video_seconds=3.0,
                                      drive_seconds=8.0))
     faces, = build_detectors(("face",), provider="cpu", profile=VIDEO)
-    variants = {"plates, default (learned + colour/shape)": ClpPlateDetector(0.3, VIDEO.plate, "cpu"),
-                "plates, learned clp-det alone": ClpPlateDetector(0.3, _no_colour(VIDEO.plate), "cpu"),
+    precision = VIDEO.precision
+    variants = {"plates, default (learned + colour/shape)": ClpPlateDetector(0.3, VIDEO.plate, "cpu",
+                                                                             precision=precision),
+                "plates, learned clp-det alone": ClpPlateDetector(0.3, _no_colour(VIDEO.plate), "cpu",
+                                                                  precision=precision),
                 "plates, colour/shape alone (before)": PlateDetector(0.5, 960)}
     tallies = {name: evaluate.Tally() for name in [*variants, "faces"]}
     colours: dict[str, list[int]] = {}
@@ -173,7 +186,7 @@ def _sample_quality(work: Path) -> list[str]:
                                 cell[1] += 1
     source = "sample (1080p, 8 clips, every other frame)"
     rows = [_rows(source, name, tallies[name], "plate") for name in variants]
-    rows.append(_rows(source, "faces (CenterFace, long side 1440 px)", tallies["faces"], "face"))
+    rows.append(_rows(source, "faces (CenterFace int8, long side 1440 px)", tallies["faces"], "face"))
     colour = ", ".join(f"{c}: {_cell(tuple(v))}" for c, v in sorted(colours.items()))
     return rows + ["", f"Default plate recall on the sample by colour: {colour}."]
 
@@ -187,8 +200,10 @@ def bench_quality(work: Path) -> list[str]:
             "and on tiles at 2× plus the colour/shape detector). The recall targets count legible Chinese "
             "plates (3 marked plates show no readable character; the EgoBlur still's US plate is not Chinese); "
             "the 'every plate' rows count them all. Sample: the generated 1080p fleet, run as `deid video` "
-            "runs (CenterFace at full size up to a long side of 1440 px, clp-det at 1.0 and 0.6 plus "
-            "colour/shape); labels less than half visible are left out and finding them is no false positive. "
+            "runs (the int8 copies of the models: CenterFace at full size up to a long side of 1440 px, "
+            "clp-det at 1.0 and 0.6 plus colour/shape); labels less than half visible are left out and "
+            "finding them is no false positive. The 'as `deid video` runs' rows run those settings on the real "
+            "photos. "
             "The sample's plates are rendered, not photographed: the learned detector, trained on photos, "
             "finds fewer of them.", "",
             "| data | detector | recall | precision | recall by box height |", "|---|---|---|---|---|"]
@@ -247,7 +262,8 @@ def floor(src: Path, out: Path) -> None:
         ins.thread_type = "AUTO"
         stream = outp.add_stream("libx264", rate=ins.average_rate)
         stream.width, stream.height, stream.pix_fmt = ins.codec_context.width, ins.codec_context.height, "yuv420p"
-        stream.options = {"crf": "23", "preset": "veryfast"}
+        # the very encoder settings of `deid video`
+        stream.options = {"crf": str(VideoSettings.crf), "preset": VideoSettings.preset}
         for frame in inp.decode(ins):
             array = frame.to_ndarray(format="bgr24")  # the same conversions our pipeline pays
             for packet in stream.encode(encoder_frame(array, stream.pix_fmt)):
@@ -300,43 +316,104 @@ def _clips(work: Path) -> list[tuple[str, Path, int, dict[int, list[tuple]], dic
     return out
 
 
-def _timed(cmd: list[str], env: dict | None = None, said: list | None = None) -> float:
-    """Seconds the command took; its standard output is appended to `said`."""
-    started = time.perf_counter()
+def _children_cpu() -> float:
+    import resource
+
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def _timed(cmd: list[str], env: dict | None = None, said: list | None = None, cpu: list | None = None) -> float:
+    """Seconds the command took; its standard output is appended to `said`, its CPU seconds (user + system,
+    its children included) to `cpu`."""
+    started, cpu_before = time.perf_counter(), _children_cpu()
     done = subprocess.run(cmd, capture_output=True, text=True, env=env)
     if done.returncode not in (0, 3):
         raise RuntimeError(f"{cmd[0]} failed: {done.stderr[-400:]}")
     if said is not None:
         said.append(done.stdout)
+    if cpu is not None:
+        cpu.append(_children_cpu() - cpu_before)
     return time.perf_counter() - started
+
+
+def _model_costs() -> list[str]:
+    """Milliseconds of CPU per call, float against int8, one onnxruntime thread, at the video profile's sizes."""
+    import cv2
+    import onnxruntime as ort
+
+    from fleetgate.deid import models
+    from fleetgate.deid.detectors import _centerface_input, _clp_input, _dynamic_centerface, int8_model
+
+    def _session(model: bytes):
+        options = ort.SessionOptions()
+        options.intra_op_num_threads, options.log_severity_level = 1, 3
+        return ort.InferenceSession(model, options, providers=["CPUExecutionProvider"])
+
+    image = cv2.resize(_load_sample_frame(), (2560, 1920), interpolation=cv2.INTER_LINEAR)
+    out = ["| model | input | float ms | int8 ms | speed-up |", "|---|---|---|---|---|"]
+    centerface = models.path("centerface")
+    pairs = {"CenterFace": (_session(_dynamic_centerface(centerface)), _session(int8_model("centerface").read_bytes()),
+                            _centerface_input),
+             "clp-det": (_session(models.path("clp-det").read_bytes()), _session(int8_model("clp-det").read_bytes()),
+                         _clp_input)}
+    for name, (full, int8, pack) in pairs.items():
+        for width, height in ((608, 1088), (1440, 832), (1440, 1088), (1920, 1440)):
+            blob = pack(image, width, height)
+            costs = [_cpu_ms(lambda s=session, b=blob: s.run(None, {s.get_inputs()[0].name: b}))
+                     for session in (full, int8)]
+            out.append(f"| {name} | {width}×{height} | {costs[0]:.0f} | {costs[1]:.0f} | "
+                       f"{costs[0] / costs[1]:.1f}× |")
+    return out
+
+
+def _cpu_ms(call, repeats: int = 3) -> float:
+    call()
+    best = float("inf")
+    for _ in range(repeats):
+        started = time.thread_time()
+        call()
+        best = min(best, time.thread_time() - started)
+    return best * 1000
+
+
+def _load_sample_frame() -> np.ndarray:
+    from fleetgate.deid.quantize import calibration_images
+
+    return calibration_images()[-1]
 
 
 def bench_speed(work: Path, runs: int) -> list[str]:
     work.mkdir(parents=True, exist_ok=True)
     exe = deface_bin(ROOT)
     fleetgate = str(Path(sys.executable).with_name("fleetgate"))
+    load_before = os.getloadavg()[0]
     lines = ["## De-identification speed", "",
              f"Whole process, side by side in one run, median of {runs} runs (deface: {max(1, runs // 2)}), "
              f"{os.cpu_count()} CPU cores, no GPU. fleetgate: `fleetgate deid video IN OUT --provider cpu` "
-             "(faces + plates, automatic stride, tracking, the independent verification pass, x264 `veryfast` "
-             "crf 23). deface: `deface IN -o OUT` (faces only, full-resolution CenterFace, its imageio-ffmpeg "
-             "defaults). Floor: PyAV decode + the same libx264 encode, no detection. Load average while "
-             f"measuring: {os.getloadavg()[0]:.1f} (other work shares this machine).", "",
-             "| clip | fleetgate fps | deface fps | × deface | floor fps | floor / fleetgate | "
-             "face recall in the output: fleetgate | deface | plate recall in the output: fleetgate | deface |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
+             f"(faces + plates, int8 models, automatic stride, tracking, the independent verification pass, x264 "
+             f"`{VideoSettings.preset}` crf {VideoSettings.crf}). deface: `deface IN -o OUT` (faces only, "
+             "full-resolution CenterFace, its imageio-ffmpeg defaults: libx264 `medium`, crf 25). Floor: PyAV "
+             f"decode + the same libx264 encode (`{VideoSettings.preset}` crf {VideoSettings.crf}), no detection, "
+             "in process. CPU s: user + system seconds of the whole process and its children (median), which "
+             "other work on the machine changes less than it changes wall time.", "",
+             "| clip | fleetgate fps | deface fps | × deface | floor fps | floor / fleetgate | CPU s: fleetgate | "
+             "deface | × deface (CPU) | face recall in the output: fleetgate | deface | plate recall in the output: "
+             "fleetgate | deface |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     verdicts, reports, floor_verdicts = [], [], []
     for name, clip, frames, faces, plates in _clips(work):
-        ours, theirs, base, said = [], [], [], []
+        ours, theirs, base, said, our_cpu, their_cpu = [], [], [], [], [], []
         for run in range(runs):
             ours.append(frames / _timed([fleetgate, "deid", "video", str(clip), str(work / "ours.mp4"),
-                                         "--provider", "cpu", "--format", "json"], said=said))
+                                         "--provider", "cpu", "--format", "json"], said=said, cpu=our_cpu))
             started = time.perf_counter()
             floor(clip, work / "floor.mp4")
             base.append(frames / (time.perf_counter() - started))
             if exe is not None and run < max(1, runs // 2):
                 env = {**os.environ, "PATH": f"{exe.parent}:{os.environ['PATH']}"}
-                theirs.append(frames / _timed([str(exe), str(clip), "-o", str(work / "deface.mp4")], env))
+                theirs.append(frames / _timed([str(exe), str(clip), "-o", str(work / "deface.mp4")], env,
+                                              cpu=their_cpu))
         med = statistics.median(ours)
         our_recall = output_recall(clip, work / "ours.mp4", faces) if faces else None
         their = statistics.median(theirs) if theirs else None
@@ -345,8 +422,12 @@ def bench_speed(work: Path, runs: int) -> list[str]:
         their_plates = output_recall(clip, work / "deface.mp4", plates, 3) if plates and theirs else None
         fl = statistics.median(base)
         ratio = med / their if their else None
+        cpu_ours = statistics.median(our_cpu)
+        cpu_theirs = statistics.median(their_cpu) if their_cpu else None
         lines.append(f"| {name} | {med:.2f} | {f'{their:.2f}' if their else 'n/a'} | "
-                     f"{f'**{ratio:.1f}×**' if ratio else 'n/a'} | {fl:.1f} | {fl / med:.1f}× | "
+                     f"{f'**{ratio:.1f}×**' if ratio else 'n/a'} | {fl:.1f} | {fl / med:.1f}× | {cpu_ours:.1f} | "
+                     f"{f'{cpu_theirs:.1f}' if cpu_theirs else 'n/a'} | "
+                     f"{f'{cpu_theirs / cpu_ours:.1f}×' if cpu_theirs else 'n/a'} | "
                      f"{_cell(our_recall) if our_recall else '–'} | {_cell(their_recall) if their_recall else '–'} | "
                      f"{_cell(our_plates) if our_plates else '–'} | {_cell(their_plates) if their_plates else '–'} |")
         short = name.split(' (')[0]
@@ -355,7 +436,9 @@ def bench_speed(work: Path, runs: int) -> list[str]:
         floor_verdicts.append(f"{short}: {fl / med:.1f}× ({'met' if fl / med <= 5 else 'missed'})")
         report = json.loads(said[-1])
         reports.append(f"{short}: {'anonymized' if report['anonymized'] else 'not anonymized'}, "
-                       f"{len(report['residuals'])} residual(s)")
+                       f"{len(report['residuals'])} residual(s), {report['verify_frames']} frame(s) verified")
+    lines += ["", f"Load average (1 min) while measuring: {load_before:.1f} at the start, "
+                  f"{os.getloadavg()[0]:.1f} at the end (other work shares this machine)."]
     lines += ["", f"- Target ≥ 5× deface on every clip: {'; '.join(verdicts) or 'deface not measured'}.",
               f"- Target within 5× of the decode+encode floor: {'; '.join(floor_verdicts)}.",
               f"- What fleetgate's report said (its verification pass): {'; '.join(reports)}.",
@@ -367,6 +450,8 @@ def bench_speed(work: Path, runs: int) -> list[str]:
               "ones). The parking clip's plates are US plates, which fleetgate's Chinese "
               "plate detectors do not find (docs/deid.md, 'Known gap').",
               "- GPU: no GPU was lent to this task, so `--provider cuda` (onnxruntime-gpu, the `gpu` extra) and "
-              "the 300 fps target at 1080p were not measured.", ""]
+              "the 300 fps target at 1080p were not measured.", "",
+              "The models per call, float against their int8 copies (CPU milliseconds, one onnxruntime thread, a "
+              "generated 1080p road frame scaled to each input size):", "", *_model_costs(), ""]
     shutil.rmtree(work, ignore_errors=True)
     return lines

@@ -456,3 +456,93 @@ def test_the_demo_shows_no_real_photo_where_none_is_at_hand(tmp_path: Path, monk
     monkeypatch.setattr(showcase, "real_fixtures", lambda: None)
     assert showcase.real_photo_before_after() is None
     assert showcase.real_photo_before_after(tmp_path) is None  # a folder without the photo
+
+
+def test_deid_commands_start_without_the_platform_modules() -> None:
+    """`fleetgate deid video` is timed whole-process against deface: its start-up loads the camera modules, not
+    the catalog, log, policy and web ones (about 1.5 s on 2 cores); the commands are the full app's."""
+    import subprocess
+    import sys
+
+    code = ("import sys; from fleetgate.cli import main; a = main.deid_app(); "
+            "print(sorted(m for m in sys.modules if m.startswith(('fleetgate.services', 'fleetgate.store', "
+            "'fleetgate.audit', 'fleetgate.policy', 'fleetgate.web', 'fleetgate.deid.pipeline'))))")
+    loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
+    assert loaded == "[]"
+    from fleetgate.cli import main
+
+    def names(app) -> set[str]:
+        return {g.name for g in app.registered_groups if g.name in ("deid", "models")}
+
+    assert names(main.deid_app()) == names(main.app) == {"deid", "models"}
+    assert main._command_word(["--home", "deid", "--debug", "models", "ls"]) == "models"
+    assert main._command_word(["--debug"]) is None
+
+
+def test_int8_copies_are_derived_from_the_verified_models_and_checked_before_use(tmp_path: Path) -> None:
+    """The video profile's int8 copies record what they came from and their own digest; a copy that no longer
+    matches its record (or was made from another float model, recipe or onnxruntime) is not used."""
+    from fleetgate.deid import quantize
+    from fleetgate.deid.detectors import INT8_MODELS, int8_model
+
+    for name in INT8_MODELS:
+        path = int8_model(name)  # made by `models pull` (make setup), else here
+        record = json.loads(path.with_name(path.name + ".json").read_text())
+        assert record["from_sha256"] == models.spec_of(name).sha256
+        assert record["sha256"] == models.sha256_file(path)
+        copy = tmp_path / path.name
+        copy.write_bytes(path.read_bytes())
+        (tmp_path / f"{path.name}.json").write_text(json.dumps(record))
+        wanted = quantize._record(name, models.path(name))
+        assert quantize._valid(copy, wanted)
+        assert not quantize._valid(copy, {**wanted, "recipe": quantize.RECIPE + 1})
+        data = bytearray(copy.read_bytes())
+        data[len(data) // 2] ^= 0xFF
+        copy.write_bytes(bytes(data))
+        assert not quantize._valid(copy, wanted)
+    detector = CenterFaceDetector(provider="cpu", precision="int8")
+    assert detector.model_id.endswith("+int8") and detector.describe()["precision"] == "int8"
+    with pytest.raises(UsageError, match="precision"):
+        CenterFaceDetector(provider="cpu", precision="fp16")
+
+
+def test_a_steady_tracker_widens_the_stride_and_anything_new_narrows_it() -> None:
+    def det(x: float, label: str = "face") -> Detection:
+        return Detection(label, x, 10, x + 40, 50, 0.9, "test")
+
+    tracker = Tracker(hold=11, stride=12)
+    tracker.observe(0, [det(10)])
+    assert not tracker.steady(0)  # nothing to compare with yet
+    tracker.observe(6, [det(20)])
+    assert tracker.steady(6)  # the same face, moved a quarter of its size
+    tracker.observe(18, [det(30), det(300)])
+    assert not tracker.steady(18)  # a new face
+    tracker.observe(24, [det(300)])
+    assert not tracker.steady(24)  # the first face was lost
+    tracker.observe(30, [det(340)])
+    assert not tracker.steady(30)  # moved its whole width
+    empty = Tracker(hold=11, stride=12)
+    empty.observe(0, [])
+    empty.observe(6, [])
+    assert empty.steady(6)
+    auto = VideoSettings().for_rate(30)
+    assert (auto.stride, auto.max_stride, auto.hold, auto.verify_stride) == (6, 10, 9, 12)  # at most 10
+    assert VideoSettings(stride=3).for_rate(30).max_stride == 3  # an explicit stride is kept
+    assert VideoSettings(hold=6).for_rate(30).max_stride == 7  # never past hold + 1
+    with pytest.raises(UsageError, match="hold"):
+        VideoSettings(stride=4, max_stride=8, hold=3)
+
+
+@given(st.lists(st.one_of(st.none(), st.integers(-2**31, 2**31 - 1)), max_size=40),
+       st.lists(st.one_of(st.none(), st.text(max_size=12)), max_size=40))
+def test_sidecar_columns_hold_what_was_put_in(ints: list, texts: list) -> None:
+    """The sidecar builds its columns from buffers (pa.array would import pandas, 0.4 s a clip): nulls,
+    empty strings and any text come back as they went in."""
+    import pyarrow as pa
+
+    from fleetgate.deid.video import _arrow_column
+
+    assert _arrow_column(ints, pa.int32()).to_pylist() == ints
+    assert _arrow_column(texts, pa.string()).to_pylist() == texts
+    floats = [None if v is None else float(v) for v in ints]
+    assert _arrow_column(floats, pa.float64()).to_pylist() == floats

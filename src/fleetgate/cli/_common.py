@@ -8,15 +8,17 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
 
 from fleetgate.errors import UsageError
-from fleetgate.keys.personal import Actor
-from fleetgate.services import Services
-from fleetgate.workspace import Workspace
+
+if TYPE_CHECKING:  # loaded where used: `fleetgate deid video` and `models` need none of them (start-up time)
+    from fleetgate.keys.personal import Actor
+    from fleetgate.services import Services
+    from fleetgate.workspace import Workspace
 
 console = Console()
 
@@ -35,12 +37,16 @@ def home_of(ctx: typer.Context) -> Path:
 
 def open_workspace(ctx: typer.Context) -> Workspace:
     """Open the workspace named by --home."""
+    from fleetgate.workspace import Workspace
+
     return Workspace.open(home_of(ctx))
 
 
 @contextmanager
 def open_services(ctx: typer.Context) -> Iterator[Services]:
     """The services of the workspace named by --home (closed afterwards)."""
+    from fleetgate.services import Services
+
     services = Services(open_workspace(ctx))
     try:
         yield services
@@ -74,4 +80,6 @@ def actor(name: str | None, key: Path | None, what: str) -> Actor:
     if not name or key is None:
         raise UsageError(f"{what} is signed by a person: pass --as NAME --key FILE (or set FLEETGATE_AS and "
                          "FLEETGATE_KEY)")
+    from fleetgate.keys.personal import Actor
+
     return Actor.from_key_file(name, key)

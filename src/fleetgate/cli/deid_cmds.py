@@ -13,9 +13,8 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from fleetgate.cli._common import OutputFormat, console, open_services, print_json
-from fleetgate.deid import TrajectoryPolicy
 from fleetgate.deid import models as model_registry
-from fleetgate.deid.detectors import IMAGE, VIDEO, Profile, build_detectors
+from fleetgate.deid.detectors import IMAGE, INT8_MODELS, VIDEO, Profile, build_detectors, int8_model
 from fleetgate.deid.obscure import ObscureSettings
 from fleetgate.deid.verify import build_verifier
 from fleetgate.deid.video import MediaReport, VideoSettings, anonymize_image, anonymize_video
@@ -29,27 +28,31 @@ Stride = Annotated[int, typer.Option("--stride", help="Detect on every Nth frame
                                                     "(0: about 5 times a second of video).")]
 VerifyStride = Annotated[int, typer.Option("--verify-stride", help="Verify every Nth frame of the output "
                                                                    "(0: twice the detection stride).")]
-Hold = Annotated[int, typer.Option("--hold", help="Carry a lost box for this many frames.")]
+Hold = Annotated[int | None, typer.Option("--hold", help="Carry a lost box for this many frames (default: "
+                                                          "max(6, max-stride - 1)).")]
 FaceScale = Annotated[float, typer.Option("--face-scale", help="Face detection at this share of the frame size "
                                                                "(long side at most 1440 px).")]
 PlateScale = Annotated[float, typer.Option("--plate-scale", help="Plate detection at this share of the frame "
                                                                  "size (small plates are scaled up on top).")]
 Tiles = Annotated[int, typer.Option("--tiles", help="Also detect faces on an NxN grid of tiles (small faces).")]
 Provider = Annotated[str, typer.Option("--provider", help="onnxruntime provider: auto, cpu, cuda or tensorrt.")]
+Precision = Annotated[str, typer.Option("--precision", help="Face and plate models: int8 (their int8 copies, the "
+                                                              "CPU default) or float (always on a GPU).")]
 Verify = Annotated[bool, typer.Option("--verify/--no-verify", help="Re-detect on the output; residuals mean "
                                                                    "the result is not anonymized.")]
 
 
-def _settings(method: str, stride: int, hold: int, verify: bool, crf: int = 23,
-              preset: str = "veryfast", verify_stride: int = 0) -> VideoSettings:
+def _settings(method: str, stride: int, hold: int | None, verify: bool, crf: int = 23,
+              preset: str = VideoSettings.preset, verify_stride: int = 0) -> VideoSettings:
     return VideoSettings(stride=stride, hold=hold, verify=verify, verify_stride=verify_stride, crf=crf,
                          preset=preset, obscure=ObscureSettings(method=method))
 
 
-def _video_profile(face_scale: float, plate_scale: float, tiles: int) -> Profile:
+def _video_profile(face_scale: float, plate_scale: float, tiles: int, precision: str = VIDEO.precision) -> Profile:
     if not (0.1 <= face_scale <= 2.0 and 0.1 <= plate_scale <= 2.0):
         raise typer.BadParameter("--face-scale and --plate-scale must lie between 0.1 and 2")
-    return replace(VIDEO, face_scale=face_scale, face_tiles=tiles, plate=replace(VIDEO.plate, scale=plate_scale))
+    return replace(VIDEO, face_scale=face_scale, face_tiles=tiles, plate=replace(VIDEO.plate, scale=plate_scale),
+                   precision=precision)
 
 
 def _print_media(report: MediaReport, fmt: OutputFormat) -> None:
@@ -98,14 +101,14 @@ def video(src: Annotated[Path, typer.Argument(help="Input video.")],
           report: Annotated[Path | None, typer.Option("--report", help="Write the report as JSON here.")] = None,
           sidecar: Annotated[Path | None, typer.Option("--sidecar", help="Detections Parquet (default: "
                                                                          "OUT.detections.parquet).")] = None,
-          method: Method = "blur", stride: Stride = 0, hold: Hold = 6, face_scale: FaceScale = 1.0,
+          method: Method = "blur", stride: Stride = 0, hold: Hold = None, face_scale: FaceScale = 1.0,
           plate_scale: PlateScale = 1.0, tiles: Tiles = 1, provider: Provider = "auto", verify: Verify = True,
-          verify_stride: VerifyStride = 0,
+          verify_stride: VerifyStride = 0, precision: Precision = VIDEO.precision,
           crf: Annotated[int, typer.Option("--crf", help="x264 quality (lower is better).")] = 23,
-          preset: Annotated[str, typer.Option("--preset", help="x264 preset.")] = "veryfast",
+          preset: Annotated[str, typer.Option("--preset", help="x264 preset.")] = VideoSettings.preset,
           fmt: Annotated[OutputFormat, typer.Option("--format", help="table or json.")] = OutputFormat.table) -> None:
     settings = _settings(method, stride, hold, verify, crf, preset, verify_stride)
-    profile = _video_profile(face_scale, plate_scale, tiles)
+    profile = _video_profile(face_scale, plate_scale, tiles, precision)
     detectors = build_detectors(provider=provider, profile=profile)
     verifier = build_verifier(profile, provider) if verify else None
     sidecar = sidecar or dst.with_name(dst.name + ".detections.parquet")
@@ -151,9 +154,11 @@ def run(ctx: typer.Context,
         time_step_s: Annotated[int, typer.Option("--time-step-s", help="Coarsen timestamps to this step.")] = 60,
         camera: Annotated[bool, typer.Option("--camera/--no-camera", help="Also anonymize camera videos and "
                                                                           "images.")] = True,
-        method: Method = "blur", stride: Stride = 0, hold: Hold = 6, face_scale: FaceScale = 1.0,
+        method: Method = "blur", stride: Stride = 0, hold: Hold = None, face_scale: FaceScale = 1.0,
         plate_scale: PlateScale = 1.0, tiles: Tiles = 1, provider: Provider = "auto",
         fmt: Annotated[OutputFormat, typer.Option("--format", help="table or json.")] = OutputFormat.table) -> None:
+    from fleetgate.deid import TrajectoryPolicy  # with the catalog's modules: `deid video` does without them
+
     policy = TrajectoryPolicy(precision_m=None if h3 is not None else (precision_m or 100.0), h3_resolution=h3,
                               trim_m=trim_m, excise_buffer_m=buffer_m, time_step_s=time_step_s)
     settings = _settings(method, stride, hold, True)
@@ -208,6 +213,9 @@ def models_pull(names: Annotated[list[str] | None, typer.Argument(help="Models (
         for name in names or list(model_registry.REGISTRY):
             path = model_registry.pull(name, force=force, downloads=Path(downloads))
             console.print(f"[green]✓[/] {name} → {path}", highlight=False)
+    for name in INT8_MODELS:  # the video profile's int8 copies, derived here rather than on a first clip
+        if not names or name in names:
+            console.print(f"[green]✓[/] {name} int8 → {int8_model(name)}", highlight=False)
 
 
 @models_app.command("verify", help="Check every cached model against its registered SHA-256.")

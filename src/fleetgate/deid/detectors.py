@@ -17,9 +17,10 @@ from __future__ import annotations
 import os
 import threading
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import Protocol, TypeVar
 
 import numpy as np
 
@@ -112,6 +113,27 @@ def ort_threads() -> int:
     return max(1, cores // CONCURRENT_MODELS)
 
 
+_POOL: tuple[int, ThreadPoolExecutor] | None = None  # with the process it belongs to: a forked child makes its own
+_POOL_LOCK = threading.Lock()
+T = TypeVar("T")
+
+
+def side_by_side(calls: Sequence[Callable[[], T]]) -> list[T]:
+    """The calls' results, in order, the calls run at the same time in a shared pool of threads (one
+    alone runs here): the face and plate models of a key frame, and those of the verifier, each on its
+    own core rather than one after the other."""
+    global _POOL
+    if len(calls) < 2:
+        return [call() for call in calls]
+    with _POOL_LOCK:
+        if _POOL is None or _POOL[0] != os.getpid():
+            # two callers at a time (the detectors of a key frame, the verifier of an earlier frame), two calls each
+            _POOL = (os.getpid(), ThreadPoolExecutor(max_workers=4, thread_name_prefix="fleetgate-detect"))
+        pool = _POOL[1]
+    futures = [pool.submit(call) for call in calls]
+    return [future.result() for future in futures]
+
+
 def _file_key(path: Path) -> str:
     """A model file as a cache key: a file replaced under the same name is another model."""
     stat = path.stat()
@@ -161,6 +183,20 @@ def _planes_into(image_bgr: np.ndarray, out: np.ndarray, mean: np.ndarray | None
             out[channel] -= mean[channel]
 
 
+def _shrunk(image_bgr: np.ndarray, width: int, height: int) -> np.ndarray:
+    """`image_bgr` at width x height. Down to half size, bilinear: OpenCV's area filter costs 5-15x as much at
+    ratios that are not whole (26 ms against 5 ms for 2560x1920 to 1920x1440, the largest cost of a key
+    frame after the models), and at these ratios every source pixel still reaches the output; below half,
+    the area filter, which does not alias. (The models were trained on bilinear resizes.)"""
+    import cv2
+
+    source_h, source_w = image_bgr.shape[:2]
+    if (width, height) == (source_w, source_h):
+        return image_bgr
+    halfway = width >= source_w / 2 and height >= source_h / 2
+    return cv2.resize(image_bgr, (width, height), interpolation=cv2.INTER_LINEAR if halfway else cv2.INTER_AREA)
+
+
 def _tiles(width: int, height: int, grid: int, overlap: float = 0.15) -> list[tuple[int, int, int, int]]:
     """A grid x grid cover of the frame with overlapping tiles, so a face on a seam is whole in one."""
     tw, th = int(np.ceil(width / grid * (1 + overlap))), int(np.ceil(height / grid * (1 + overlap)))
@@ -189,16 +225,66 @@ def _dynamic_centerface(path: Path) -> bytes:
     return graph.SerializeToString()
 
 
+PRECISIONS = ("float", "int8")
+
+
+def _precision(value: str) -> str:
+    if value not in PRECISIONS:
+        raise UsageError(f"--precision must be float or int8, not {value!r}")
+    return value
+
+
+def _centerface_input(image_bgr: np.ndarray, width: int, height: int) -> np.ndarray:
+    """A BGR image as CenterFace's input at `width` x `height` (for calibrating its int8 copy)."""
+    import cv2
+
+    blob = np.empty((1, 3, height, width), np.float32)
+    _planes_into(cv2.resize(image_bgr, (width, height), interpolation=cv2.INTER_AREA), blob[0])
+    return blob
+
+
+def _clp_input(image_bgr: np.ndarray, width: int, height: int) -> np.ndarray:
+    """A BGR image as clp-det's input at `width` x `height` (multiples of 32), less the training means."""
+    import cv2
+
+    blob = np.empty((1, 3, height, width), np.float32)
+    _planes_into(cv2.resize(image_bgr, (width, height), interpolation=cv2.INTER_AREA), blob[0], _CLP_MEAN)
+    return blob
+
+
+def int8_model(name: str, path: Path | None = None) -> Path:
+    """The int8 copy of `name` (centerface or clp-det), made from its verified float file on first use
+    (deid/quantize.py; `fleetgate models pull` makes them with the rest)."""
+    from fleetgate.deid import quantize
+
+    path = Path(path or models.path(name))
+    if name == "centerface":
+        return quantize.int8_path(name, lambda: _dynamic_centerface(path), path, _centerface_input)
+    if name == "clp-det":
+        return quantize.int8_path(name, path.read_bytes, path, _clp_input)
+    raise UsageError(f"model {name!r} has no int8 copy (only centerface and clp-det)")
+
+
+INT8_MODELS = ("centerface", "clp-det")
+
+
+def precision_on(precision: str, provider: str) -> str:
+    """The precision the models run at with `provider`: the int8 copies are for the CPU (their QLinearConv
+    runs on onnxruntime's CPU kernels; on CUDA it would fall back to the CPU), so a GPU runs the float models."""
+    return "float" if providers(provider)[0] != "CPUExecutionProvider" else _precision(precision)
+
+
 class CenterFaceDetector:
     label = "face"
 
     def __init__(self, threshold: float = 0.3, detect_width: int = 960, tiles: int = 1,
                  provider: str = "auto", model_path: Path | None = None, scale: float | None = None,
-                 max_side: int = 1920) -> None:
+                 max_side: int = 1920, precision: str = "float") -> None:
         import cv2
 
         spec = models.spec_of("centerface")
-        self.model_id = f"{spec.name}@{spec.version}"
+        self.precision = _precision(precision)
+        self.model_id = f"{spec.name}@{spec.version}" + ("+int8" if self.precision == "int8" else "")
         self.threshold = threshold
         self.detect_width = detect_width
         self.scale = scale  # of the frame, when given; else the frame is shown `detect_width` wide
@@ -206,8 +292,12 @@ class CenterFaceDetector:
         self.tiles = tiles
         self._cv2 = cv2
         path = Path(model_path or models.path("centerface"))
-        self._session = _shared_session(f"centerface-dynamic:{_file_key(path)}", lambda: _dynamic_centerface(path),
-                                        provider)
+        if self.precision == "int8":
+            int8 = int8_model("centerface", path)
+            self._session = _shared_session(f"centerface-int8:{_file_key(int8)}", int8.read_bytes, provider)
+        else:
+            self._session = _shared_session(f"centerface-dynamic:{_file_key(path)}",
+                                            lambda: _dynamic_centerface(path), provider)
         self._input = self._session.get_inputs()[0].name
 
     def _regions(self, width: int, height: int) -> list[tuple[int, int, int, int]]:
@@ -217,7 +307,6 @@ class CenterFaceDetector:
         return regions
 
     def detect(self, frame_bgr: np.ndarray) -> list[Detection]:
-        cv2 = self._cv2
         height, width = frame_bgr.shape[:2]
         # every region is scaled to the same input size so the regions batch into one call
         scale = min(1.0, self.scale, self.max_side / max(width, height)) if self.scale else \
@@ -228,7 +317,7 @@ class CenterFaceDetector:
         regions = self._regions(width, height)
         for x0, y0, x1, y1 in regions:
             crop = frame_bgr[y0:y1, x0:x1]
-            batches.append(cv2.resize(crop, (in_w, in_h), interpolation=cv2.INTER_AREA))
+            batches.append(_shrunk(crop, in_w, in_h))
         blob = np.empty((len(batches), 3, in_h, in_w), np.float32)
         for k, batch in enumerate(batches):
             _planes_into(batch, blob[k])
@@ -258,7 +347,8 @@ class CenterFaceDetector:
 
     def describe(self) -> dict:
         size = {"scale": self.scale, "max_side": self.max_side} if self.scale else {"detect_width": self.detect_width}
-        return {"model": self.model_id, "threshold": self.threshold, **size, "tiles": self.tiles}
+        return {"model": self.model_id, "threshold": self.threshold, **size, "tiles": self.tiles,
+                "precision": self.precision}
 
 
 # GA 36 plate colours in OpenCV HSV (H 0-180): blue, yellow, and the green of new-energy plates
@@ -459,15 +549,18 @@ class ClpPlateDetector:
     label = "plate"
 
     def __init__(self, threshold: float = 0.5, pyramid: PlatePyramid | None = None, provider: str = "auto",
-                 model_path: Path | None = None) -> None:
+                 model_path: Path | None = None, precision: str = "float") -> None:
         import cv2
 
         spec = models.spec_of("clp-det")
-        self.model_id = f"{spec.name}@{spec.version}"
+        self.precision = _precision(precision)
+        self.model_id = f"{spec.name}@{spec.version}" + ("+int8" if self.precision == "int8" else "")
         self.threshold = threshold
         self.pyramid = pyramid or PlatePyramid()
         self._cv2 = cv2
         path = Path(model_path or models.path("clp-det"))
+        if self.precision == "int8":
+            path = int8_model("clp-det", path)
         self._session = _shared_session(_file_key(path), path.read_bytes, provider)
         self._input = self._session.get_inputs()[0].name
         self._priors: dict[tuple[int, int], np.ndarray] = {}
@@ -477,7 +570,8 @@ class ClpPlateDetector:
             self.model_id += f"+{self._colour.model_id}"
 
     def describe(self) -> dict:
-        return {"model": self.model_id, "threshold": self.threshold, **self.pyramid.to_dict()}
+        return {"model": self.model_id, "threshold": self.threshold, "precision": self.precision,
+                **self.pyramid.to_dict()}
 
     def _run(self, images: list[np.ndarray]) -> list[tuple[np.ndarray, np.ndarray]]:
         """Boxes and scores above threshold for equally sized BGR images, in their own pixels."""
@@ -505,8 +599,9 @@ class ClpPlateDetector:
             return image
         height, width = image.shape[:2]
         size = (max(int(round(width * scale)), 32), max(int(round(height * scale)), 32))
-        interpolation = self._cv2.INTER_AREA if scale < 1 else self._cv2.INTER_LINEAR
-        return self._cv2.resize(image, size, interpolation=interpolation)
+        if scale < 1:
+            return _shrunk(image, *size)
+        return self._cv2.resize(image, size, interpolation=self._cv2.INTER_LINEAR)
 
     def _whole_scale(self, width: int, height: int) -> float:
         pyr = self.pyramid
@@ -677,12 +772,13 @@ class Profile:
     face_tiles: int
     plate: PlatePyramid
     face_max_side: int = 1920
+    precision: str = "float"  # of the face and plate models: float, or their int8 copies (deid/quantize.py)
 
 
 # video: faces at full size up to a long side of 1440 px (measured: 3/4 size misses 23 px faces in 720p,
 # half size 30 px ones in 1080p); plates at full size and at 0.6
 VIDEO = Profile(face_scale=1.0, face_width=960, face_tiles=1, face_max_side=1440,
-                plate=PlatePyramid(scale=1.0, max_side=1920, scales=(1.0, 0.6)))
+                plate=PlatePyramid(scale=1.0, max_side=1920, scales=(1.0, 0.6)), precision="int8")
 # stills: the whole image with 2x2 face tiles; plates at 1280 px and on tiles at twice the size
 IMAGE = Profile(face_scale=None, face_width=1280, face_tiles=2,
                 plate=PlatePyramid(scale=1.0, max_side=1280, min_side=1280, tile_scale=2.0, proposals=False,
@@ -695,13 +791,14 @@ def build_detectors(labels: Sequence[str] = ("face", "plate"), provider: str = "
     """The obscuring detectors. `plate_model` "clp" is the learned detector; "colour" the colour/shape
     proposals alone (kept for comparison in the bench)."""
     out: list[Detector] = []
+    precision = precision_on(profile.precision, provider)
     if "face" in labels:
         out.append(CenterFaceDetector(face_threshold, profile.face_width, profile.face_tiles, provider,
-                                      scale=profile.face_scale, max_side=profile.face_max_side))
+                                      scale=profile.face_scale, max_side=profile.face_max_side, precision=precision))
     if "plate" in labels:
         if plate_model == "colour":
             out.append(PlateDetector(plate_threshold, profile.face_width))
         else:
-            out.append(ClpPlateDetector(plate_threshold, profile.plate, provider))
+            out.append(ClpPlateDetector(plate_threshold, profile.plate, provider, precision=precision))
     out.extend(extra)
     return out

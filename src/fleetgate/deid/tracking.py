@@ -65,9 +65,11 @@ class Tracker:
         self.stride = stride
         self.tracks: list[Track] = []
         self._next_id = 0
+        self._keys: list[int] = []  # the key frames observed, last two kept
 
     def observe(self, frame: int, detections: list[Detection]) -> None:
         """Link a key frame's detections to tracks (greedy, best affinity first)."""
+        self._keys = [*self._keys[-1:], frame]
         horizon = frame - self.hold - 2 * self.stride
         live = [t for t in self.tracks if t.last[0] >= horizon and t.last[0] < frame]
         pairs = sorted(((_affinity(t.last[1].box, d.box), ti, di) for ti, t in enumerate(live)
@@ -83,6 +85,27 @@ class Tracker:
             if di not in used_dets:
                 self.tracks.append(Track(self._next_id, det.label, [(frame, det)]))
                 self._next_id += 1
+
+    def steady(self, frame: int, motion: float = 0.5) -> bool:
+        """Whether key frame `frame` saw what the key frame before it saw: no track begun, none lost, and none
+        moved by more than `motion` of its size in between (an empty scene twice running is steady too)."""
+        before = self._keys[-2] if len(self._keys) >= 2 and self._keys[-1] == frame else None
+        if before is None:
+            return False
+        for track in self.tracks:
+            seen = [f for f, _ in track.observations]
+            if seen[-1] == before:
+                return False  # lost
+            if seen[-1] != frame:
+                continue
+            if len(seen) < 2 or seen[-2] != before:
+                return False  # begun here, or found again after a gap
+            a, b = track.observations[-2][1].box, track.observations[-1][1].box
+            size = max(a[2] - a[0], a[3] - a[1], 1.0)
+            shift = max(abs((a[0] + a[2]) - (b[0] + b[2])), abs((a[1] + a[3]) - (b[1] + b[3]))) / 2
+            if shift > motion * size:
+                return False
+        return True
 
     def boxes_at(self, frame: int) -> list[FrameBox]:
         """Every track's box on `frame`, using observations up to the last key frame seen."""

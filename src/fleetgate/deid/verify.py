@@ -21,7 +21,15 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from fleetgate.deid.detectors import VIDEO, CenterFaceDetector, ClpPlateDetector, Detector, Profile
+from fleetgate.deid.detectors import (
+    VIDEO,
+    CenterFaceDetector,
+    ClpPlateDetector,
+    Detector,
+    Profile,
+    precision_on,
+    side_by_side,
+)
 from fleetgate.deid.plate_text import PlateReader
 from fleetgate.deid.tracking import iou
 
@@ -63,14 +71,15 @@ class Verifier:
                          ">= 0.6) in a plate box the verifier found or the obscuring pass covered"}
 
     def check(self, frame_bgr: np.ndarray, obscured: Sequence[tuple[str, Box]] = ()) -> list[Finding]:
-        out: list[Finding] = []
-        if self.faces is not None:
-            out += [Finding("face", d.box, d.score, "face") for d in self.faces.detect(frame_bgr)
-                    if d.score >= self.face_threshold]
+        # the face and the plate model side by side, as the obscuring pass runs its detectors: the last frames
+        # of a clip are checked after everything else is done, so this is the clip's tail
+        faces, plates = side_by_side([lambda: self.faces.detect(frame_bgr) if self.faces else [],
+                                      lambda: self.plates.detect(frame_bgr) if self.plates else []])
+        out = [Finding("face", d.box, d.score, "face") for d in faces if d.score >= self.face_threshold]
         if self.plates is None and self.reader is None:
             return out
         covered = [box for label, box in obscured if label == "plate"]
-        candidates = [(d.box, d.score) for d in self.plates.detect(frame_bgr)] if self.plates else []
+        candidates = [(d.box, d.score) for d in plates]
         for box, score in candidates:
             if self.reader is not None and self.reader.read(frame_bgr, box).legible:
                 out.append(Finding("plate", box, score, "plate-legible"))
@@ -95,18 +104,21 @@ def verifier_profile(profile: Profile) -> Profile:
     else:
         face = {"face_scale": None, "face_width": 960, "face_tiles": 3}
     share = 0.8 if plate.scales else 0.7
+    # the obscuring pass's precision (int8 on the CPU for video): what makes the check independent is where it
+    # looks and the plate-text check, and the int8 copies find what the float models find on the real set
     return Profile(**face, plate=replace(plate, scale=plate.scale * share, max_side=int(plate.max_side * share),
                                          min_side=int(plate.min_side * share), scales=(),
                                          tile_scale=1.5 if plate.tile_scale else 0.0, proposals=False,
-                                         colour=False))
+                                         colour=False), precision=profile.precision)
 
 
 def build_verifier(profile: Profile = VIDEO, provider: str = "auto", labels: Sequence[str] = ("face", "plate"),
                    face_threshold: float = 0.5) -> Verifier:
     other = verifier_profile(profile)
+    precision = precision_on(other.precision, provider)
     faces = CenterFaceDetector(0.3, other.face_width, other.face_tiles, provider, scale=other.face_scale,
-                               max_side=other.face_max_side) if "face" in labels else None
+                               max_side=other.face_max_side, precision=precision) if "face" in labels else None
     # a low bar for plate candidates: each is read, and only legible text counts
-    plates = ClpPlateDetector(0.2, other.plate, provider) if "plate" in labels else None
+    plates = ClpPlateDetector(0.2, other.plate, provider, precision=precision) if "plate" in labels else None
     reader = PlateReader(provider) if "plate" in labels else None
     return Verifier(faces, plates, reader, face_threshold)

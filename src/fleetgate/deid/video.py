@@ -20,7 +20,6 @@ import queue
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field, replace
 from fractions import Fraction
 from pathlib import Path
@@ -29,7 +28,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from fleetgate.deid.detectors import IMAGE, VIDEO, Detection, Detector
+from fleetgate.deid.detectors import IMAGE, VIDEO, Detection, Detector, side_by_side
 from fleetgate.deid.obscure import ObscureSettings, obscure
 from fleetgate.deid.tracking import FrameBox, Tracker
 from fleetgate.deid.verify import Finding, Verifier, build_verifier
@@ -53,20 +52,25 @@ AUTO_DETECT_HZ = 5
 @dataclass(frozen=True)
 class VideoSettings:
     stride: int = 0  # detect on every stride-th frame (0: about 5 times a second); tracking fills the rest
-    hold: int = 6  # carry a lost box this many frames
+    hold: int | None = None  # carry a lost box this many frames (None: max(6, max_stride-1))
     verify: bool = True
     verify_stride: int = 0  # verify every Nth frame of the output (0: twice the detection stride)
     crf: int = 23
-    preset: str = "veryfast"
+    preset: str = "superfast"
     obscure: ObscureSettings = field(default_factory=ObscureSettings)
+    # while the tracker is steady (nothing new, nothing lost, nothing moving fast), detect only every
+    # max_stride-th frame (None: twice the automatic stride, at most 10; an explicit --stride alone: no wider)
+    max_stride: int | None = None
 
     def __post_init__(self) -> None:
         if not 0 <= self.stride <= 10:
             raise UsageError("--stride must lie between 1 and 10 (0: about 5 detections a second)")
-        if not 0 <= self.hold <= 60:
+        if self.hold is not None and not 0 <= self.hold <= 60:
             raise UsageError("--hold must lie between 0 and 60")
-        if self.hold < self.stride - 1:
+        if self.hold is not None and self.hold < max(self.stride, self.max_stride or 0) - 1:
             raise UsageError("--hold must be at least stride-1 so every frame between key frames is covered")
+        if self.max_stride is not None and not max(1, self.stride) <= self.max_stride <= 20:
+            raise UsageError("--max-stride must lie between the stride and 20")
         if not 0 <= self.verify_stride <= 30:
             raise UsageError("--verify-stride must lie between 1 and 30 (0: the detection stride)")
         if not 0 <= self.crf <= 51:
@@ -75,11 +79,28 @@ class VideoSettings:
     def to_dict(self) -> dict:
         return {**asdict(self), "obscure": self.obscure.to_dict()}
 
+    def checks(self, index: int) -> bool:
+        """Whether the verification pass looks at frame `index`: every verify_stride-th frame, taken midway
+        between two key frames, where the boxes are the tracker's (interpolated or held) rather than the
+        detectors' own, so that what the tracker carried is what gets checked; and the first frame, so
+        that even a clip shorter than the offset is checked."""
+        every = self.verify_stride or 1
+        return index == 0 or index % every == min((self.stride or 1) // 2, every - 1)
+
     def for_rate(self, fps: float) -> VideoSettings:
-        """The strides this clip runs with: an automatic stride from its frame rate, never past hold+1;
-        the verifier, at larger scales than the detectors, checks every other key frame's spacing."""
-        stride = self.stride or max(1, min(int(fps // AUTO_DETECT_HZ), self.hold + 1, 10))
-        return replace(self, stride=stride, verify_stride=self.verify_stride or min(2 * stride, 30))
+        """The strides this clip runs with: an automatic stride from its frame rate (never past hold+1 when
+        hold is given), the widest stride a steady tracker may take, the hold that covers it; the verifier,
+        at other scales than the detectors, checks frames twice the stride apart."""
+        stride = self.stride or max(1, min(int(fps // AUTO_DETECT_HZ), 10))
+        if self.hold is not None:
+            stride = min(stride, self.hold + 1)
+        widest = self.max_stride or (stride if self.stride else min(2 * stride, 10))
+        if self.hold is not None:
+            widest = min(widest, self.hold + 1)
+        widest = max(widest, stride)
+        hold = self.hold if self.hold is not None else max(6, widest - 1)
+        return replace(self, stride=stride, max_stride=widest, hold=hold,
+                       verify_stride=self.verify_stride or min(2 * stride, 30))
 
 
 @dataclass
@@ -175,22 +196,11 @@ def _labels(detectors: Sequence[Detector]) -> list[str]:
     return sorted({label for d in detectors for label in d.label.split("+")})
 
 
-_POOL: tuple[int, ThreadPoolExecutor] | None = None  # with the process it belongs to: a forked child makes its own
-_POOL_LOCK = threading.Lock()
-
-
 def _detect(detectors: Sequence[Detector], frame: np.ndarray) -> list[Detection]:
     """Every detector on `frame`, side by side in threads (onnxruntime, OpenCV and numpy release the GIL),
     each model on its share of the cores (detectors.ort_threads); results in the detectors' order."""
-    global _POOL
-    if len(detectors) < 2:
-        return [d for detector in detectors for d in detector.detect(frame)]
-    with _POOL_LOCK:
-        if _POOL is None or _POOL[0] != os.getpid():
-            _POOL = (os.getpid(), ThreadPoolExecutor(max_workers=4, thread_name_prefix="fleetgate-detect"))
-        pool = _POOL[1]
-    futures = [pool.submit(detector.detect, frame) for detector in detectors]
-    return [d for future in futures for d in future.result()]
+    found = side_by_side([lambda detector=detector: detector.detect(frame) for detector in detectors])
+    return [d for detections in found for d in detections]
 
 
 class _Stage(threading.Thread):
@@ -319,7 +329,7 @@ def anonymize_video(src: Path, dst: Path, detectors: Sequence[Detector], setting
         encoder.start()
         if settings.verify:
             checker.start()
-        tracker = Tracker(settings.hold, settings.stride)
+        tracker = Tracker(settings.hold, settings.max_stride)
         buffer: list[tuple[int, int | None, np.ndarray]] = []
 
         def emit(upto: int) -> None:
@@ -332,7 +342,7 @@ def anonymize_video(src: Path, dst: Path, detectors: Sequence[Detector], setting
                     counts[b.source] += 1
                     seen.add(b.label)
                     rows.append((index, pts, _seconds(pts, time_base), b))
-                if index % settings.verify_stride == 0:
+                if settings.checks(index):
                     obscured[index] = [(b.label, b.box) for b in boxes]
                 for label in seen:
                     labels[label] = labels.get(label, 0) + 1
@@ -341,7 +351,7 @@ def anonymize_video(src: Path, dst: Path, detectors: Sequence[Detector], setting
                     on_frame(index + 1, expected)
             tracker.forget_before(upto + 1)
 
-        last_index = -1
+        last_index, next_key, last_key = -1, 0, -1
         try:
             while True:
                 item = decoded.get()
@@ -355,16 +365,20 @@ def anonymize_video(src: Path, dst: Path, detectors: Sequence[Detector], setting
                                      f"{meta['size'][0]} to {array.shape[1]}x{array.shape[0]}")
                 buffer.append((index, pts, array))
                 last_index = index
-                if index % settings.stride == 0:
+                if index == next_key:
                     tracker.observe(index, _detect(detectors, array))
                     # the previous key frame waits for this one too: what the detector missed there but
                     # finds here is backfilled onto it (a plate missed on frame 0 left it legible)
                     emit(index - 1)
+                    # a steady scene (the same objects, slow) is looked at less often; anything new is found
+                    # at the next key frame and backfilled onto the frames before it (hold >= max_stride-1)
+                    last_key, next_key = index, index + (settings.max_stride if tracker.steady(index)
+                                                         else settings.stride)
             if decoder.error:
                 raise decoder.error
             if buffer:  # the last frame is always a key frame, so the tail is bracketed
                 tail_index, _, tail_array = buffer[-1]
-                if tail_index % settings.stride:
+                if tail_index != last_key:
                     tracker.observe(tail_index, _detect(detectors, tail_array))
                 emit(tail_index)
         finally:
@@ -437,7 +451,7 @@ def _verify_packets(packets: queue.Queue, verifier: Verifier, settings: VideoSet
     def check(frames) -> None:
         nonlocal index
         for frame in frames:
-            if index % settings.verify_stride == 0:
+            if settings.checks(index):
                 verdict["checked"] += 1
                 array = frame.to_ndarray(format="bgr24")
                 verdict["residuals"] += _residuals(index, verifier.check(array, obscured.pop(index, [])))
@@ -484,7 +498,7 @@ def _verify_video(path: Path, verifier: Verifier, settings: VideoSettings,
     checked = 0
     try:
         for index, _pts, _rotation, array in _decoded(container, path):
-            if index % (settings.verify_stride or 1):
+            if not settings.checks(index):
                 continue
             checked += 1
             residuals += _residuals(index, verifier.check(array, obscured.get(index, [])))
@@ -505,8 +519,24 @@ def write_sidecar(path: Path, rows: list[tuple[int, int | None, float | None, Fr
     path.parent.mkdir(parents=True, exist_ok=True)
     partial = path.with_name(f".{path.name}.partial")
     schema = SIDECAR_SCHEMA.with_metadata({"fleetgate.verifier": json.dumps(verifier, sort_keys=True)})
-    pq.write_table(pa.table(columns, schema=schema), partial)
+    arrays = [_arrow_column(columns[f.name], f.type) for f in SIDECAR_SCHEMA]
+    pq.write_table(pa.Table.from_arrays(arrays, schema=schema), partial)
     os.replace(partial, path)
+
+
+def _arrow_column(values: list, kind: pa.DataType) -> pa.Array:
+    """A column from its buffers. pa.array() on Python or numpy values asks pandas whether they are pandas
+    objects, and the first ask imports pandas: 0.35-0.55 s of every clip's run (measured), for a few rows."""
+    valid = np.fromiter((v is not None for v in values), bool, len(values))
+    bitmap = pa.py_buffer(np.packbits(valid, bitorder="little")) if not valid.all() else None
+    if pa.types.is_string(kind):
+        encoded = [v.encode() if v is not None else b"" for v in values]
+        offsets = np.zeros(len(encoded) + 1, np.int32)
+        np.cumsum([len(e) for e in encoded], out=offsets[1:])
+        buffers = [bitmap, pa.py_buffer(offsets), pa.py_buffer(b"".join(encoded))]
+        return pa.Array.from_buffers(kind, len(values), buffers, null_count=int((~valid).sum()))
+    data = np.array([v if v is not None else 0 for v in values], kind.to_pandas_dtype())
+    return pa.Array.from_buffers(kind, len(values), [bitmap, pa.py_buffer(data)], null_count=int((~valid).sum()))
 
 
 def anonymize_image(src: Path, dst: Path, detectors: Sequence[Detector], settings: VideoSettings | None = None,
