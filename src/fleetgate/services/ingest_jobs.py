@@ -202,7 +202,8 @@ class IngestJobs(Service):
         failed for a reason that may pass (the store unavailable): it stays queued for the next round."""
         record = JobRecord.model_validate_json((folder / "job.json").read_bytes())
         attempt = _attempts(folder) + 1
-        _write_durably(folder / "attempts", str(attempt).encode())
+        # not synced: a count lost with the machine only gives a job that keeps failing one try more
+        (folder / "attempts").write_text(str(attempt))
         try:
             outcome = self._ingest(folder, record, attempt)
         except (InvalidInputError, UsageError) as exc:  # the drop's own fault: final, as a 400 would be
