@@ -8,7 +8,7 @@ import os
 import re
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, BinaryIO
 
 from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import FileResponse
@@ -160,7 +160,9 @@ async def upload_drop(request: Request, name: Annotated[str, Query(description="
     size or archive refused from its headers is a 400 here; a full queue is a 503 with `Retry-After`."""
     services = services_of(request)
     jobs, web = services.ingest_jobs, services.ws.config.web
-    if jobs.queued() >= web.max_queued_uploads:
+    # every file operation of an upload runs on the spool's threads, never on the event loop: on a disk busy
+    # with other writes, even opening or writing a file can block for seconds (the kernel throttles writers)
+    if await spooling(jobs.queued) >= web.max_queued_uploads:
         raise ApiError(503, "busy", "the ingest queue is full (web.max_queued_uploads); retry later",
                        {"Retry-After": "5"})
     job_id, who = request.state.job_id, principal_of(request)
@@ -178,18 +180,25 @@ async def _receive(request: Request, target: Path, limit: int, name: str, jobs: 
     """The request body into `target`, fsynced; at most `limit` bytes (the spool is removed otherwise)."""
     written = 0
     try:
-        with open(target, "wb") as out:
+        out = await spooling(open, target, "wb")
+        try:
             async for chunk in request.stream():
                 written += len(chunk)
                 if written > limit:
                     raise InvalidInputError(f"{name}: larger than the upload limit (web.max_upload_mb)")
-                out.write(chunk)
-            out.flush()
-            await spooling(os.fsync, out.fileno())
+                await spooling(out.write, chunk)
+            await spooling(_sync, out)
+        finally:
+            await spooling(out.close)
     except BaseException:
         await spooling(jobs.discard, job_id)
         raise
     return written
+
+
+def _sync(out: BinaryIO) -> None:
+    out.flush()
+    os.fsync(out.fileno())
 
 
 @router.get("/jobs/{job_id}", response_model=IngestJob, openapi_extra=roles("ingest", "admin"))
@@ -201,7 +210,7 @@ async def job(request: Request, job_id: str,
     who, jobs = principal_of(request), services_of(request).ingest_jobs
     deadline = asyncio.get_running_loop().time() + wait
     while True:
-        view = jobs.status(job_id)  # one or two small files: no thread needed
+        view = await spooling(jobs.status, job_id)  # files: off the event loop, like the upload's
         if view is None or view.region != who.region or (view.principal != who.name and who.role.value != "admin"):
             raise NotFoundError("no such job")
         if view.status in ("done", "failed") or asyncio.get_running_loop().time() >= deadline:
