@@ -7,8 +7,10 @@ and answers 202 with a job, the server's ingest worker (its child process) inges
 waits for its job (`GET /jobs/{id}?wait=`) before it posts the next. A write is acknowledged when
 its job is done with the file landed. After each run, once the spool has drained, the catalog and
 the log are counted: every accepted job is exactly one ingest run and one asset (no lost or doubled
-writes), and every write request that passed authentication is one `web_request` log entry. The
-server is warmed first (each path and each token once), as one that has been up a while is. The
+writes), and every write request that passed authentication is one `web_request` log entry. Each
+run starts from its own copy of the same home (a run's writes would add pages for the next run's
+readers to read), and the server is warmed first (each path and each token once), as one that has
+been up a while is. The
 peer, measured in the same run with the same wrk settings, is the same stack (uvicorn + FastAPI)
 serving the same JSON body from memory with no authentication or catalog: the floor this machine
 sets for one Python server process.
@@ -73,6 +75,15 @@ def _home(work: Path):  # noqa: ANN202 - a web_helpers.Served
             services.principals.add(agent.name, Role.ingest, agent.signer.public_key, served.team.admin)
             served.tokens[agent.name] = services.principals.issue_token(agent.name, served.team.admin).secret
     return served
+
+
+def _copy(master, dest: Path):  # noqa: ANN001, ANN202 - a web_helpers.Served
+    """Each run on its own copy of the same home: a run's writes add assets, and with them asset pages to the
+    next run's readers (every page invalidated by each ingest), so runs on one home measure different loads."""
+    import dataclasses
+
+    shutil.copytree(master.home.parent, dest)
+    return dataclasses.replace(master, home=dest / master.home.name)
 
 
 def _drop_tar(writer: int, n: int) -> bytes:
@@ -314,7 +325,7 @@ def one_run(served, run: int, seconds: int, peer_seconds: int) -> dict[str, floa
             "unlogged": sum(w.sent for w in writers) - logged,
             "load_before": load_before[0], "load_during": load_during[0],
             "peer_rps": peer["rps"], "peer_p50": peer["p50"], "peer_p99": peer["p99"], "peer_cpu_ms": peer["cpu_ms"],
-            "peer_waited": peer["waited"]}
+            "peer_waited": peer["waited"], "assets_at_start": total, "asset_pages": len(range(0, total, 20))}
 
 
 def _peer(folder: Path, body: dict, seconds: int) -> dict[str, float]:
@@ -338,8 +349,8 @@ def bench_web(work: Path, runs: int, seconds: int = 60, peer_seconds: int = 30) 
     if shutil.which("wrk") is None:
         return ["## HTTP API under load", "", "Not measured: `wrk` is not installed (`apt-get install wrk`).", ""]
     work.mkdir(parents=True, exist_ok=True)
-    served = _home(work)
-    results = [one_run(served, n, seconds, peer_seconds) for n in range(runs)]
+    master = _home(work / "master")
+    results = [one_run(_copy(master, work / f"run-{n}"), n, seconds, peer_seconds) for n in range(runs)]
 
     def med(key: str) -> float:
         return statistics.median(r[key] for r in results)
@@ -356,9 +367,11 @@ def bench_web(work: Path, runs: int, seconds: int = 60, peer_seconds: int = 30) 
         f"on loopback: {READERS} concurrent readers (`wrk -t1 -c{READERS}`, an auditor's token, cycling through "
         f"asset pages of 20, asset details, the quarantine and the log checkpoint) and {WRITERS} writers (upload "
         "agents each posting a distinct one-table drop to `POST /api/v1/drops`, 202, then waiting for its job "
-        f"with `GET /api/v1/jobs/{{id}}?wait=30` before the next) for {seconds} s, {runs} runs, medians; the "
-        "server warmed first (each path and token once). Load generator, writers, server and worker share the "
-        f"machine's 2 cores. Peer: the same uvicorn + FastAPI serving the same page of JSON from memory, no token "
+        f"with `GET /api/v1/jobs/{{id}}?wait=30` before the next) for {seconds} s, {runs} runs, medians; each "
+        f"run on its own copy of the same home ({med('assets_at_start'):.0f} assets: "
+        f"{med('asset_pages'):.0f} asset pages), the server warmed first (each path and token once). Load "
+        "generator, writers, server and worker share the machine's 2 cores. Peer: the same uvicorn + FastAPI "
+        "serving the same page of JSON from memory, no token "
         f"or catalog, same wrk settings for {peer_seconds} s in the same run. Command: `python bench/run.py --only "
         f"web --runs {runs}` (or `python bench/web_bench.py --runs {runs} --seconds {seconds}`).",
         "",
