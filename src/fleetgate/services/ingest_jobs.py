@@ -124,7 +124,11 @@ class IngestJobs(Service):
         folder = self.root / "incoming" / record.job_id
         try:
             self.ingest.check_upload(folder / record.name, record.name, self.ws.config.web.max_upload_mb << 20)
-            _write_durably(folder / "job.json", record.model_dump_json().encode())
+            # written in place: the folder is nobody's until the rename below makes it a job, all at once
+            with open(folder / "job.json", "wb") as out:
+                out.write(record.model_dump_json().encode())
+                out.flush()
+                os.fsync(out.fileno())
             fsync_dir(folder)
             queue = self._folder("queue")
             os.rename(folder, queue / record.job_id)

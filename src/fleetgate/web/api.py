@@ -7,7 +7,6 @@ import datetime as dt
 import os
 import re
 from collections.abc import Callable
-from pathlib import Path
 from typing import Annotated, Any, BinaryIO
 
 from fastapi import APIRouter, Query, Request, Response
@@ -37,7 +36,7 @@ from fleetgate.services.models import (
     SubjectRequestView,
     SubjectSigningRequest,
 )
-from fleetgate.web.auth import AUDITORS, READERS, GuardedRoute, principal_of, services_of, spooling
+from fleetgate.web.auth import AUDITORS, READERS, GuardedRoute, polling, principal_of, services_of, spooling
 from fleetgate.web.errors import ApiError
 from fleetgate.web.views import ON_ANY_ENTRY, ON_CATALOG, ON_CHECKPOINT, ON_ONE_ASSET, Depends, ViewCache
 
@@ -160,45 +159,54 @@ async def upload_drop(request: Request, name: Annotated[str, Query(description="
     size or archive refused from its headers is a 400 here; a full queue is a 503 with `Retry-After`."""
     services = services_of(request)
     jobs, web = services.ingest_jobs, services.ws.config.web
-    # every file operation of an upload runs on the spool's threads, never on the event loop: on a disk busy
-    # with other writes, even opening or writing a file can block for seconds (the kernel throttles writers)
-    if await spooling(jobs.queued) >= web.max_queued_uploads:
-        raise ApiError(503, "busy", "the ingest queue is full (web.max_queued_uploads); retry later",
-                       {"Retry-After": "5"})
     job_id, who = request.state.job_id, principal_of(request)
-    target = await spooling(jobs.receive, job_id, name)
-    written = await _receive(request, target, web.max_upload_mb << 20, name, jobs, job_id)
-    record = JobRecord(job_id=job_id, name=name, region=who.region, principal=who.name, credential=who.credential_id,
-                       request_log_index=getattr(request.state, "request_log_index", None),
-                       accepted_at=services.clock.now(), bytes=written)
-    job = await spooling(jobs.accept, record)
+    # Every file operation of an upload runs on the spool's threads, never on the event loop (on a disk busy
+    # with other writes, even opening or writing a file can block for seconds: the kernel throttles writers),
+    # in as few hops as the stream allows: each waits for Python's lock while the loop serves readers.
+    out = await spooling(_open_spool, jobs, job_id, name, web.max_queued_uploads)
+    written, pending = 0, bytearray()
+    try:
+        async for chunk in request.stream():
+            written += len(chunk)
+            if written > web.max_upload_mb << 20:
+                raise InvalidInputError(f"{name}: larger than the upload limit (web.max_upload_mb)")
+            pending += chunk
+            if len(pending) >= SPOOL_WRITE:
+                await spooling(out.write, bytes(pending))
+                pending.clear()
+        record = JobRecord(job_id=job_id, name=name, region=who.region, principal=who.name,
+                           credential=who.credential_id, bytes=written, accepted_at=services.clock.now(),
+                           request_log_index=getattr(request.state, "request_log_index", None))
+        job = await spooling(_queue, out, bytes(pending), jobs, record)
+    except BaseException:
+        await spooling(_abandon, out, jobs, job_id)
+        raise
     return Response(job.model_dump_json(), status_code=202, media_type="application/json",
                     headers={"Location": f"/api/v1/jobs/{job_id}"})
 
 
-async def _receive(request: Request, target: Path, limit: int, name: str, jobs: IngestJobs, job_id: str) -> int:
-    """The request body into `target`, fsynced; at most `limit` bytes (the spool is removed otherwise)."""
-    written = 0
-    try:
-        out = await spooling(open, target, "wb")
-        try:
-            async for chunk in request.stream():
-                written += len(chunk)
-                if written > limit:
-                    raise InvalidInputError(f"{name}: larger than the upload limit (web.max_upload_mb)")
-                await spooling(out.write, chunk)
-            await spooling(_sync, out)
-        finally:
-            await spooling(out.close)
-    except BaseException:
-        await spooling(jobs.discard, job_id)
-        raise
-    return written
+SPOOL_WRITE = 1 << 20  # the body goes to disk a MiB at a time
 
 
-def _sync(out: BinaryIO) -> None:
+def _open_spool(jobs: IngestJobs, job_id: str, name: str, max_queued: int) -> BinaryIO:
+    if jobs.queued() >= max_queued:
+        raise ApiError(503, "busy", "the ingest queue is full (web.max_queued_uploads); retry later",
+                       {"Retry-After": "5"})
+    return open(jobs.receive(job_id, name), "wb")  # noqa: SIM115 - closed by _queue or _abandon
+
+
+def _queue(out: BinaryIO, rest: bytes, jobs: IngestJobs, record: JobRecord) -> IngestJob:
+    """The rest of the body written and fsynced, the file closed, the upload checked and queued."""
+    out.write(rest)
     out.flush()
     os.fsync(out.fileno())
+    out.close()
+    return jobs.accept(record)
+
+
+def _abandon(out: BinaryIO, jobs: IngestJobs, job_id: str) -> None:
+    out.close()
+    jobs.discard(job_id)
 
 
 @router.get("/jobs/{job_id}", response_model=IngestJob, openapi_extra=roles("ingest", "admin"))
@@ -210,7 +218,7 @@ async def job(request: Request, job_id: str,
     who, jobs = principal_of(request), services_of(request).ingest_jobs
     deadline = asyncio.get_running_loop().time() + wait
     while True:
-        view = await spooling(jobs.status, job_id)  # files: off the event loop, like the upload's
+        view = await polling(jobs.status, job_id)  # files: off the event loop, like the upload's
         if view is None or view.region != who.region or (view.principal != who.name and who.role.value != "admin"):
             raise NotFoundError("no such job")
         if view.status in ("done", "failed") or asyncio.get_running_loop().time() >= deadline:

@@ -170,6 +170,12 @@ async def writing(fn: Callable[..., Any], *args: Any) -> Any:
     return await _on_threads_of("catalog writes", fn, *args)
 
 
+async def polling(fn: Callable[..., Any], *args: Any) -> Any:
+    """Read a job's files on two threads of their own: waiting clients look every 50 ms, and their looks
+    must not queue behind an upload's fsyncs (nor delay them)."""
+    return await _on_threads_of("job polls", fn, *args)
+
+
 async def spooling(fn: Callable[..., Any], *args: Any) -> Any:
     """Run an upload's file work (writing, fsync, the header check) on two threads of its own: a disk slow
     to sync (tens of milliseconds each on this machine) must not hold the threads views are computed on."""
