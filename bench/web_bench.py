@@ -398,6 +398,10 @@ def bench_web(work: Path, runs: int, seconds: int = 60, peer_seconds: int = 30) 
         f"not done: {unfinished:.0f}; write requests without their `web_request` log entry: {unlogged:.0f}.",
         f"- The server's event-loop thread spent {100 * med('loop_waited'):.0f}% of the run waiting, runnable, for "
         f"a CPU (`/proc/PID/task/PID/schedstat`; the peer's, alone with wrk: {100 * med('peer_waited'):.0f}%).",
+        "- Each run (reads/s, read p99 ms, ingested/s): "
+        + "; ".join(f"{r['reads_rps']:,.0f}, {r['read_p99']:.0f}, {r['writes_rps']:.1f}" for r in results)
+        + ". The read p99 depends on the rest of the machine: while the event loop waits for a CPU (above), every "
+        "request in flight waits with it.",
         "- Load average (1 min) before / at the end of each run: "
         + "; ".join(f"{r['load_before']:.1f} / {r['load_during']:.1f}" for r in results)
         + " (other engineers' jobs share this machine; figures measured while it is busy are lower).",
