@@ -36,7 +36,7 @@ from fleetgate.services.base import Service
 from fleetgate.services.ingest import Ingest
 from fleetgate.services.models import IngestResult, Model
 from fleetgate.store import Catalog
-from fleetgate.store.blobs import fsync_dir
+from fleetgate.store.blobs import fsync_dir, write_durably
 
 log = logging.getLogger("fleetgate.ingest")
 
@@ -80,17 +80,6 @@ class IngestJob(Model):
 def new_job_id() -> str:
     """Time-ordered (the worker takes jobs oldest first) and unguessable."""
     return f"job_{time.time_ns() // 1_000_000:012x}{secrets.token_hex(4)}"
-
-
-def _write_durably(path: Path, data: bytes) -> None:
-    """`path` holds `data` or what it held before, never a part: temp file, fsync, rename, fsync of the folder."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "wb") as out:
-        out.write(data)
-        out.flush()
-        os.fsync(out.fileno())
-    os.replace(tmp, path)
-    fsync_dir(path.parent)
 
 
 class IngestJobs(Service):
@@ -245,7 +234,7 @@ class IngestJobs(Service):
     def _settle(self, folder: Path, record: JobRecord, outcome: IngestJob) -> None:
         """The outcome first (durably), then the queue entry: a crash in between leaves a job whose run is
         finished, which the next round answers from the catalog."""
-        _write_durably(self._folder("done") / f"{record.job_id}.json", outcome.model_dump_json().encode())
+        write_durably(self._folder("done") / f"{record.job_id}.json", outcome.model_dump_json().encode())
         shutil.rmtree(folder, ignore_errors=True)
 
     def prune(self, days: int = KEEP_OUTCOMES_DAYS) -> int:

@@ -190,6 +190,18 @@ def fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
+def write_durably(path: Path, data: bytes) -> None:
+    """`path` holds `data` or what it held before, never a part: a temporary file of this process,
+    fsync, rename, fsync of the folder."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    with open(tmp, "wb") as out:
+        out.write(data)
+        out.flush()
+        os.fsync(out.fileno())
+    os.replace(tmp, path)
+    fsync_dir(path.parent)
+
+
 def error_code(exc: BaseException) -> str | None:
     """The S3 error code (`PreconditionFailed`, `NoSuchKey`, ...) behind an exception fsspec translated, if any."""
     seen: BaseException | None = exc

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import io
 import json
-import os
 import re
 import shutil
 from pathlib import Path
@@ -22,18 +21,8 @@ import pyarrow.parquet as pq
 
 from fleetgate.classify.pii_scan import ENTITIES
 from fleetgate.keys.region_keys import pseudonym
-from fleetgate.store.blobs import fsync_dir
+from fleetgate.store.blobs import write_durably
 from fleetgate.subjects.footprint import Scanner, _json_strings, strip_document
-
-
-def _replace(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "wb") as fh:
-        fh.write(data)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
-    fsync_dir(path.parent)
 
 
 def scrub_drop(drop: Path, person: set[str], key: bytes) -> dict[str, int]:
@@ -54,7 +43,7 @@ def scrub_drop(drop: Path, person: set[str], key: bytes) -> dict[str, int]:
         if not all(keep):
             buf = io.BytesIO()
             pq.write_table(table.filter(pa.array(keep)), buf, compression="zstd")
-            _replace(path, buf.getvalue())
+            write_durably(path, buf.getvalue())
             out["table_rows"] += keep.count(False)
     for path in sorted(drop.rglob("*.json")):
         try:
@@ -65,7 +54,7 @@ def scrub_drop(drop: Path, person: set[str], key: bytes) -> dict[str, int]:
         naming = {s for s, found in zip(strings, scan.texts(strings), strict=True) if found & person}
         if naming:
             stripped, removed = strip_document(doc, naming)
-            _replace(path, (json.dumps(stripped, ensure_ascii=False, indent=2, sort_keys=True) + "\n").encode())
+            write_durably(path, (json.dumps(stripped, ensure_ascii=False, indent=2, sort_keys=True) + "\n").encode())
             out["json_entries"] += removed
     return out
 
@@ -118,14 +107,14 @@ def scrub_documents(home: Path, person: set[str], key: bytes) -> dict[str, int]:
                 naming = {s for s, found in zip(strings, scan.texts(strings), strict=True) if found & person}
                 if naming:
                     stripped, _ = strip_document(doc, naming)
-                    _replace(path, (json.dumps(stripped, ensure_ascii=False, indent=2) + "\n").encode())
+                    write_durably(path, (json.dumps(stripped, ensure_ascii=False, indent=2) + "\n").encode())
                     out["json"] += 1
                 continue
         values = _naming_values(scan, text.splitlines(), person)
         if values:
             for value in sorted(values, key=len, reverse=True):
                 text = text.replace(value, REDACTED)
-            _replace(path, text.encode("utf-8"))
+            write_durably(path, text.encode("utf-8"))
             out["text"] += 1
     return out
 
