@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
-import io
 import json
-import tarfile
 from pathlib import Path
 
 import pytest
@@ -16,7 +14,7 @@ from fleetgate.domain.clock import FixedClock
 from fleetgate.services import Services
 from fleetgate.workspace import Workspace
 from people import new_actor
-from web_helpers import Served, sign, upload
+from web_helpers import Served, sign, tar_of, upload
 
 PLAN = {"destination": "overseas", "purpose": "train driving models"}
 
@@ -219,15 +217,6 @@ def test_a_catalog_edited_behind_the_gate_blocks_the_signature(client: TestClien
     assert r.status_code == 409 and r.json()["error"]["code"] == "integrity"
 
 
-def _tar(folder: Path) -> bytes:
-    out = io.BytesIO()
-    with tarfile.open(fileobj=out, mode="w") as tar:
-        for path in sorted(folder.rglob("*")):
-            if path.is_file():
-                tar.add(path, arcname=str(path.relative_to(folder)))
-    return out.getvalue()
-
-
 def test_an_upload_agent_ingests_a_tar_stream_with_the_same_quarantine(client: TestClient, served: Served,
                                                                        sample_drop_master: Path,
                                                                        tmp_path: Path) -> None:
@@ -246,7 +235,7 @@ def test_an_upload_agent_ingests_a_tar_stream_with_the_same_quarantine(client: T
     h = {"Authorization": f"Bearer {token}", "Content-Type": "application/x-tar"}
     before = client.get("/api/v1/quarantine", headers=served.headers(team.auditor)).json()  # now a cached view
     assert "tables/owners.parquet" not in [i["source_path"] for i in before["items"]]
-    job = upload(client, {"Authorization": f"Bearer {token}"}, "drop-upload.tar", _tar(drop))
+    job = upload(client, {"Authorization": f"Bearer {token}"}, "drop-upload.tar", tar_of(drop))
     assert job["status"] == "done" and job["attempts"] == 1, job
     report = job["report"]
     assert report["quarantined"] == 1 and report["problems"][0]["path"] == "tables/owners.parquet"

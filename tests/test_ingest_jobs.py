@@ -28,8 +28,7 @@ from fleetgate.services.ingest_jobs import IngestJobs
 from fleetgate.store import Catalog
 from fleetgate.web import create_app
 from fleetgate.workspace import Workspace
-from people import new_actor
-from web_helpers import Served, build_home, copy_home, start_server, stop_server, upload
+from web_helpers import Served, add_token_holders, build_home, copy_home, start_server, stop_server, tar_of, upload
 
 AGENTS = ("Upload Agent 1", "Upload Agent 2")
 
@@ -38,13 +37,7 @@ AGENTS = ("Upload Agent 1", "Upload Agent 2")
 def jobs_master(sample_drop_master: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("jobs")
     served = build_home(root, sample_drop_master)
-    with Workspace.open(served.home) as ws:
-        services = Services(ws)
-        for name in AGENTS:
-            actor = new_actor(root / "people", name)
-            services.principals.add(name, Role.ingest, actor.signer.public_key, served.team.admin)
-            served.tokens[name] = services.principals.issue_token(name, served.team.admin).secret
-    (root / "tokens.json").write_text(json.dumps(served.tokens))
+    add_token_holders(root, served, dict.fromkeys(AGENTS, Role.ingest))
     return root
 
 
@@ -64,15 +57,6 @@ def client(served: Served):  # noqa: ANN201
 
 def _agent(served: Served, n: int = 0) -> dict[str, str]:
     return {"Authorization": f"Bearer {served.tokens[AGENTS[n]]}"}
-
-
-def _tar(folder: Path) -> bytes:
-    out = io.BytesIO()
-    with tarfile.open(fileobj=out, mode="w") as tar:
-        for path in sorted(folder.rglob("*")):
-            if path.is_file():
-                tar.add(path, arcname=str(path.relative_to(folder)))
-    return out.getvalue()
 
 
 def _post(client: TestClient, served: Served, name: str, body: bytes) -> str:
@@ -110,7 +94,7 @@ def _fresh_drop(_sample: Path, tmp: Path, seed: str) -> bytes:
                              "quantity": pa.array([1, 2, 3], pa.int64()), "order_date": when}),
                    drop / "tables" / "procurement.parquet")
     (drop / "stray.bin").write_bytes(seed.encode())
-    return _tar(drop)
+    return tar_of(drop)
 
 
 def test_an_upload_is_queued_durably_and_its_job_tells_what_landed(client: TestClient, served: Served,

@@ -31,8 +31,7 @@ from fleetgate.services import Services
 from fleetgate.services.principals import Principals
 from fleetgate.web import create_app
 from fleetgate.workspace import Workspace
-from people import new_actor
-from web_helpers import PASSWORD, Served, build_home, copy_home, sign, upload
+from web_helpers import PASSWORD, Served, add_token_holders, build_home, copy_home, sign, upload
 
 PLAN = {"destination": "overseas", "purpose": "train driving models"}
 AGENT, SECOND_ENGINEER = "Upload Agent 7", "Eng Wu"
@@ -44,13 +43,7 @@ def attack_master(sample_drop_master: Path, tmp_path_factory: pytest.TempPathFac
     """The API tests' home plus an upload agent and a second engineer, each with a token."""
     root = tmp_path_factory.mktemp("attacks")
     served = build_home(root, sample_drop_master)
-    with Workspace.open(served.home) as ws:
-        services = Services(ws)
-        for name, role in ((AGENT, Role.ingest), (SECOND_ENGINEER, Role.engineer)):
-            actor = new_actor(root / "people", name)
-            services.principals.add(name, role, actor.signer.public_key, served.team.admin)
-            served.tokens[name] = services.principals.issue_token(name, served.team.admin).secret
-    (root / "tokens.json").write_text(json.dumps(served.tokens))
+    add_token_holders(root, served, {AGENT: Role.ingest, SECOND_ENGINEER: Role.engineer})
     return root
 
 

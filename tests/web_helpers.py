@@ -3,12 +3,14 @@ and a real `fleetgate serve` process on a free loopback port."""
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import shutil
 import socket
 import subprocess
 import sys
+import tarfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,11 +18,12 @@ from pathlib import Path
 import httpx
 
 from fleetgate.classify import classify_region
+from fleetgate.domain import Role
 from fleetgate.ingest import ingest_drop
 from fleetgate.keys import envelope as env
 from fleetgate.services import Services
 from fleetgate.workspace import Workspace, init_workspace
-from people import Team, load_team, make_team
+from people import Team, load_team, make_team, new_actor
 
 PASSWORD = "correct horse battery"
 
@@ -59,6 +62,27 @@ def build_home(root: Path, drop: Path, deid: bool = False) -> Served:
             services.principals.set_password(officer.name, PASSWORD, team.admin)
     (root / "tokens.json").write_text(json.dumps(tokens))
     return Served(home, team, tokens)
+
+
+def add_token_holders(root: Path, served: Served, people: dict[str, Role]) -> None:
+    """Register more people (a key pair each under root/people) with a token each; tokens.json gains them."""
+    with Workspace.open(served.home) as ws:
+        services = Services(ws)
+        for name, role in people.items():
+            actor = new_actor(root / "people", name)
+            services.principals.add(name, role, actor.signer.public_key, served.team.admin)
+            served.tokens[name] = services.principals.issue_token(name, served.team.admin).secret
+    (root / "tokens.json").write_text(json.dumps(served.tokens))
+
+
+def tar_of(folder: Path) -> bytes:
+    """An uncompressed tar of every file under `folder`, named relative to it."""
+    out = io.BytesIO()
+    with tarfile.open(fileobj=out, mode="w") as tar:
+        for path in sorted(folder.rglob("*")):
+            if path.is_file():
+                tar.add(path, arcname=str(path.relative_to(folder)))
+    return out.getvalue()
 
 
 def copy_home(master: Path, dest: Path) -> Served:
