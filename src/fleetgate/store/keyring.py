@@ -77,6 +77,7 @@ class BlobKey:
 _BLOB_NAMES = ("kid", "namespace", "sha256", "holder", "data_key", "stored_as", "bytes")
 _BLOB_COLUMNS = ", ".join(_BLOB_NAMES)
 
+
 class Keyring:
     """The keyring of one region."""
 

@@ -181,12 +181,14 @@ class _Decrypting(io.RawIOBase):
     def _chunk(self, index: int) -> bytes:
         if self._cached is not None and self._cached[0] == index:
             return self._cached[1]
-        self._inner.seek(HEADER_LEN + index * SEALED_CHUNK)
-        plain = self._open(index, self._inner.read(min(SEALED_CHUNK, self._total - index * SEALED_CHUNK)))
+        plain = self._read_chunk(index)
         self._cached = (index, plain)
         return plain
 
-    def _open(self, index: int, sealed: bytes) -> bytes:
+    def _read_chunk(self, index: int) -> bytes:
+        """Chunk `index` read from the stored bytes, decrypted and checked."""
+        self._inner.seek(HEADER_LEN + index * SEALED_CHUNK)
+        sealed = self._inner.read(min(SEALED_CHUNK, self._total - index * SEALED_CHUNK))
         try:
             return self._aead.decrypt(_nonce(index, index == self._chunks - 1), sealed, MAGIC)
         except InvalidTag:
@@ -209,8 +211,7 @@ class _Decrypting(io.RawIOBase):
         """Every chunk's plaintext in order, each checked, from the start (for copies of the whole blob:
         no buffer between the cipher and the writer)."""
         for index in range(self._chunks):
-            self._inner.seek(HEADER_LEN + index * SEALED_CHUNK)
-            yield self._open(index, self._inner.read(min(SEALED_CHUNK, self._total - index * SEALED_CHUNK)))
+            yield self._read_chunk(index)
         self._pos = self.size
 
     def close(self) -> None:
