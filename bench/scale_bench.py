@@ -123,7 +123,7 @@ def _timed(fn) -> tuple[float, float]:  # noqa: ANN001
 
 def _once(ws: Workspace, run: int, catalog: tuple, out: dict[str, list[float]], whole: bool) -> None:
     """One round of every measurement on one catalog (its size grows by one batch per round). `whole`:
-    also `audit verify` and a plan over every asset, which hold every asset's logged fact in memory."""
+    also `audit verify` and a plan over every asset (minutes each at a million assets)."""
     _home, engineer, sha, size, vins = catalog
     log = open_log(ws)
     first = _asset_count(ws)
@@ -174,8 +174,9 @@ def _available_gb() -> float:
 def measure(work: Path, sizes: tuple[int, ...], runs: int) -> tuple[dict[int, dict[str, float]], list[str]]:
     """Build every catalog, then measure them in turns (each round visits every size, so a busy spell
     of the machine falls on all of them); the largest gets fewer rounds when it takes minutes each.
-    Verify and plan hold every asset's fact in memory: a size whose projected peak (from the peak of
-    the size before it) exceeds the memory available skips them, and the notes say so."""
+    Verify keeps a digest of every asset's logged facts and a plan holds one item per asset: a size
+    whose projected peak (from the peak of the size before it) exceeds the memory available skips
+    them, and the notes say so."""
     catalogs, builds = {}, {}
     for n in sizes:
         start, found = time.perf_counter(), (work / f"ws-{n}.built").exists()

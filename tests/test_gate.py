@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import json
 import multiprocessing
 import os
@@ -15,11 +16,13 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from cli_helpers import run_cli
 from fleetgate.audit import open_log
 from fleetgate.classify import classify_region
-from fleetgate.domain import SignedPlan
+from fleetgate.domain import Plan, SignedPlan
 from fleetgate.gate import (
     ApprovalRefused,
     PackageInvalid,
@@ -32,7 +35,9 @@ from fleetgate.gate import (
     verify_package,
     verify_region,
 )
+from fleetgate.gate.plan import plan_digest
 from fleetgate.ingest import ingest_drop
+from fleetgate.keys.envelope import canonical_json
 from fleetgate.store import Ledger
 from fleetgate.workspace import Workspace, init_workspace
 from fleetgate.workspace.config import save_config
@@ -324,3 +329,24 @@ def test_personal_information_waits_for_its_legal_basis_and_pipia(home: Path, te
         assert result.status == "published" and {a["asset_id"] for a in result.exported} == \
             {i.asset_id for i in blocked}
         assert not verify_region(ws).findings
+
+
+
+@pytest.fixture(scope="module")
+def a_plan(classified_master: Path, tmp_path_factory: pytest.TempPathFactory) -> Plan:
+    home = tmp_path_factory.mktemp("digest") / "ws"
+    shutil.copytree(classified_master, home)
+    with Workspace.open(home) as ws:
+        engineer = load_team(classified_master.parent / "people").engineer
+        return make_plan(ws, "overseas", engineer, None, PURPOSE, as_of=AS_OF, clock=CLOCK).plan
+
+
+@settings(max_examples=40, deadline=None)
+@given(purpose=st.text(), select=st.text(max_size=20), items=st.integers(min_value=0, max_value=5))
+def test_plan_digest_is_the_digest_of_the_whole_canonical_body(a_plan: Plan, purpose: str, select: str,
+                                                              items: int) -> None:
+    """`plan_digest` hashes the body item by item; the bytes must be exactly the canonical JSON of the whole
+    plan (what approvers, auditors and `audit verify` recompute), for any text and any number of items."""
+    plan = a_plan.model_copy(update={"purpose": purpose, "select": select, "items": (a_plan.items * 2)[:items]})
+    whole = "sha256:" + hashlib.sha256(canonical_json(plan.model_dump(mode="json"))).hexdigest()
+    assert plan_digest(plan) == whole

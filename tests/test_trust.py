@@ -18,8 +18,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from cli_helpers import run_cli
+from fleetgate.audit.check import CatalogCheck
 from fleetgate.audit.log import region_log
-from fleetgate.audit.state import approval_id
+from fleetgate.audit.state import approval_id, replay
 from fleetgate.classify import classify_region
 from fleetgate.deid import deid_region
 from fleetgate.domain import ApprovalStatement, Role
@@ -341,6 +342,28 @@ def test_classification_edited_to_drop_faces_is_found(home: Path) -> None:
     _sql(home, "UPDATE classifications SET features = ? WHERE asset_id = ?",
          json.dumps([f for f in features if f != "faces"]), video)
     assert _has(_findings(home), "classifications", video, "features", '["faces", "plates", "vin"] in log entry')
+
+
+def test_log_entry_rewritten_after_verification_does_not_excuse_an_edited_row(home: Path) -> None:
+    """The replayed state keeps each fact's digest and reads the fact back from its entry only to name
+    the fields of a row that differs: an insider who rewrites that entry between the log's verification
+    and the row check (to make it agree with their edit) gets the row reported, not excused."""
+    video = _raw(home, "exterior_video")
+    features = json.loads(_sql(home, "SELECT features FROM classifications WHERE asset_id = ?", video)[0][0])
+    edited = [f for f in features if f != "faces"]
+    with Workspace.open(home) as ws:
+        region = ws.region()
+        state, _ = replay(region_log(region), region.name)
+        _sql(home, "UPDATE classifications SET features = ? WHERE asset_id = ?", json.dumps(edited), video)
+        index = state.facts["classifications"][video].index
+        entry = json.loads(_sql(home, "SELECT entry FROM log_entries WHERE idx = ?", index)[0][0])
+        for fact in entry["facts"]["classifications"]:
+            if fact["asset_id"] == video:
+                fact["features"] = edited
+        _sql(home, "UPDATE log_entries SET entry = ? WHERE idx = ?", json.dumps(entry), index)
+        findings = CatalogCheck(region, state, content=False).run()
+    assert _has(findings, "classifications", video, "*", f"log entry {index}, which no longer reads as it did")
+    assert not _has(findings, "classifications", video, "features")
 
 
 def test_derived_asset_pointed_at_a_raw_blob_is_found(home: Path) -> None:

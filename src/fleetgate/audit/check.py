@@ -19,7 +19,7 @@ from typing import Any
 
 from sqlalchemy.engine import Connection
 
-from fleetgate.audit.facts import Facts, differing_fields, iso
+from fleetgate.audit.facts import Facts, LoggedFact, differing_fields, fact_digest, iso
 from fleetgate.audit.log import digest
 from fleetgate.audit.state import LogState
 from fleetgate.domain import SignedPlan
@@ -142,11 +142,25 @@ class CatalogCheck:
                 yield row, Finding(table, row_id, "*", "no logged fact for this row" if erased is None else
                                    f"erased in log entry {erased} but present in the catalog")
                 continue
-            for finding in _compare(table, row_id, project(row, fact[1].get("keying")), fact[1], fact[0]):
-                yield row, finding
+            projected = project(row, fact.keying)
+            if fact_digest(projected) != fact.digest:
+                for finding in self._differences(table, row_id, projected, fact):
+                    yield row, finding
             yield row, None
         for row_id in sorted(set(logged) - seen):
-            yield {}, Finding(table, row_id, "*", f"logged in entry {logged[row_id][0]} but missing from the catalog")
+            yield {}, Finding(table, row_id, "*",
+                              f"logged in entry {logged[row_id].index} but missing from the catalog")
+
+    def _differences(self, table: str, row_id: str, projected: Mapping[str, Any],
+                     logged: LoggedFact) -> Iterator[Finding]:
+        """A row whose projection's digest is not its fact's: the fields that differ, from the fact read
+        back out of its entry (the same values written differently, an integer as 1.0, differ in none)."""
+        fact = self.state.read_fact(table, row_id, logged)
+        if fact is None:
+            yield Finding(table, row_id, "*", f"differs from the fact in log entry {logged.index}, which no longer "
+                                              "reads as it did when the log was verified")
+            return
+        yield from _compare(table, row_id, projected, fact, logged.index)
 
     def assets(self) -> list[Finding]:
         out = []

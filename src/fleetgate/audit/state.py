@@ -9,16 +9,25 @@ the gate ignores it and `audit verify` reports it. The state never trusts a cata
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
+import orjson
 from pydantic import BaseModel, ValidationError
 from sqlalchemy.engine import Connection
 
-from fleetgate.audit.facts import FACT_ENTRY_TYPES, FACT_KEYS, WRITE_ONCE, differing_fields
-from fleetgate.audit.log import GENESIS, TransparencyLog, VerifyReport, canonical
+from fleetgate.audit.facts import (
+    FACT_ENTRY_TYPES,
+    FACT_KEYS,
+    WRITE_ONCE,
+    LoggedFact,
+    differing_fields,
+    fact_digest,
+)
+from fleetgate.audit.log import GENESIS, LogError, TransparencyLog, VerifyReport, canonical
 from fleetgate.domain import (
     ApprovalStatement,
     BasisStatement,
@@ -133,8 +142,7 @@ class LogState:
     region: str
     size: int = 0
     genesis: dict[str, Any] | None = None
-    facts: dict[str, dict[str, tuple[int, dict[str, Any]]]] = field(
-        default_factory=lambda: {table: {} for table in FACT_KEYS})
+    facts: dict[str, dict[str, LoggedFact]] = field(default_factory=lambda: {table: {} for table in FACT_KEYS})
     principals: dict[str, Principal] = field(default_factory=dict)  # by key id
     decisions: dict[str, LoggedDecision] = field(default_factory=dict)  # by plan id
     approvals: dict[str, LoggedApproval] = field(default_factory=dict)  # valid approvals by id
@@ -151,6 +159,8 @@ class LogState:
     bases: dict[str, tuple[int, BasisStatement]] = field(default_factory=dict)  # the latest valid one per plan
     credentials: dict[str, LoggedCredential] = field(default_factory=dict)  # by credential id
     problems: list[Problem] = field(default_factory=list)
+    # reads entry `index` back (set by `replay`): facts are kept as digests and read again when a row differs
+    entry_at: Callable[[int], dict[str, Any] | None] | None = field(default=None, repr=False, compare=False)
 
     # -- queries the gate asks --------------------------------------------------------------------
     def active(self, name: str, index: int | None = None) -> Principal | None:
@@ -201,14 +211,29 @@ class LogState:
                 if not isinstance(key, str):
                     self._problem(index, f"{table}: a fact without its {FACT_KEYS[table]}")
                     continue
-                earlier = known.get(key)
-                if table in WRITE_ONCE and earlier is not None and earlier[1] != fact:
-                    fields = ", ".join(differing_fields(fact, earlier[1]))
-                    self._problem(index, f"{table} {key}: a second, different fact ({fields}); the first is in "
-                                         f"entry {earlier[0]}")
+                earlier, logged = known.get(key), LoggedFact(index, fact.get("keying"), fact_digest(fact) or b"")
+                if table in WRITE_ONCE and earlier is not None and earlier.digest != logged.digest:
+                    self._second_fact(index, table, key, fact, earlier)
                     continue
-                known[key] = (index, fact)
+                known[key] = logged
                 self.erased.get(table, {}).pop(key, None)  # a fact after an erasure: the row is back
+
+    def _second_fact(self, index: int, table: str, key: str, fact: dict[str, Any], earlier: LoggedFact) -> None:
+        first = self.read_fact(table, key, earlier)
+        fields = differing_fields(fact, first) if first is not None else ["*"]
+        if fields:  # the same values, written differently (an integer as 1.0): the same fact
+            self._problem(index, f"{table} {key}: a second, different fact ({', '.join(fields)}); the first is in "
+                                 f"entry {earlier.index}")
+
+    def read_fact(self, table: str, key: str, logged: LoggedFact) -> dict[str, Any] | None:
+        """The fact for row `key` of `table` as its entry logged it (the state keeps only its digest);
+        None when the entry, read again, no longer holds a fact with that digest (changed since)."""
+        entry = self.entry_at(logged.index) if self.entry_at is not None else None
+        rows = ((entry or {}).get("facts") or {}).get(table)
+        for fact in reversed(rows) if isinstance(rows, list) else []:  # the last one, as the replay keeps it
+            if isinstance(fact, dict) and fact.get(FACT_KEYS[table]) == key:
+                return fact if fact_digest(fact) == logged.digest else None
+        return None
 
     def _signed_by(self, envelope: dict[str, Any], name: str, index: int, roles: set[Role]) -> Principal | str:
         """The principal called `name`, active at `index` with one of `roles`, who signed `envelope`;
@@ -546,6 +571,21 @@ def _short(exc: Exception) -> str:
 
 def replay(log: TransparencyLog, region: str, conn: Connection | None = None) -> tuple[LogState, VerifyReport]:
     """Verify the log (leaves, chain, checkpoints) and replay it into its state in the same pass."""
-    state = LogState(region)
+    state = LogState(region, entry_at=_entry_reader(log, conn))
     report = log.verify(on_entry=state.apply, conn=conn)
     return state, report
+
+
+def _entry_reader(log: TransparencyLog, conn: Connection | None) -> Callable[[int], dict[str, Any] | None]:
+    """Entry `index` of the log, parsed; in `conn`'s snapshot when given. The last few are kept,
+    as the rows that differ from their facts (an edit of many rows) tend to share entries."""
+
+    @functools.lru_cache(maxsize=8)
+    def read(index: int) -> dict[str, Any] | None:
+        try:
+            entry = orjson.loads(log.entry_text(index, conn)) if conn is not None else log.entry(index)
+        except (LogError, ValueError):
+            return None
+        return entry if isinstance(entry, dict) else None
+
+    return read

@@ -13,11 +13,12 @@ it complete.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 
 from sqlalchemy.engine import Connection
 
-from fleetgate.audit.merkle import EMPTY_ROOT, node_hash, root_from_leaf_hashes
+from fleetgate.audit.merkle import EMPTY_ROOT, node_hash, root_from_leaf_hashes, tree_levels
 from fleetgate.store.log_repo import LogRepository
 
 HEIGHT = 8
@@ -27,6 +28,17 @@ HASH = 32
 
 def _split_blob(blob: bytes) -> list[bytes]:
     return [blob[i:i + HASH] for i in range(0, len(blob), HASH)]
+
+
+@functools.lru_cache(maxsize=1024)
+def tile_levels(blob: bytes) -> tuple[tuple[bytes, ...], ...]:
+    """The perfect subtrees inside one tile: levels[h][i] is the root of its hashes [i·2^h, (i+1)·2^h).
+
+    A pure function of the tile's bytes, so it is kept across readers (a proof of a random entry and
+    the root of the latest checkpoint would otherwise hash the same tiles again on every call, and a
+    proof would cost more the more tiles there are): a tile altered in the catalog is other bytes,
+    hashed afresh. 1,024 tiles of 8 KiB with their subtrees are about 16 MB."""
+    return tuple(tuple(level) for level in tree_levels(_split_blob(blob)))
 
 
 def extend(repo: LogRepository, conn: Connection, old_size: int, new_leaves: Sequence[bytes]) -> None:
@@ -63,23 +75,24 @@ class TileReader:
 
     def __init__(self, repo: LogRepository, conn: Connection, size: int) -> None:
         self.repo, self.conn, self.size = repo, conn, size
-        self._tiles: dict[tuple[int, int], list[bytes]] = {}
+        self._tiles: dict[tuple[int, int], tuple[tuple[bytes, ...], ...]] = {}
 
-    def _tile(self, level: int, index: int) -> list[bytes]:
+    def _tile(self, level: int, index: int) -> tuple[tuple[bytes, ...], ...]:
         key = (level, index)
         if key not in self._tiles:
-            self._tiles[key] = _split_blob(self.repo.tile(self.conn, level, index))
+            self._tiles[key] = tile_levels(self.repo.tile(self.conn, level, index))
         return self._tiles[key]
 
     def node(self, height: int, index: int) -> bytes:
         """Root of the perfect subtree over leaves [index·2^height, (index+1)·2^height)."""
         level, rest = divmod(height, HEIGHT)
         first = index << rest  # position of its first hash at the tile level
-        hashes = self._tile(level, first // WIDTH)[first % WIDTH:first % WIDTH + (1 << rest)]
-        if len(hashes) != 1 << rest:
+        levels = self._tile(level, first // WIDTH)
+        within = (first % WIDTH) >> rest
+        if rest >= len(levels) or within >= len(levels[rest]):
             raise LookupError(f"the log's tiles lack level {level} tile {first // WIDTH} (run `fleetgate audit "
                               "verify`)")
-        return root_from_leaf_hashes(hashes)
+        return levels[rest][within]
 
     def subtree(self, start: int, end: int) -> bytes:
         """MTH of leaves [start, end): its aligned perfect subtrees, largest first, folded right to left."""

@@ -104,7 +104,7 @@ def _processed(doc: Document, ev: Evidence, important: dict[str, int]) -> None:
     s.table(["kind", "assets"], [[k, n] for k, n in important.items()], empty="none")
     facts = list(ev.state.facts["classifications"].values())
     if facts:
-        ev.cite_index(max(index for index, _ in facts), f"the latest batch of the {len(facts)} classifications read")
+        ev.cite_index(max(fact.index for fact in facts), f"the latest batch of the {len(facts)} classifications read")
     s.todo("the purpose and necessity of processing each kind")
 
 

@@ -87,7 +87,8 @@ def select_assets(ws: Workspace, region: str, select: str | None) -> list[dict[s
             context.set("asset", _asset_view(asset, classes.get(asset["id"])))
             if not condition.evaluate(context):
                 continue
-        chosen.append(asset | {"classification": classes.get(asset["id"])})
+        asset["classification"] = classes.pop(asset["id"], None)  # in place: a plan may hold a million
+        chosen.append(asset)
     return chosen
 
 
@@ -142,8 +143,24 @@ def decide_assets(ws: Workspace, region: str, destination_country: str, assets: 
 
 
 def plan_digest(plan: Plan) -> str:
-    """sha256 of the plan body's canonical JSON: what the author signs and the log records."""
-    return "sha256:" + hashlib.sha256(env.canonical_json(plan.model_dump(mode="json"))).hexdigest()
+    """sha256 of the plan body's canonical JSON: what the author signs and the log records.
+
+    The bytes are hashed as they are made, item by item, so a plan of a million assets is never held
+    as one JSON document beside its items: the same bytes as `canonical_json(plan.model_dump())`."""
+    fields = plan.model_dump(mode="json", exclude={"items"}) | {"items": None}
+    sha = hashlib.sha256(b"{")
+    for position, name in enumerate(sorted(fields)):
+        sha.update(b"," if position else b"")
+        sha.update(env.canonical_json(name) + b":")
+        if name != "items":
+            sha.update(env.canonical_json(fields[name]))
+            continue
+        sha.update(b"[")
+        for number, item in enumerate(plan.items):
+            sha.update((b"," if number else b"") + env.canonical_json(item.model_dump(mode="json")))
+        sha.update(b"]")
+    sha.update(b"}")
+    return "sha256:" + sha.hexdigest()
 
 
 def plan_id_of(digest: str) -> str:
