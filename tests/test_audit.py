@@ -9,13 +9,14 @@ import sqlalchemy as sa
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from fleetgate.audit import Checkpoint, LogError, Witness, WitnessRefused, open_log, verify_cosignature
+from fleetgate.audit import Checkpoint, LogError, Witness, WitnessRefused, open_log, tiles, verify_cosignature
 from fleetgate.audit.log import prefix_roots
 from fleetgate.audit.merkle import (
     consistency_proof,
     inclusion_proof,
     leaf_hash,
     root_from_leaf_hashes,
+    tree_levels,
     verify_consistency,
     verify_inclusion,
 )
@@ -273,3 +274,19 @@ def test_tiles_and_the_kind_column_are_checked_against_the_entries(workspace: Wo
     with pytest.raises(LogError, match="entry 7: its kind column says 'export', the entry 'decision'"):
         log.verify()
     assert all(e["type"] == "export" for e in log.entries("export"))  # the filter never trusts the column alone
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.binary(min_size=32, max_size=32), min_size=1, max_size=256), st.data())
+def test_kept_tile_subtrees_are_the_tiles_own_whatever_was_kept_before(hashes: list[bytes],
+                                                                       data: st.DataObject) -> None:
+    """The subtrees of a tile are kept by its bytes and extended by one hash after an append: whatever
+    prefixes (or other tiles) were kept before, they are exactly the tree of the tile's own hashes."""
+    tiles._levels_of.clear()
+    for k in sorted(data.draw(st.sets(st.integers(1, len(hashes))))):  # the last tile as the log grew
+        tiles.tile_levels(b"".join(hashes[:k]))
+    other = bytearray(b"".join(hashes))
+    other[data.draw(st.integers(0, len(other) - 1))] ^= 1  # the same tile, altered in the catalog
+    for blob, leaves in ((b"".join(hashes), hashes), (bytes(other), [bytes(other[i:i + 32]) for i in
+                                                                    range(0, len(other), 32)])):
+        assert tiles.tile_levels(blob) == tuple(tuple(level) for level in tree_levels(leaves))

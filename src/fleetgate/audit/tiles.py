@@ -13,7 +13,8 @@ it complete.
 
 from __future__ import annotations
 
-import functools
+import threading
+from collections import OrderedDict
 from collections.abc import Sequence
 
 from sqlalchemy.engine import Connection
@@ -30,15 +31,46 @@ def _split_blob(blob: bytes) -> list[bytes]:
     return [blob[i:i + HASH] for i in range(0, len(blob), HASH)]
 
 
-@functools.lru_cache(maxsize=1024)
+_KEPT = 1024  # tiles of 8 KiB with their subtrees: about 16 MB
+_levels_of: OrderedDict[bytes, tuple[tuple[bytes, ...], ...]] = OrderedDict()
+_levels_lock = threading.Lock()
+
+
 def tile_levels(blob: bytes) -> tuple[tuple[bytes, ...], ...]:
     """The perfect subtrees inside one tile: levels[h][i] is the root of its hashes [i·2^h, (i+1)·2^h).
 
-    A pure function of the tile's bytes, so it is kept across readers (a proof of a random entry and
-    the root of the latest checkpoint would otherwise hash the same tiles again on every call, and a
-    proof would cost more the more tiles there are): a tile altered in the catalog is other bytes,
-    hashed afresh. 1,024 tiles of 8 KiB with their subtrees are about 16 MB."""
-    return tuple(tuple(level) for level in tree_levels(_split_blob(blob)))
+    A pure function of the tile's bytes, so the last _KEPT are kept across readers: a proof of a random
+    entry and the root of each new checkpoint would otherwise hash the same tiles again on every call,
+    and cost more the fuller the log's last tile. A tile one hash longer than a kept one (the last
+    tile after an append) adds one node per level to it. A tile altered in the catalog is other bytes,
+    hashed afresh."""
+    with _levels_lock:
+        found = _levels_of.get(blob)
+        if found is not None:
+            _levels_of.move_to_end(blob)
+            return found
+        shorter = _levels_of.get(blob[:-HASH]) if len(blob) > HASH else None
+    found = _with_leaf(shorter, blob[-HASH:]) if shorter is not None else \
+        tuple(tuple(level) for level in tree_levels(_split_blob(blob)))
+    with _levels_lock:
+        _levels_of[blob] = found
+        while len(_levels_of) > _KEPT:
+            _levels_of.popitem(last=False)
+    return found
+
+
+def _with_leaf(levels: tuple[tuple[bytes, ...], ...], leaf: bytes) -> tuple[tuple[bytes, ...], ...]:
+    """The levels of a tile with one more hash: each level gains a node when the one below pairs up."""
+    out = [levels[0] + (leaf,)]
+    for height in range(1, HEIGHT + 1):
+        below = out[-1]
+        level = levels[height] if height < len(levels) else ()
+        if len(below) // 2 > len(level):
+            level += (node_hash(below[-2], below[-1]),)
+        if not level:
+            break
+        out.append(level)
+    return tuple(out)
 
 
 def extend(repo: LogRepository, conn: Connection, old_size: int, new_leaves: Sequence[bytes]) -> None:
