@@ -107,12 +107,13 @@ def _hashed_copy(chunks: Iterator[bytes], out: BinaryIO) -> hashlib._Hash:
     """Write each chunk while a second thread hashes it: the writes and the hashing (both outside
     the GIL) overlap, and the chunks are never copied into a buffer. Every WRITEBACK bytes the disk
     is asked to start writing what came before, so the fsync that follows waits for the last few
-    chunks rather than for the whole file (the kernel would otherwise hold it all as dirty pages)."""
+    chunks rather than for the whole file (the kernel would otherwise hold it all as dirty pages),
+    and the range before that, on disk by then, leaves the page cache."""
     digest = hashlib.sha256()
     pending: Queue[bytes | None] = Queue(maxsize=8)
     hasher = threading.Thread(target=_hash_all, args=(pending, digest), daemon=True)
     hasher.start()
-    written = started = 0
+    written = started = previous = 0
     try:
         for chunk in chunks:
             pending.put(chunk)
@@ -121,7 +122,11 @@ def _hashed_copy(chunks: Iterator[bytes], out: BinaryIO) -> hashlib._Hash:
             if written - started >= WRITEBACK:
                 out.flush()
                 start_writeback(out.fileno(), started, written - started)
-                started = written
+                # the range before, written out by now: its pages are dropped, so the copy frees its
+                # own page cache rather than make the kernel reclaim someone else's (CPU time, here)
+                if started > previous:  # (a length of 0 would mean the whole file)
+                    os.posix_fadvise(out.fileno(), previous, started - previous, os.POSIX_FADV_DONTNEED)
+                previous, started = started, written
     finally:
         pending.put(None)
         hasher.join()
