@@ -131,7 +131,7 @@ def bench_export(work: Path, runs: int, tables: tuple[int, ...] = (1, 8)) -> lis
            "rename. Blobs are sealed at rest (issue 17), so the copy decrypts them chunk by chunk (AES-GCM, each "
            "chunk's tag checked) and writes each chunk while a second thread hashes it, two files at a time, "
            "asking the disk to start writing every 16 MiB (sync_file_range), so the fsync at the end waits for "
-           "the last chunks rather than the whole file; the "
+           "the last chunks rather than the whole file, and dropping from the page cache what is on disk; the "
            "peers copy the same sealed files (`cp` uses copy_file_range: the kernel moves the ciphertext, nothing "
            f"is decrypted or hashed). Median of {runs} runs, each run alternating the three; load average (1 min) "
            f"during the runs {min(loads):.1f}–{max(loads):.1f} (other work shares this 2-core machine). "
