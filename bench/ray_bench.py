@@ -108,4 +108,7 @@ def sizing(ingest_mbs_per_core: float, deid_fps_per_core: float | None) -> list[
         total += cores
         out.append(f"| {stage} | {rate} | {cores:,.0f} | {cores / NODE_CORES:,.1f} |")
     out += [f"| **all stages** | | **{total:,.0f}** | **{total / NODE_CORES:,.0f}** |", ""]
+    if not deid_fps_per_core:  # a total without the stage that decides the cluster's size would mislead
+        out += ["- De-identification is not in this total: the file has no de-identification speed section to "
+                "read its rate from (run `bench/run.py --only deid` first).", ""]
     return out

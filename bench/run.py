@@ -158,7 +158,8 @@ def deid_fps_per_core(path: Path) -> float | None:
 
     if not path.exists():
         return None
-    match = re.search(r"\| fleetgate `deid video` [^|]*\| ([0-9.]+) \|", path.read_text(encoding="utf-8"))
+    # the speed table's row for the sample 1080p clip: | sample 1080p (…) | fleetgate fps | …
+    match = re.search(r"(?m)^\| sample 1080p[^|]*\| ([0-9.]+) \|", path.read_text(encoding="utf-8"))
     return float(match.group(1)) / (os.cpu_count() or 1) if match else None
 
 
