@@ -290,3 +290,20 @@ def test_kept_tile_subtrees_are_the_tiles_own_whatever_was_kept_before(hashes: l
     for blob, leaves in ((b"".join(hashes), hashes), (bytes(other), [bytes(other[i:i + 32]) for i in
                                                                     range(0, len(other), 32)])):
         assert tiles.tile_levels(blob) == tuple(tuple(level) for level in tree_levels(leaves))
+
+
+def test_a_second_fact_in_the_same_entry_is_judged_by_value_and_named_by_field() -> None:
+    """The state keeps a fact's digest and reads the fact back to name fields: an id twice in one entry
+    must read back the fact that was kept (the first), and the same values written differently are
+    the same fact, as they were when the state kept whole facts."""
+    from fleetgate.audit.state import LogState
+
+    entry = {"type": "ingest", "facts": {"assets": [{"id": "A", "bytes": 5}, {"id": "A", "bytes": 5.0},
+                                                    {"id": "B", "bytes": 5}, {"id": "B", "bytes": 6},
+                                                    {"id": "C", "bytes": None}, {"id": "C"}]}}
+    state = LogState("cn-shanghai", entry_at=lambda index: entry if index == 3 else None)
+    state.apply(3, entry)
+    assert [p.what for p in state.problems] == [
+        "assets B: a second, different fact (bytes); the first is in entry 3",
+        "assets C: a second, different fact (*); the first is in entry 3"]
+    assert state.read_fact("assets", "B", state.facts["assets"]["B"]) == {"id": "B", "bytes": 5}

@@ -222,19 +222,20 @@ class LogState:
 
     def _second_fact(self, index: int, table: str, key: str, fact: dict[str, Any], earlier: LoggedFact) -> None:
         first = self.read_fact(table, key, earlier)
-        fields = differing_fields(fact, first) if first is not None else ["*"]
-        if fields:  # the same values, written differently (an integer as 1.0): the same fact
-            self._problem(index, f"{table} {key}: a second, different fact ({', '.join(fields)}); the first is in "
-                                 f"entry {earlier.index}")
+        if first == fact:  # the same values, written differently (an integer as 1.0): the same fact
+            return
+        fields = differing_fields(fact, first) if first is not None else []
+        self._problem(index, f"{table} {key}: a second, different fact ({', '.join(fields) or '*'}); the first is "
+                             f"in entry {earlier.index}")
 
     def read_fact(self, table: str, key: str, logged: LoggedFact) -> dict[str, Any] | None:
         """The fact for row `key` of `table` as its entry logged it (the state keeps only its digest);
         None when the entry, read again, no longer holds a fact with that digest (changed since)."""
         entry = self.entry_at(logged.index) if self.entry_at is not None else None
         rows = ((entry or {}).get("facts") or {}).get(table)
-        for fact in reversed(rows) if isinstance(rows, list) else []:  # the last one, as the replay keeps it
-            if isinstance(fact, dict) and fact.get(FACT_KEYS[table]) == key:
-                return fact if fact_digest(fact) == logged.digest else None
+        for fact in rows if isinstance(rows, list) else []:  # an entry may hold an id twice: the one kept
+            if isinstance(fact, dict) and fact.get(FACT_KEYS[table]) == key and fact_digest(fact) == logged.digest:
+                return fact
         return None
 
     def _signed_by(self, envelope: dict[str, Any], name: str, index: int, roles: set[Role]) -> Principal | str:
@@ -585,8 +586,8 @@ def _entry_reader(log: TransparencyLog, conn: Connection | None) -> Callable[[in
     @functools.lru_cache(maxsize=8)
     def read(index: int) -> dict[str, Any] | None:
         try:
-            entry = orjson.loads(log.entry_text(index, conn)) if conn is not None else log.entry(index)
-        except (LogError, ValueError):
+            entry = orjson.loads(log.entry_text(index, conn) if conn is not None else log.repo.entry_text(index) or "")
+        except (LogError, ValueError):  # parsed as the replay parsed it (orjson), or not at all
             return None
         return entry if isinstance(entry, dict) else None
 

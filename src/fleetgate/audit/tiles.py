@@ -31,7 +31,7 @@ def _split_blob(blob: bytes) -> list[bytes]:
     return [blob[i:i + HASH] for i in range(0, len(blob), HASH)]
 
 
-_KEPT = 1024  # tiles of 8 KiB with their subtrees: about 16 MB
+_KEPT = 512  # a full tile with its subtrees is about 46 KB of Python objects: about 24 MB
 _levels_of: OrderedDict[bytes, tuple[tuple[bytes, ...], ...]] = OrderedDict()
 _levels_lock = threading.Lock()
 
@@ -49,7 +49,7 @@ def tile_levels(blob: bytes) -> tuple[tuple[bytes, ...], ...]:
         if found is not None:
             _levels_of.move_to_end(blob)
             return found
-        shorter = _levels_of.get(blob[:-HASH]) if len(blob) > HASH else None
+        shorter = _levels_of.get(blob[:-HASH]) if len(blob) > HASH and not len(blob) % HASH else None
     found = _with_leaf(shorter, blob[-HASH:]) if shorter is not None else \
         tuple(tuple(level) for level in tree_levels(_split_blob(blob)))
     with _levels_lock:

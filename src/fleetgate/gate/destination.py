@@ -125,7 +125,7 @@ def _hashed_copy(chunks: Iterator[bytes], out: BinaryIO) -> hashlib._Hash:
                 # the range before, written out by now: its pages are dropped, so the copy frees its
                 # own page cache rather than make the kernel reclaim someone else's (CPU time, here)
                 if started > previous:  # (a length of 0 would mean the whole file)
-                    os.posix_fadvise(out.fileno(), previous, started - previous, os.POSIX_FADV_DONTNEED)
+                    _drop_cached(out.fileno(), previous, started - previous)
                 previous, started = started, written
     finally:
         pending.put(None)
@@ -148,6 +148,14 @@ def _sync_file_range() -> Callable[[int, int, int], None]:
         call(fd, offset, length, write)  # a failure here is the fsync's to report
 
     return start
+
+
+def _drop_cached(fd: int, offset: int, length: int) -> None:
+    """Advice only: where the system lacks it or refuses it, the copy is the same, just slower."""
+    try:
+        os.posix_fadvise(fd, offset, length, os.POSIX_FADV_DONTNEED)
+    except (OSError, AttributeError):
+        pass
 
 
 WRITEBACK = 16 << 20
