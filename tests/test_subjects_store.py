@@ -107,3 +107,31 @@ def test_destroying_a_persons_key_makes_every_copy_unreadable(tmp_path: Path) ->
     for suffix in ("", "-wal"):
         path = ring.path.with_name(KEYRING_FILE + suffix)
         assert not path.exists() or secret not in path.read_bytes()
+
+
+@pytest.mark.parametrize("advice_fails", [False, True])
+def test_the_export_copy_starts_writeback_and_drops_only_what_is_written(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, advice_fails: bool) -> None:
+    """Every WRITEBACK bytes the copy starts the disk on the range just written and drops the range
+    before it from the page cache: contiguous ranges in order, never a length of 0 (the whole file),
+    and a system that refuses the advice still gets an exact, verified copy."""
+    from fleetgate.gate import destination
+
+    store = _store(tmp_path)
+    data = random_bytes(5 * CHUNK + 3, 7)
+    put = store.put_bytes(data)
+    started, dropped = [], []
+    monkeypatch.setattr(destination, "WRITEBACK", CHUNK)
+    monkeypatch.setattr(destination, "start_writeback", lambda fd, offset, length: started.append((offset, length)))
+
+    def advice(fd: int, offset: int, length: int, what: int) -> None:
+        dropped.append((offset, length))
+        if advice_fails:
+            raise OSError(22, "Invalid argument")
+
+    monkeypatch.setattr(destination.os, "posix_fadvise", advice)
+    with store.open(put.sha256) as fh:
+        assert copy_verified(fh, tmp_path / "out") == put.sha256
+    assert (tmp_path / "out").read_bytes() == data
+    assert started == [(i * CHUNK, CHUNK) for i in range(5)]
+    assert dropped == [(i * CHUNK, CHUNK) for i in range(4)]
