@@ -194,18 +194,6 @@ def _run_queue_seconds(pid: int) -> float:
     return int(Path(f"/proc/{pid}/task/{pid}/schedstat").read_text().split()[1]) / 1e9
 
 
-def _worker_pid(server: int, timeout: float = 30) -> int | None:
-    """The ingest worker `fleetgate serve` started (its one child process, started by one of its threads)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        for task in Path(f"/proc/{server}/task").iterdir():
-            children = (task / "children").read_text().split()
-            if children:
-                return int(children[0])
-        time.sleep(0.1)
-    return None
-
-
 def _drained(home: Path, timeout: float = 300) -> float:
     """Wait until no accepted upload waits in the spool; the seconds it took."""
     start = time.monotonic()
@@ -264,6 +252,8 @@ def _free_port() -> int:
 
 
 def one_run(served, run: int, seconds: int, peer_seconds: int) -> dict[str, float]:  # noqa: ANN001
+    from web_helpers import worker_pid
+
     port = _free_port()
     url = f"http://127.0.0.1:{port}"
     proc = _server(served, port)
@@ -282,7 +272,7 @@ def one_run(served, run: int, seconds: int, peer_seconds: int) -> dict[str, floa
         for n in range(WRITERS):
             httpx.get(url + "/api/v1/me", headers={"Authorization": f"Bearer {served.tokens[f'Upload Agent {n}']}"})
         load_before = os.getloadavg()
-        worker = _worker_pid(proc.pid)
+        worker = worker_pid(proc.pid)
         cpu_before = _cpu_seconds(proc.pid)
         waited_before = _run_queue_seconds(proc.pid)
         worker_before = _cpu_seconds(worker) if worker else 0.0

@@ -12,7 +12,6 @@ import json
 import os
 import signal
 import tarfile
-import time
 from pathlib import Path
 
 import httpx
@@ -28,7 +27,17 @@ from fleetgate.services.ingest_jobs import IngestJobs
 from fleetgate.store import Catalog
 from fleetgate.web import create_app
 from fleetgate.workspace import Workspace
-from web_helpers import Served, add_token_holders, build_home, copy_home, start_server, stop_server, tar_of, upload
+from web_helpers import (
+    Served,
+    add_token_holders,
+    build_home,
+    copy_home,
+    start_server,
+    stop_server,
+    tar_of,
+    upload,
+    worker_pid,
+)
 
 AGENTS = ("Upload Agent 1", "Upload Agent 2")
 
@@ -244,13 +253,8 @@ def test_the_server_starts_its_worker_again_and_no_upload_is_lost(served: Served
     assert "starting it again" in served.log.read_text()
 
 
-def _worker_of(server: int, timeout: float = 30) -> int:
-    """The pid of the `fleetgate worker` child of a server (started by its supervisor thread)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        for task in Path(f"/proc/{server}/task").iterdir():
-            children = (task / "children").read_text().split()
-            if children:
-                return int(children[0])
-        time.sleep(0.1)
-    raise AssertionError("the server started no worker")
+def _worker_of(server: int) -> int:
+    pid = worker_pid(server)
+    if pid is None:
+        raise AssertionError("the server started no worker")
+    return pid

@@ -120,6 +120,19 @@ def start_server(served: Served, env_extra: dict[str, str] | None = None, timeou
     raise RuntimeError(f"fleetgate serve did not answer in {timeout} s: {served.log.read_text()[-2000:]}")
 
 
+def worker_pid(server: int, timeout: float = 30) -> int | None:
+    """The pid of the `fleetgate worker` that a `fleetgate serve` process started (its one child, started
+    by its supervisor thread), or None when none appears within `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for task in Path(f"/proc/{server}/task").iterdir():
+            children = (task / "children").read_text().split()
+            if children:
+                return int(children[0])
+        time.sleep(0.1)
+    return None
+
+
 def stop_server(served: Served) -> None:
     if served.proc is not None and served.proc.poll() is None:
         served.proc.terminate()
