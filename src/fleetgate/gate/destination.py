@@ -34,6 +34,7 @@ from fleetgate.store.blobs import error_code, fsync_dir, precondition_failed, s3
 
 PUBLISHED = "PUBLISHED"
 CHUNK = 32 << 20
+WRITEBACK = 16 << 20  # a copy asks the disk to start writing each time this much more is written
 
 
 class ExportRefused(FleetgateError):
@@ -158,7 +159,6 @@ def _drop_cached(fd: int, offset: int, length: int) -> None:
         pass
 
 
-WRITEBACK = 16 << 20
 start_writeback = _sync_file_range()
 
 

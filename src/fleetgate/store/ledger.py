@@ -38,6 +38,7 @@ def _insert_ignore(conn: Connection, table: sa.Table, rows: Sequence[dict[str, A
 
 SUMMARY_COLUMNS = ("asset_id", "policy_kind", "features", "subjects", "anonymized", "pseudonymized")
 
+
 class Ledger:
     """The data-subject ledger and classification records of one region's catalog."""
 
