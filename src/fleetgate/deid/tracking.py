@@ -86,19 +86,28 @@ class Tracker:
                 self.tracks.append(Track(self._next_id, det.label, [(frame, det)]))
                 self._next_id += 1
 
-    def steady(self, frame: int, motion: float = 0.5) -> bool:
+    def steady(self, frame: int, motion: float = 0.5, confident: float = 0.5) -> bool:
         """Whether key frame `frame` saw what the key frame before it saw: no track begun, none lost, and none
-        moved by more than `motion` of its size in between (an empty scene twice running is steady too)."""
+        moved by more than `motion` of its size in between (an empty scene twice running is steady too).
+
+        A track never seen at `confident` or more (a detection at the edge of the threshold, which comes
+        and goes from one key frame to the next) neither begins nor loses anything: it is obscured like the
+        rest, but alone it kept a head-worn camera's scene from ever counting as steady. Its motion counts."""
         before = self._keys[-2] if len(self._keys) >= 2 and self._keys[-1] == frame else None
         if before is None:
             return False
         for track in self.tracks:
             seen = [f for f, _ in track.observations]
+            weak = all(d.score < confident for _, d in track.observations)
             if seen[-1] == before:
+                if weak:
+                    continue
                 return False  # lost
             if seen[-1] != frame:
                 continue
             if len(seen) < 2 or seen[-2] != before:
+                if weak:
+                    continue
                 return False  # begun here, or found again after a gap
             a, b = track.observations[-2][1].box, track.observations[-1][1].box
             size = max(a[2] - a[0], a[3] - a[1], 1.0)
