@@ -241,6 +241,83 @@ def test_obscure_covers_the_box_and_leaves_the_rest(method: str) -> None:
         ObscureSettings(method="pixelate")
 
 
+@given(st.lists(st.tuples(st.sampled_from(["face", "plate"]), st.integers(-40, 300), st.integers(-40, 200),
+                          st.integers(4, 160), st.integers(4, 120)), max_size=4),
+       st.sampled_from(["blur", "mosaic", "fill"]), st.integers(0, 2**31 - 1))
+def test_obscuring_the_planes_of_a_yuv_frame_is_obscuring_its_bgr_picture(boxes: list, method: str, seed: int) -> None:
+    """deid video obscures 8-bit 4:2:0 frames in their own planes (no BGR round trip of the whole frame):
+    what comes out is what obscuring the BGR picture gives, and every pixel no box touches is passed on
+    bit for bit."""
+    import cv2
+
+    from fleetgate.deid.obscure import obscure_i420
+
+    rng = np.random.default_rng(seed)
+    smooth = cv2.resize(rng.integers(16, 236, (25, 33, 3), dtype=np.uint8), (320, 240), interpolation=cv2.INTER_CUBIC)
+    planes = cv2.cvtColor(smooth, cv2.COLOR_BGR2YUV_I420)
+    labelled = [(label, (float(x), float(y), float(x + w), float(y + h))) for label, x, y, w, h in boxes]
+    settings = ObscureSettings(method=method)
+    expected = cv2.cvtColor(obscure(cv2.cvtColor(planes, cv2.COLOR_YUV2BGR_I420), labelled, settings),
+                            cv2.COLOR_BGR2YUV_I420).astype(int)
+    # what the BGR round trip alone changes (colours that 4:2:0 puts out of the BGR gamut are clipped)
+    round_trip = np.abs(cv2.cvtColor(cv2.cvtColor(planes, cv2.COLOR_YUV2BGR_I420), cv2.COLOR_BGR2YUV_I420)
+                        .astype(int) - planes)
+    got = obscure_i420(planes.copy(), labelled, settings)
+    # the luma plane, which holds the detail, is obscured as the BGR picture is, up to the round trip and
+    # the rounding of the blend; chroma is obscured at half size, so a colour edge may move by a pixel:
+    # it is off by much less than obscuring changes it (a mosaic's cells of 3 px have no such edge in 4:2:0)
+    assert (np.abs(got[:240].astype(int) - expected[:240]) <= round_trip[:240] + 3).all()
+    if method != "mosaic":
+        chroma_change = np.abs(expected[240:] - planes[240:]).mean()
+        assert np.abs(got[240:].astype(int) - expected[240:]).mean() <= 0.5 * chroma_change + 0.5
+    touched = np.zeros((240, 320), bool)
+    for _label, box in labelled:
+        gx0, gy0, gx1, gy1 = grow(box, 3.0, 320, 240)  # wider than any growth obscure uses
+        touched[max(gy0 - 4, 0):gy1 + 4, max(gx0 - 4, 0):gx1 + 4] = True
+    assert (got[:240][~touched] == planes[:240][~touched]).all()
+
+
+@pytest.mark.parametrize("size", [(960, 720), (1152, 864), (1279, 959), (300, 900)])
+def test_frames_shrunk_for_the_models_are_what_the_area_filter_gives(size: tuple[int, int]) -> None:
+    """Below half size the frame is halved exactly (a 2x2 average) and the rest is bilinear: within 3 grey
+    levels of OpenCV's area filter on fine grain, where bilinear scaling alone aliases (4.2-7.3 levels off),
+    at a fraction of the area filter's cost."""
+    import cv2
+
+    from fleetgate.deid.detectors import _shrunk
+
+    rng = np.random.default_rng(3)
+    frame = cv2.resize(rng.integers(0, 255, (120, 160, 3), dtype=np.uint8), (2560, 1920),
+                       interpolation=cv2.INTER_LINEAR)
+    frame = cv2.add(frame, rng.integers(0, 48, frame.shape, dtype=np.uint8))  # fine grain, which aliasing shows
+    shrunk = _shrunk(frame, *size)
+    assert shrunk.shape == (size[1], size[0], 3)
+    area = cv2.resize(frame, size, interpolation=cv2.INTER_AREA)
+    assert np.abs(shrunk.astype(int) - area).mean() < 3.0
+    assert _shrunk(frame, 2560, 1920) is frame
+
+
+def test_the_yuv_planes_are_kept_only_where_the_pipeline_can_keep_them(tmp_path: Path) -> None:
+    """8-bit 4:2:0 in limited range, upright and even-sized, stays in its planes; anything else becomes BGR
+    (10-bit, full range, odd sizes, rotated), and each gives the encoder a frame of its size."""
+    from fleetgate.deid.video import BgrPicture, I420Picture, picture_of
+
+    frame = scene(64, 48, None)
+    plain = av.VideoFrame.from_ndarray(frame, format="bgr24").reformat(format="yuv420p")
+    kept = picture_of(plain, 0)
+    assert isinstance(kept, I420Picture) and kept.shape == (48, 64)
+    assert np.abs(kept.bgr().astype(int) - frame).mean() < 3
+    assert kept.encoder_frame("yuv420p").format.name == "yuv420p"
+    assert isinstance(picture_of(plain, 90), BgrPicture) and picture_of(plain, 90).shape == (64, 48)
+    deep = av.VideoFrame.from_ndarray(frame, format="bgr24").reformat(format="yuv420p10le")
+    assert isinstance(picture_of(deep, 0), BgrPicture)
+    odd = av.VideoFrame.from_ndarray(scene(63, 47, None), format="bgr24").reformat(format="yuv444p")
+    assert isinstance(picture_of(odd, 0), BgrPicture)
+    full = av.VideoFrame.from_ndarray(frame, format="bgr24").reformat(format="yuv420p")
+    full.color_range = 2  # JPEG / full range: OpenCV's conversions assume limited range
+    assert isinstance(picture_of(full, 0), BgrPicture)
+
+
 # --- video --------------------------------------------------------------------------------------
 
 def test_video_is_anonymized_with_timestamps_size_and_no_audio_or_location(tmp_path: Path, detectors: list) -> None:
@@ -525,6 +602,16 @@ def test_a_steady_tracker_widens_the_stride_and_anything_new_narrows_it() -> Non
     empty.observe(0, [])
     empty.observe(6, [])
     assert empty.steady(6)
+    flicker = Tracker(hold=11, stride=12)
+    flicker.observe(0, [det(10)])
+    flicker.observe(6, [det(12), Detection("face", 200, 10, 220, 30, 0.35, "test")])
+    assert flicker.steady(6)  # a detection at the edge of the threshold came: no new object for the stride
+    flicker.observe(12, [det(14)])
+    assert flicker.steady(12)  # and went
+    flicker.observe(18, [det(16), Detection("face", 200, 10, 220, 30, 0.6, "test")])
+    assert not flicker.steady(18)  # a confident one is new
+    flicker.observe(24, [det(18), Detection("face", 260, 10, 280, 30, 0.35, "test")])
+    assert not flicker.steady(24)  # a weak one moving fast: motion counts for every track
     auto = VideoSettings().for_rate(30)
     assert (auto.stride, auto.max_stride, auto.hold, auto.verify_stride) == (6, 10, 9, 12)  # at most 10
     assert VideoSettings(stride=3).for_rate(30).max_stride == 3  # an explicit stride is kept

@@ -75,7 +75,7 @@ def test_recall_targets_over_the_hand_marked_set() -> None:
 
 
 def test_the_video_profile_finds_every_legible_plate_and_face_of_the_photos_too() -> None:
-    """What `deid video` runs (the int8 copies of the models, plates on the whole frame at 1.0 and 0.6, no tiles)
+    """What `deid video` runs (the int8 copies of the models, plates on the whole frame, no tiles)
     on the real photos: every legible Chinese plate and every face of 24 px or more, as the float models at the
     stills' settings do. Guards video's int8 copies against the real set."""
     detectors = build_detectors(provider="cpu", profile=VIDEO)

@@ -153,6 +153,15 @@ def _session(model_bytes: bytes, provider: str):
     return ort.InferenceSession(model_bytes, options, providers=providers(provider))
 
 
+def on_cpu(detectors: Sequence[object]) -> bool:
+    """Whether any of the detectors runs its model on the CPU (the colour/shape detector, which has none, does)."""
+    for detector in detectors:
+        session = getattr(detector, "_session", None)
+        if session is None or session.get_providers()[0] == "CPUExecutionProvider":
+            return True
+    return False
+
+
 def nms(boxes: np.ndarray, scores: np.ndarray, iou: float) -> list[int]:
     """Greedy non-maximum suppression; boxes are x0, y0, x1, y1."""
     order = np.argsort(-scores)
@@ -186,15 +195,21 @@ def _planes_into(image_bgr: np.ndarray, out: np.ndarray, mean: np.ndarray | None
 def _shrunk(image_bgr: np.ndarray, width: int, height: int) -> np.ndarray:
     """`image_bgr` at width x height. Down to half size, bilinear: OpenCV's area filter costs 5-15x as much at
     ratios that are not whole (26 ms against 5 ms for 2560x1920 to 1920x1440, the largest cost of a key
-    frame after the models), and at these ratios every source pixel still reaches the output; below half,
-    the area filter, which does not alias. (The models were trained on bilinear resizes.)"""
+    frame after the models), and at these ratios every source pixel still reaches the output. Below half,
+    exact halvings first (the area filter's 2x2 average, which does not alias: 1.5 ms for a 2560x1920
+    frame, where the area filter at 0.375-0.45 took 17-22 ms), then bilinear for the rest, which is no
+    less than half. (The models were trained on bilinear resizes.)"""
     import cv2
 
     source_h, source_w = image_bgr.shape[:2]
+    while width * 2 <= source_w and height * 2 <= source_h:
+        image_bgr = cv2.resize(image_bgr, (source_w // 2, source_h // 2), interpolation=cv2.INTER_AREA)
+        source_h, source_w = image_bgr.shape[:2]
     if (width, height) == (source_w, source_h):
         return image_bgr
-    halfway = width >= source_w / 2 and height >= source_h / 2
-    return cv2.resize(image_bgr, (width, height), interpolation=cv2.INTER_LINEAR if halfway else cv2.INTER_AREA)
+    if width < source_w / 2 or height < source_h / 2:  # one side more than halved, the other not
+        return cv2.resize(image_bgr, (width, height), interpolation=cv2.INTER_AREA)
+    return cv2.resize(image_bgr, (width, height), interpolation=cv2.INTER_LINEAR)
 
 
 def _tiles(width: int, height: int, grid: int, overlap: float = 0.15) -> list[tuple[int, int, int, int]]:
@@ -776,9 +791,12 @@ class Profile:
 
 
 # video: faces at full size up to a long side of 1440 px (measured: 3/4 size misses 23 px faces in 720p,
-# half size 30 px ones in 1080p); plates at full size and at 0.6
+# half size 30 px ones in 1080p); plates at full size. A second plate pass at 0.6 found no real photo's
+# plate that 1.0 misses and 4 more of the sample's 238 rendered plates on single frames, but none more in
+# the output, where the tracker carries each plate between key frames (bench/deid_bench.py), for a fifth of
+# a key frame's plate cost; PlatePyramid.scales still runs such passes when asked
 VIDEO = Profile(face_scale=1.0, face_width=960, face_tiles=1, face_max_side=1440,
-                plate=PlatePyramid(scale=1.0, max_side=1920, scales=(1.0, 0.6)), precision="int8")
+                plate=PlatePyramid(scale=1.0, max_side=1920), precision="int8")
 # stills: the whole image with 2x2 face tiles; plates at 1280 px and on tiles at twice the size
 IMAGE = Profile(face_scale=None, face_width=1280, face_tiles=2,
                 plate=PlatePyramid(scale=1.0, max_side=1280, min_side=1280, tile_scale=2.0, proposals=False,

@@ -94,8 +94,8 @@ class Verifier:
 def verifier_profile(profile: Profile) -> Profile:
     """Other scales than `profile`. Video: faces at 2/3 of its size with the long side up to 960 (0.67 on
     720p and on a 608x1080 portrait, 0.5 on 1080p, 0.375 on 2560x1920, against 1.0/1.0/0.75/0.56: the
-    obscuring pass is the one that looks hardest), plates at 0.8
-    (between its 1.0 and 0.6). Stills: faces on a 3x3 grid at 960 px instead of 2x2 at 1280, plates at
+    obscuring pass is the one that looks hardest), plates at 0.8 of its scale (1536 px where it looks at
+    1920, without the colour/shape stage). Stills: faces on a 3x3 grid at 960 px instead of 2x2 at 1280, plates at
     0.7 with tiles at 1.5 instead of 2. The colour/shape stage is off, so it cannot agree with itself."""
     plate = profile.plate
     if profile.face_scale:
@@ -103,7 +103,7 @@ def verifier_profile(profile: Profile) -> Profile:
                 "face_tiles": 1, "face_max_side": int(profile.face_max_side * 2 / 3)}
     else:
         face = {"face_scale": None, "face_width": 960, "face_tiles": 3}
-    share = 0.8 if plate.scales else 0.7
+    share = 0.7 if plate.tile_scale else 0.8
     # the obscuring pass's precision (int8 on the CPU for video): what makes the check independent is where it
     # looks and the plate-text check, and the int8 copies find what the float models find on the real set
     return Profile(**face, plate=replace(plate, scale=plate.scale * share, max_side=int(plate.max_side * share),
