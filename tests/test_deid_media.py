@@ -412,6 +412,22 @@ def test_verification_catches_what_the_obscuring_detector_missed(tmp_path: Path,
     assert report.boxes["detected"] == 0 and checked == 3 and residuals and residuals[0].label == "face"
 
 
+@pytest.mark.parametrize("frames", [1, 2, 3, 4, 5, 14, 40])
+def test_every_clip_is_checked_and_a_long_one_not_twice_at_its_start(frames: int) -> None:
+    """The verifier checks every verify_stride-th frame midway between key frames; the first frame only when the
+    clip ends before the first of those. Each frame it checks is handed over once, in order, with its number."""
+    from fleetgate.deid.video import _FirstFrame
+
+    settings = VideoSettings().for_rate(10)  # stride 2, verify_stride 4: frames 1, 5, 9, ...
+    first, obscured = _FirstFrame(settings), {0: [("face", (0, 0, 1, 1))]}
+    checked = [number for index in range(frames) for number, frame in first.checked(index, f"frame {index}", obscured)
+               if frame == f"frame {number}"]
+    checked += [number for number, frame in first.checked(frames, None, obscured) if frame == f"frame {number}"]
+    regular = [i for i in range(1, frames) if i % 4 == 1]
+    assert checked == (regular or [0])
+    assert (0 in obscured) == (not regular)  # the first frame's boxes are dropped once it is passed over
+
+
 def test_odd_resolution_and_10_bit_keep_their_size(tmp_path: Path, detectors: list) -> None:
     odd = [scene(1921, 1081, (900, 400), face_h=200) for _ in range(2)]
     src = write_clip(tmp_path / "odd.mp4", [f[:1080, :1920] for f in odd])  # x264 4:2:0 input needs even sizes

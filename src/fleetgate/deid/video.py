@@ -14,6 +14,7 @@ miss is caught rather than confirmed. Any residual means the result is not `anon
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import queue
@@ -81,12 +82,16 @@ class VideoSettings:
         return {**asdict(self), "obscure": self.obscure.to_dict()}
 
     def checks(self, index: int) -> bool:
-        """Whether the verification pass looks at frame `index`: every verify_stride-th frame, taken midway
+        """Whether the verification pass may look at frame `index`: every verify_stride-th frame, taken midway
         between two key frames, where the boxes are the tracker's (interpolated or held) rather than the
-        detectors' own, so that what the tracker carried is what gets checked; and the first frame, so
-        that even a clip shorter than the offset is checked."""
+        detectors' own, so that what the tracker carried is what gets checked; and the first frame, which is
+        checked only when the clip ends before the first of those (`first_check`), so that every clip is."""
         every = self.verify_stride or 1
-        return index == 0 or index % every == min((self.stride or 1) // 2, every - 1)
+        return index == 0 or index % every == self.first_check()
+
+    def first_check(self) -> int:
+        """The first frame checked in a clip long enough to have it (the offset of every verify_stride-th)."""
+        return min((self.stride or 1) // 2, (self.verify_stride or 1) - 1)
 
     def for_rate(self, fps: float) -> VideoSettings:
         """The strides this clip runs with: an automatic stride from its frame rate (never past hold+1 when
@@ -201,11 +206,10 @@ class I420Picture:
         obscure_i420(self.planes, boxes, settings)
 
     def encoder_frame(self, pix_fmt: str):
+        """The planes as they are: the encoder takes 4:2:0 for even sizes, and these are even."""
         import av
 
-        if pix_fmt != "yuv420p":  # never: the encoder takes 4:2:0 for even sizes, and these are even
-            return encoder_frame(self.bgr(), pix_fmt)
-        return av.VideoFrame.from_ndarray(self.planes, format="yuv420p")
+        return av.VideoFrame.from_ndarray(self.planes, format=pix_fmt)
 
 
 Picture = BgrPicture | I420Picture
@@ -516,14 +520,18 @@ def _verify_packets(packets: queue.Queue, verifier: Verifier, settings: VideoSet
 
     codec = None
     index = 0
+    first = _FirstFrame(settings)
+
+    def look(number: int, frame) -> None:
+        verdict["checked"] += 1
+        array = frame.to_ndarray(format="bgr24")
+        verdict["residuals"] += _residuals(number, verifier.check(array, obscured.pop(number, [])))
 
     def check(frames) -> None:
         nonlocal index
         for frame in frames:
-            if settings.checks(index):
-                verdict["checked"] += 1
-                array = frame.to_ndarray(format="bgr24")
-                verdict["residuals"] += _residuals(index, verifier.check(array, obscured.pop(index, [])))
+            for number, picture in first.checked(index, frame, obscured):
+                look(number, picture)
             index += 1
             verdict["decoded"] = index
 
@@ -544,6 +552,33 @@ def _verify_packets(packets: queue.Queue, verifier: Verifier, settings: VideoSet
         check(codec.decode(packet))
     if codec is not None:
         check(codec.decode(None))
+    for number, picture in first.checked(index, None, obscured):  # a clip too short for any other check
+        look(number, picture)
+
+
+class _FirstFrame:
+    """The frames to check, in order, given each decoded one: the first frame is held back until the clip
+    either reaches its first regular check (then it is dropped: that frame is checked instead) or ends
+    (then it is checked), so a long clip is not checked twice at its start and a short one still once."""
+
+    def __init__(self, settings: VideoSettings) -> None:
+        self.settings = settings
+        self.held = None
+
+    def checked(self, index: int, frame, obscured: dict) -> list:
+        """(frame number, frame) pairs to check now; call with frame None once the clip has ended."""
+        if frame is None:
+            held, self.held = self.held, None
+            return [(0, held)] if held is not None else []
+        if not self.settings.checks(index):
+            return []
+        if index == 0 and self.settings.first_check() > 0:
+            self.held = frame
+            return []
+        if self.held is not None:
+            self.held = None
+            obscured.pop(0, None)
+        return [(index, frame)]
 
 
 def _check_written(partial: Path, dst: Path, packets: int, decoded: int, frames: int) -> None:
@@ -566,11 +601,12 @@ def _verify_video(path: Path, verifier: Verifier, settings: VideoSettings,
     residuals: list[Residual] = []
     checked = 0
     try:
-        for index, _pts, _rotation, picture in _decoded(container, path):
-            if not settings.checks(index):
-                continue
-            checked += 1
-            residuals += _residuals(index, verifier.check(picture.bgr(), obscured.get(index, [])))
+        first = _FirstFrame(settings)
+        pictures = ((index, picture) for index, _pts, _rotation, picture in _decoded(container, path))
+        for index, picture in itertools.chain(pictures, [(-1, None)]):  # None: the clip has ended
+            for number, chosen in first.checked(index, picture, dict(obscured)):
+                checked += 1
+                residuals += _residuals(number, verifier.check(chosen.bgr(), obscured.get(number, [])))
     finally:
         container.close()
     return residuals, checked
