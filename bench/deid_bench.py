@@ -408,7 +408,7 @@ def bench_speed(work: Path, runs: int) -> list[str]:
     verdicts, reports, floor_verdicts = [], [], []
     for name, clip, frames, faces, plates in _clips(work):
         ours, theirs, base, said, our_cpu, their_cpu = [], [], [], [], [], []
-        for run in range(runs):
+        for _run in range(runs):
             ours.append(frames / _timed([fleetgate, "deid", "video", str(clip), str(work / "ours.mp4"),
                                          "--provider", "cpu", "--format", "json"], said=said, cpu=our_cpu))
             started = time.perf_counter()
