@@ -242,7 +242,7 @@ def test_obscure_covers_the_box_and_leaves_the_rest(method: str) -> None:
 
 
 @given(st.lists(st.tuples(st.sampled_from(["face", "plate"]), st.integers(-40, 300), st.integers(-40, 200),
-                          st.integers(4, 160), st.integers(4, 120)), max_size=4),
+                          st.integers(1, 160), st.integers(1, 120)), max_size=4),
        st.sampled_from(["blur", "mosaic", "fill"]), st.integers(0, 2**31 - 1))
 def test_obscuring_the_planes_of_a_yuv_frame_is_obscuring_its_bgr_picture(boxes: list, method: str, seed: int) -> None:
     """deid video obscures 8-bit 4:2:0 frames in their own planes (no BGR round trip of the whole frame):
@@ -275,6 +275,16 @@ def test_obscuring_the_planes_of_a_yuv_frame_is_obscuring_its_bgr_picture(boxes:
         gx0, gy0, gx1, gy1 = grow(box, 3.0, 320, 240)  # wider than any growth obscure uses
         touched[max(gy0 - 4, 0):gy1 + 4, max(gx0 - 4, 0):gx1 + 4] = True
     assert (got[:240][~touched] == planes[:240][~touched]).all()
+    chroma_touched = np.tile(touched[::2, ::2].reshape(-1), 2).reshape(120, 320)  # U then V, as I420 lays them
+    assert (got[240:][~chroma_touched] == planes[240:][~chroma_touched]).all()
+    if method == "fill":  # every pixel of a plate box, at any size, is black in brightness and in colour
+        luma, blue, red = (got[:240], got[240:].reshape(-1)[:19200].reshape(120, 160),
+                           got[240:].reshape(-1)[19200:].reshape(120, 160))
+        for x0, y0, x1, y1 in (box for label, box in labelled if label == "plate"):
+            assert (luma[max(int(y0), 0):max(int(y1), 0), max(int(x0), 0):max(int(x1), 0)] == 16).all()
+            blocks = (slice(max(-(-int(y0) // 2), 0), max(int(y1) // 2, 0)),
+                      slice(max(-(-int(x0) // 2), 0), max(int(x1) // 2, 0)))  # chroma samples wholly inside
+            assert (blue[blocks] == 128).all() and (red[blocks] == 128).all()
 
 
 @pytest.mark.parametrize("size", [(960, 720), (1152, 864), (1279, 959), (300, 900)])
@@ -311,8 +321,8 @@ def test_the_yuv_planes_are_kept_only_where_the_pipeline_can_keep_them(tmp_path:
     assert isinstance(picture_of(plain, 90), BgrPicture) and picture_of(plain, 90).shape == (64, 48)
     deep = av.VideoFrame.from_ndarray(frame, format="bgr24").reformat(format="yuv420p10le")
     assert isinstance(picture_of(deep, 0), BgrPicture)
-    odd = av.VideoFrame.from_ndarray(scene(63, 47, None), format="bgr24").reformat(format="yuv444p")
-    assert isinstance(picture_of(odd, 0), BgrPicture)
+    odd = av.VideoFrame.from_ndarray(scene(63, 47, None), format="bgr24").reformat(format="yuv420p")
+    assert odd.format.name == "yuv420p" and isinstance(picture_of(odd, 0), BgrPicture)
     full = av.VideoFrame.from_ndarray(frame, format="bgr24").reformat(format="yuv420p")
     full.color_range = 2  # JPEG / full range: OpenCV's conversions assume limited range
     assert isinstance(picture_of(full, 0), BgrPicture)
@@ -628,6 +638,13 @@ def test_a_steady_tracker_widens_the_stride_and_anything_new_narrows_it() -> Non
     assert not flicker.steady(18)  # a confident one is new
     flicker.observe(24, [det(18), Detection("face", 260, 10, 280, 30, 0.35, "test")])
     assert not flicker.steady(24)  # a weak one moving fast: motion counts for every track
+    fading = Tracker(hold=2, stride=2)
+    fading.observe(0, [det(10)])
+    for frame in range(2, 22, 2):
+        fading.observe(frame, [Detection("face", 10, 10, 50, 50, 0.35, "test")])
+        fading.forget_before(frame)
+    fading.observe(22, [])
+    assert not fading.steady(22)  # lost: it was seen at 0.9 once, though that sighting is forgotten by now
     auto = VideoSettings().for_rate(30)
     assert (auto.stride, auto.max_stride, auto.hold, auto.verify_stride) == (6, 10, 9, 12)  # at most 10
     assert VideoSettings(stride=3).for_rate(30).max_stride == 3  # an explicit stride is kept

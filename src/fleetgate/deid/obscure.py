@@ -174,28 +174,37 @@ _YUV_BLACK = (16, 128, 128)
 def obscure_i420(planes: np.ndarray, boxes: Iterable[tuple[str, tuple[float, float, float, float]]],
                  settings: ObscureSettings) -> np.ndarray:
     """`obscure` on a frame held as I420 (the (height * 3/2) x width array of its Y, U and V planes that
-    PyAV gives for yuv420p), in place, plane by plane: the chroma planes at half size with the box halved.
+    PyAV gives for yuv420p), in place, plane by plane: the chroma planes at half size.
     Blur, mosaic and the feathered blend are linear, so this is what obscuring the BGR frame gives, less
     two conversions of the whole frame and half the pixels; a frame without boxes is passed through
     untouched."""
     height, width = planes.shape[0] * 2 // 3, planes.shape[1]
     luma, blue, red = _i420_planes(planes, width, height)
     for label, box in boxes:
-        box = _past_the_edge(box, width, height)  # the frame's edges, not the chroma planes' (a pixel there is two)
-        planned = _planned(label, box, settings, width, height)
+        planned = _planned(label, _past_the_edge(box, width, height), settings, width, height)
         if planned is None:
             continue
-        cells = _apply(luma, *planned, settings.method, _YUV_BLACK[0])
-        # chroma in as many cells as luma, so that colour and brightness blocks line up
-        planned = _planned(label, tuple(v / 2 for v in box), settings, width // 2, height // 2)
-        if planned is not None:
-            _apply(blue, *planned, settings.method, _YUV_BLACK[1], cells)
-            _apply(red, *planned, settings.method, _YUV_BLACK[2], cells)
+        rect, mask = planned
+        cells = _apply(luma, rect, mask, settings.method, _YUV_BLACK[0])
+        # chroma over the 2x2 blocks the luma rectangle touches, its mask the luma mask at that size, in as
+        # many cells as luma: colour and brightness are obscured over the same pixels, in blocks that line up
+        x0, y0, x1, y1 = rect[0] // 2, rect[1] // 2, (rect[2] + 1) // 2, (rect[3] + 1) // 2
+        halved = np.ascontiguousarray(_resized_mask(mask, x1 - x0, y1 - y0))
+        _apply(blue, (x0, y0, x1, y1), halved, settings.method, _YUV_BLACK[1], cells)
+        _apply(red, (x0, y0, x1, y1), halved, settings.method, _YUV_BLACK[2], cells)
     return planes
 
 
+def _resized_mask(mask: np.ndarray, width: int, height: int) -> np.ndarray:
+    import cv2
+
+    return cv2.resize(mask, (width, height), interpolation=cv2.INTER_AREA)
+
+
 def _i420_planes(planes: np.ndarray, width: int, height: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Views of the Y, U and V planes of an I420 array."""
+    """Views of the Y, U and V planes of an I420 array (contiguous: a reshaped copy would take the writes)."""
+    if not planes.flags.c_contiguous:
+        raise ValueError("I420 planes must be one contiguous array")
     flat = planes.reshape(-1)
     luma, chroma = width * height, (width // 2) * (height // 2)
     return (flat[:luma].reshape(height, width), flat[luma:luma + chroma].reshape(height // 2, width // 2),

@@ -194,7 +194,7 @@ class I420Picture:
     about 20 ms of a 2560x1920 frame, and the pixels no box touches reach the encoder unchanged."""
 
     def __init__(self, planes: np.ndarray) -> None:
-        self.planes = planes
+        self.planes = np.ascontiguousarray(planes)  # obscuring writes through views of it
         self.shape = (planes.shape[0] * 2 // 3, planes.shape[1])
 
     def bgr(self) -> np.ndarray:
