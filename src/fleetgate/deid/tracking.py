@@ -24,6 +24,11 @@ class Track:
     track_id: int
     label: str
     observations: list[tuple[int, Detection]] = field(default_factory=list)
+    best: float = 0.0  # the highest score it was seen at, kept when old observations are dropped
+
+    def seen(self, frame: int, detection: Detection) -> None:
+        self.observations.append((frame, detection))
+        self.best = max(self.best, detection.score)
 
     @property
     def last(self) -> tuple[int, Detection]:
@@ -80,10 +85,12 @@ class Tracker:
                 continue
             used_tracks.add(ti)
             used_dets.add(di)
-            live[ti].observations.append((frame, detections[di]))
+            live[ti].seen(frame, detections[di])
         for di, det in enumerate(detections):
             if di not in used_dets:
-                self.tracks.append(Track(self._next_id, det.label, [(frame, det)]))
+                track = Track(self._next_id, det.label)
+                track.seen(frame, det)
+                self.tracks.append(track)
                 self._next_id += 1
 
     def steady(self, frame: int, motion: float = 0.5, confident: float = 0.5) -> bool:
@@ -98,7 +105,7 @@ class Tracker:
             return False
         for track in self.tracks:
             seen = [f for f, _ in track.observations]
-            weak = all(d.score < confident for _, d in track.observations)
+            weak = track.best < confident
             if seen[-1] == before:
                 if weak:
                     continue
