@@ -259,20 +259,24 @@ def output_recall(src: Path, out: Path, marks: dict[int, list[tuple]], thirds: i
 
 
 def floor(src: Path, out: Path) -> None:
+    """Decode and encode, nothing else: the frames held as `deid video` holds them (their own planes for 8-bit
+    4:2:0, else BGR, upright) and handed to the same libx264 settings, with FFmpeg's own threads (`deid video`
+    decodes on one thread while its models share the CPU; a floor takes the fastest way)."""
     with av.open(str(src)) as inp, av.open(str(out), "w", format="mp4") as outp:
         ins = inp.streams.video[0]
         ins.thread_type = "AUTO"
-        stream = outp.add_stream("libx264", rate=ins.average_rate)
-        stream.width, stream.height, stream.pix_fmt = ins.codec_context.width, ins.codec_context.height, "yuv420p"
-        # the very encoder settings of `deid video`
-        stream.options = {"crf": str(VideoSettings.crf), "preset": VideoSettings.preset}
+        stream = None
         for frame in inp.decode(ins):
-            # the frame as `deid video` holds it (its own planes for 8-bit 4:2:0, else BGR), handed to the
-            # encoder the same way: what the pipeline pays to decode and encode, no more
             picture = picture_of(frame, int(getattr(frame, "rotation", 0) or 0))
+            if stream is None:  # the picture's size: an upright turn swaps width and height
+                stream = outp.add_stream("libx264", rate=ins.average_rate)
+                stream.height, stream.width = picture.shape
+                stream.pix_fmt = "yuv420p"
+                # the very encoder settings of `deid video`
+                stream.options = {"crf": str(VideoSettings.crf), "preset": VideoSettings.preset}
             for packet in stream.encode(picture.encoder_frame(stream.pix_fmt)):
                 outp.mux(packet)
-        for packet in stream.encode():
+        for packet in stream.encode() if stream is not None else []:
             outp.mux(packet)
 
 
