@@ -160,7 +160,7 @@ def _sample_quality(work: Path) -> list[str]:
                                                                   precision=precision),
                 "plates, colour/shape alone (before)": PlateDetector(0.5, 960),
                 # what the video profile ran before: a second whole-frame pass at 0.6 (docs/deid.md, Measured)
-                "plates, default + a second pass at 0.6 (not the default)": ClpPlateDetector(
+                "plates, with a second pass at 0.6 (the default before)": ClpPlateDetector(
                     0.3, replace(VIDEO.plate, scales=(1.0, 0.6)), "cpu", precision=precision)}
     tallies = {name: evaluate.Tally() for name in [*variants, "faces"]}
     colours: dict[str, list[int]] = {}
