@@ -189,9 +189,9 @@ class BgrPicture:
 
 class I420Picture:
     """A decoded 8-bit 4:2:0 frame kept as the decoder's planes (the common camera case). The detectors get
-    it as BGR on key frames only; obscuring converts only the pixels each box touches (obscure_i420), and
-    the planes go to the encoder as they are: no conversion of the whole frame to BGR and back, which cost
-    about 20 ms of a 2560x1920 frame, and the pixels no box touches reach the encoder unchanged."""
+    it as BGR on key frames only; obscuring works on the planes themselves (obscure_i420), and the planes
+    go to the encoder as they are: no conversion of the whole frame to BGR and back, which cost about 20 ms
+    of a 2560x1920 frame, and the pixels no box touches reach the encoder unchanged."""
 
     def __init__(self, planes: np.ndarray) -> None:
         self.planes = np.ascontiguousarray(planes)  # obscuring writes through views of it
