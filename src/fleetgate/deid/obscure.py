@@ -38,11 +38,13 @@ class ObscureSettings:
 
 
 def grow(box: tuple[float, float, float, float], scale: float, width: int, height: int) -> tuple[int, int, int, int]:
-    x0, y0, x1, y1 = box
-    cx, cy = (x0 + x1) / 2, (y0 + y1) / 2
-    hw, hh = (x1 - x0) * scale / 2, (y1 - y0) * scale / 2
-    return (max(int(np.floor(cx - hw)), 0), max(int(np.floor(cy - hh)), 0),
-            min(int(np.ceil(cx + hw)), width), min(int(np.ceil(cy + hh)), height))
+    """`box` grown about its centre and cut to the width x height frame."""
+    return _inside(_grown(box, scale), width, height)
+
+
+def _inside(rect: tuple[int, int, int, int], width: int, height: int) -> tuple[int, int, int, int]:
+    x0, y0, x1, y1 = rect
+    return max(x0, 0), max(y0, 0), min(x1, width), min(y1, height)
 
 
 def _cells(method: str, w: int, h: int) -> tuple[int, int]:
@@ -120,8 +122,8 @@ def _planned(label: str, box: tuple[float, float, float, float], settings: Obscu
     (x0, y0, x1, y1) and how much (the mask, 1 over the box itself); None: nowhere (outside the frame)."""
     # the detected box must be fully covered: the feathered ring lives outside it
     base_scale, scale = _scales(label, settings)
-    gx0, gy0, gx1, gy1 = _grown(box, scale)
-    x0, y0, x1, y1 = max(gx0, 0), max(gy0, 0), min(gx1, width), min(gy1, height)
+    gx0, gy0, gx1, gy1 = grown = _grown(box, scale)
+    x0, y0, x1, y1 = _inside(grown, width, height)
     if x1 - x0 < 2 or y1 - y0 < 2:
         return None
     feather_px = int(min(gx1 - gx0, gy1 - gy0) * settings.feather)
@@ -141,19 +143,15 @@ def _planned(label: str, box: tuple[float, float, float, float], settings: Obscu
 def _apply(frame: np.ndarray, rect: tuple[int, int, int, int], mask: np.ndarray, method: str, fill: int,
            cells: tuple[int, int] | None = None) -> tuple[int, int]:
     """Obscure `rect` of `frame` by `mask`; returns the cells it used (`cells`: those of another plane)."""
+    import cv2
+
     x0, y0, x1, y1 = rect
     roi = frame[y0:y1, x0:x1]
     cells = cells or _cells(method, x1 - x0, y1 - y0)
     covered = _obscured(roi, method, fill, cells)
     # OpenCV's weighted sum, in one pass over uint8 (numpy's float blend cost 1 ms for a 230x300 face)
-    roi[...] = _blend(covered, roi, mask)
+    roi[...] = cv2.blendLinear(covered, roi, mask, 1.0 - mask)
     return cells
-
-
-def _blend(covered: np.ndarray, roi: np.ndarray, mask: np.ndarray) -> np.ndarray:
-    import cv2
-
-    return cv2.blendLinear(covered, np.ascontiguousarray(roi), mask, 1.0 - mask)
 
 
 def obscure(frame: np.ndarray, boxes: Iterable[tuple[str, tuple[float, float, float, float]]],
@@ -178,6 +176,8 @@ def obscure_i420(planes: np.ndarray, boxes: Iterable[tuple[str, tuple[float, flo
     Blur, mosaic and the feathered blend are linear, so this is what obscuring the BGR frame gives, less
     two conversions of the whole frame and half the pixels; a frame without boxes is passed through
     untouched."""
+    import cv2
+
     height, width = planes.shape[0] * 2 // 3, planes.shape[1]
     luma, blue, red = _i420_planes(planes, width, height)
     for label, box in boxes:
@@ -189,16 +189,10 @@ def obscure_i420(planes: np.ndarray, boxes: Iterable[tuple[str, tuple[float, flo
         # chroma over the 2x2 blocks the luma rectangle touches, its mask the luma mask at that size, in as
         # many cells as luma: colour and brightness are obscured over the same pixels, in blocks that line up
         x0, y0, x1, y1 = rect[0] // 2, rect[1] // 2, (rect[2] + 1) // 2, (rect[3] + 1) // 2
-        halved = np.ascontiguousarray(_resized_mask(mask, x1 - x0, y1 - y0))
+        halved = cv2.resize(mask, (x1 - x0, y1 - y0), interpolation=cv2.INTER_AREA)
         _apply(blue, (x0, y0, x1, y1), halved, settings.method, _YUV_BLACK[1], cells)
         _apply(red, (x0, y0, x1, y1), halved, settings.method, _YUV_BLACK[2], cells)
     return planes
-
-
-def _resized_mask(mask: np.ndarray, width: int, height: int) -> np.ndarray:
-    import cv2
-
-    return cv2.resize(mask, (width, height), interpolation=cv2.INTER_AREA)
 
 
 def _i420_planes(planes: np.ndarray, width: int, height: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
