@@ -601,10 +601,10 @@ def _verify_video(path: Path, verifier: Verifier, settings: VideoSettings,
     residuals: list[Residual] = []
     checked = 0
     try:
-        first = _FirstFrame(settings)
+        first, boxes = _FirstFrame(settings), dict(obscured)  # the first frame's boxes are dropped from the copy
         pictures = ((index, picture) for index, _pts, _rotation, picture in _decoded(container, path))
         for index, picture in itertools.chain(pictures, [(-1, None)]):  # None: the clip has ended
-            for number, chosen in first.checked(index, picture, dict(obscured)):
+            for number, chosen in first.checked(index, picture, boxes):
                 checked += 1
                 residuals += _residuals(number, verifier.check(chosen.bgr(), obscured.get(number, [])))
     finally:
