@@ -105,17 +105,14 @@ class Tracker:
             return False
         for track in self.tracks:
             seen = [f for f, _ in track.observations]
-            weak = track.best < confident
-            if seen[-1] == before:
-                if weak:
-                    continue
-                return False  # lost
+            lost = seen[-1] == before
+            begun = seen[-1] == frame and (len(seen) < 2 or seen[-2] != before)  # or found again after a gap
+            if lost or begun:
+                if track.best >= confident:
+                    return False
+                continue
             if seen[-1] != frame:
                 continue
-            if len(seen) < 2 or seen[-2] != before:
-                if weak:
-                    continue
-                return False  # begun here, or found again after a gap
             a, b = track.observations[-2][1].box, track.observations[-1][1].box
             size = max(a[2] - a[0], a[3] - a[1], 1.0)
             shift = max(abs((a[0] + a[2]) - (b[0] + b[2])), abs((a[1] + a[3]) - (b[1] + b[3]))) / 2
