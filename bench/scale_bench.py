@@ -23,6 +23,7 @@ import numpy as np
 
 from fleetgate.audit import open_log
 from fleetgate.audit.facts import Facts
+from fleetgate.audit.tiles import WIDTH
 from fleetgate.classify import classify_region
 from fleetgate.classify.assets import ClassifyWork, _save
 from fleetgate.domain.clock import FixedClock
@@ -270,11 +271,11 @@ def bench_scale(work: Path, runs: int, sizes: tuple[int, ...] = (10_000, 100_000
 def _proof_note(small: float, large: float) -> str:
     """Why an inclusion proof costs more in a longer log, from the two logs' sizes."""
     def tiles(entries: float) -> int:
-        return -(-int(entries) // 256)
+        return -(-int(entries) // WIDTH)
 
     return (f"An inclusion proof is O(log n) by design, per operation: the log grows from {int(small):,} to "
             f"{int(large):,} entries, its path from {math.ceil(math.log2(small))} to {math.ceil(math.log2(large))} "
             f"hashes, and its level-0 tiles from {tiles(small)} to {tiles(large)}: with {tiles(small)} tiles a "
             "random entry's tile is one an earlier proof or checkpoint kept, with "
-            f"{tiles(large)} it is mostly read and hashed afresh (255 hashes). Per asset of the catalog, a "
+            f"{tiles(large)} it is mostly read and hashed afresh ({WIDTH - 1} hashes). Per asset of the catalog, a "
             "proof costs less the larger the catalog.")
