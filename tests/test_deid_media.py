@@ -187,6 +187,89 @@ def test_yolo_decoder_reads_v5_and_v8_layouts(tmp_path: Path) -> None:
     assert sorted((d.label, round(d.x0)) for d in detector.decode(v8, ratio=1.0)) == [("face", 275), ("plate", 80)]
 
 
+def _constant_yolo(path: Path, rows: np.ndarray) -> Path:
+    """A YOLOv5-layout ONNX model whose output is `rows` whatever the image (the image is read, times 0)."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    graph = helper.make_graph(
+        [helper.make_node("ReduceMean", ["images"], ["mean"], keepdims=0),
+         helper.make_node("Mul", ["mean", "zero"], ["nothing"]),
+         helper.make_node("Add", ["rows", "nothing"], ["output"])],
+        "constant", [helper.make_tensor_value_info("images", TensorProto.FLOAT, [1, 3, 64, 64])],
+        [helper.make_tensor_value_info("output", TensorProto.FLOAT, list(rows.shape))],
+        [numpy_helper.from_array(rows.astype(np.float32), "rows"), numpy_helper.from_array(np.float32(0), "zero")])
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), path)
+    return path
+
+
+def test_a_configured_yolo_model_runs_end_to_end(tmp_path: Path) -> None:
+    rows = np.array([[[32, 16, 20, 10, 0.9, 0.1, 0.95]]], np.float32)  # one plate at (22, 11)-(42, 21)
+    model = _constant_yolo(tmp_path / "yolo.onnx", rows)
+    detector = YoloDetector(model, {0: "face", 1: "plate"}, sha256=models.sha256_file(model), input_size=64,
+                            provider="cpu")
+    found = detector.detect(np.zeros((128, 128, 3), np.uint8))  # shown at half size: boxes come back doubled
+    assert [(d.label, round(d.x0), round(d.y0), round(d.x1), round(d.y1)) for d in found] == \
+        [("plate", 44, 22, 84, 42)]
+
+
+def test_a_model_is_loaded_once_when_first_needed() -> None:
+    import threading
+
+    from fleetgate.deid.detectors import LazySession, load_models
+
+    made = []
+
+    class Session:
+        def get_inputs(self):
+            return [type("Input", (), {"name": "x"})()]
+
+        def run(self, outputs, feeds):
+            return [feeds["x"] * 2]
+
+    def build():
+        made.append(threading.current_thread().name)
+        return Session()
+
+    lazy = LazySession(build, ["CPUExecutionProvider"])
+    assert not lazy.loaded and lazy.get_providers() == ["CPUExecutionProvider"] and made == []
+    threads = [threading.Thread(target=lambda: lazy.run(None, {lazy.input_name: 1})) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert lazy.loaded and len(made) == 1
+    # the detectors of a clip are built without their sessions, which load_models (or the first frame) makes
+    built = build_detectors(provider="cpu", profile=SMALL)
+    load_models(built)
+    assert all(d._session.loaded for d in built)
+
+
+def test_reused_inputs_give_what_fresh_ones_give() -> None:
+    """Each detector keeps its model input for the next call; the learned plate detector pads it to a
+    multiple of 32, and that padding must be zero again when a smaller image follows a larger one."""
+    from fleetgate.deid.detectors import ClpPlateDetector, InputBuffers
+    from fleetgate.sample.video import render_plate
+
+    buffers = InputBuffers()
+    with buffers.lend((1, 3, 8, 8)) as first:
+        with buffers.lend((1, 3, 8, 8)) as second:  # lent at once: two arrays
+            assert first is not second
+    with buffers.lend((1, 3, 8, 8)) as again:
+        assert again is first or again is second
+    plate = np.asarray(render_plate("沪A12345", "blue", 40))[:, :, ::-1]
+    large, small = scene(960, 540, None, shade=200), scene(950, 530, None, shade=70)
+    small[300:340, 400:400 + plate.shape[1]] = plate
+    used = ClpPlateDetector(0.01, provider="cpu")
+    used._run([large])  # fills the whole 960x544 input, padding rows included
+    for reused, fresh in zip(used._run([small]), ClpPlateDetector(0.01, provider="cpu")._run([small]), strict=True):
+        assert np.array_equal(reused[0], fresh[0]) and np.array_equal(reused[1], fresh[1])
+    faces = CenterFaceDetector(0.3, provider="cpu")
+    frame = scene(640, 480, (200, 100), face_h=150)
+    assert faces.detect(scene(640, 480, None)) == [] and faces.detect(frame) == \
+        CenterFaceDetector(0.3, provider="cpu").detect(frame)
+
+
 # --- tracking and obscuring ---------------------------------------------------------------------
 
 @given(stride=st.integers(1, 5), extra_hold=st.integers(0, 6), n=st.integers(2, 40),
@@ -488,6 +571,26 @@ def test_bad_video_gets_an_error_naming_the_file_and_no_output(tmp_path: Path, d
     assert not list(tmp_path.glob(".out.mp4.partial"))
 
 
+def test_a_model_that_fails_to_load_stops_the_decoding_clip(tmp_path: Path, detectors: list,
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    """The clip starts decoding before the models load; when one fails, the decoder is stopped before its
+    container is closed, and nothing is written."""
+    import threading
+
+    import fleetgate.deid.video as video
+
+    clip = write_clip(tmp_path / "in.mp4", [scene(320, 240, (100, 40), face_h=120)] * 40)
+
+    def broken(_detectors) -> None:
+        raise models.ModelError("the model does not load")
+
+    monkeypatch.setattr(video, "load_models", broken)
+    with pytest.raises(models.ModelError):
+        anonymize_video(clip, tmp_path / "out.mp4", detectors)
+    assert not [t for t in threading.enumerate() if isinstance(t, video._Stage)]
+    assert not (tmp_path / "out.mp4").exists() and not list(tmp_path.glob(".out.mp4.partial"))
+
+
 # --- images -------------------------------------------------------------------------------------
 
 def test_image_keeps_size_loses_exif_and_blurs_the_face(tmp_path: Path, detectors: list) -> None:
@@ -559,6 +662,18 @@ def test_the_demo_shows_no_real_photo_where_none_is_at_hand(tmp_path: Path, monk
     monkeypatch.setattr(showcase, "real_fixtures", lambda: None)
     assert showcase.real_photo_before_after() is None
     assert showcase.real_photo_before_after(tmp_path) is None  # a folder without the photo
+
+
+def test_the_command_line_gives_numpy_one_blas_thread_unless_told_otherwise() -> None:
+    import os
+    import subprocess
+    import sys
+
+    code = "import fleetgate.cli, os, numpy; print(os.environ['OPENBLAS_NUM_THREADS'])"
+    env = {k: v for k, v in os.environ.items() if k not in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS")}
+    ran = [subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, env=extra).stdout
+           for extra in (env, {**env, "OPENBLAS_NUM_THREADS": "4"})]
+    assert ran == ["1\n", "4\n"]
 
 
 def test_deid_commands_start_without_the_platform_modules() -> None:

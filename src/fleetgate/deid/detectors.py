@@ -16,8 +16,9 @@ from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Protocol, TypeVar
@@ -79,21 +80,98 @@ def providers(preference: str = "auto") -> list[str]:
     return chosen + ["CPUExecutionProvider"]
 
 
+class LazySession:
+    """An onnxruntime session made when it is first run (or `load`ed), once, whichever thread asks first.
+
+    A detector is built before its clip is opened; its session is made only once the clip decodes, so that
+    the two overlap: onnxruntime holds the GIL while it loads a model, FFmpeg lets it go while it decodes
+    (measured on a 2560x1920 clip: opening it and decoding its first frame take 0.2 s, the three sessions
+    0.1 s). A model that a clip never needs (the plate reader, where no plate is seen) is never loaded."""
+
+    def __init__(self, build: Callable[[], object], wanted: Sequence[str]) -> None:
+        self._build: Callable[[], object] | None = build
+        self._session: object | None = None
+        self._input = ""
+        self._lock = threading.Lock()
+        self.wanted = list(wanted)  # the execution providers asked for, best first
+
+    def load(self):
+        if self._session is None:
+            with self._lock:
+                if self._session is None:
+                    session = self._build()
+                    self._input = session.get_inputs()[0].name
+                    self._session, self._build = session, None  # the model's bytes are not kept
+        return self._session
+
+    @property
+    def loaded(self) -> bool:
+        return self._session is not None
+
+    @property
+    def input_name(self) -> str:
+        self.load()
+        return self._input
+
+    def run(self, outputs, feeds: dict):
+        return self.load().run(outputs, feeds)
+
+    def get_providers(self) -> list[str]:
+        """The providers it runs on, once made; until then the ones asked for."""
+        return self._session.get_providers() if self._session is not None else self.wanted
+
+
 # one onnxruntime session per model file and provider in a process: the obscuring detectors and the
 # verifier run the same models at other scales (InferenceSession.run is thread-safe), so a clip loads
 # each model once, not twice (measured: 0.25 s of start-up per clip, more in the tests)
-_SESSIONS: dict[tuple[str, str, str], object] = {}
+_SESSIONS: dict[tuple[str, str, str], LazySession] = {}
 _SESSIONS_LOCK = threading.Lock()
 
 
-def _shared_session(key: str, model_bytes: Callable[[], bytes], provider: str):
-    """The session for `key` (a model file and what was done to it), built on first use."""
+def _shared_session(key: str, model_bytes: Callable[[], bytes], provider: str) -> LazySession:
+    """The session for `key` (a model file and what was done to it), made on first use."""
     threads = os.environ.get("FLEETGATE_ORT_THREADS", "0")
     with _SESSIONS_LOCK:
         cached = _SESSIONS.get((key, provider, threads))
         if cached is None:
-            cached = _SESSIONS[(key, provider, threads)] = _session(model_bytes(), provider)
+            data = model_bytes()  # read now, beside the check of its SHA-256, not when the session is made
+            cached = _SESSIONS[(key, provider, threads)] = LazySession(lambda: _session(data, provider),
+                                                                       providers(provider))
         return cached
+
+
+class InputBuffers:
+    """A detector's model inputs, kept for its next call of the same size. A 1920x1440 input is 33 MB, and a
+    fresh one is fresh memory the kernel must fault in and clear, page by page, on every key frame; on a
+    2560x1920 clip that was 14 % of the CPU (perf, clear_page). A buffer is lent to one call at a time, so
+    a detector that two threads call at once gets two."""
+
+    def __init__(self) -> None:
+        self._free: list[np.ndarray] = []
+        self._lock = threading.Lock()
+
+    @contextmanager
+    def lend(self, shape: tuple[int, ...]) -> Iterator[np.ndarray]:
+        """A float32 array of `shape`, its contents left from its last use (the caller writes every value)."""
+        with self._lock:
+            match = next((i for i, b in enumerate(self._free) if b.shape == shape), None)
+            buffer = self._free.pop(match) if match is not None else None
+        if buffer is None:
+            buffer = np.empty(shape, np.float32)
+        try:
+            yield buffer
+        finally:
+            with self._lock:
+                # a clip has one size: buffers of another are dropped, at most two kept
+                self._free = [b for b in self._free if b.shape == shape][:1] + [buffer]
+
+
+def load_models(detectors: Sequence[object]) -> None:
+    """Make the sessions of `detectors` now (each is otherwise made when it first runs)."""
+    for detector in detectors:
+        session = getattr(detector, "_session", None)
+        if isinstance(session, LazySession):
+            session.load()
 
 
 # stages that run models at the same time: the face and plate detectors of a key frame, and the verifier
@@ -313,7 +391,7 @@ class CenterFaceDetector:
         else:
             self._session = _shared_session(f"centerface-dynamic:{_file_key(path)}",
                                             lambda: _dynamic_centerface(path), provider)
-        self._input = self._session.get_inputs()[0].name
+        self._inputs = InputBuffers()
 
     def _regions(self, width: int, height: int) -> list[tuple[int, int, int, int]]:
         regions = [(0, 0, width, height)]
@@ -333,10 +411,10 @@ class CenterFaceDetector:
         for x0, y0, x1, y1 in regions:
             crop = frame_bgr[y0:y1, x0:x1]
             batches.append(_shrunk(crop, in_w, in_h))
-        blob = np.empty((len(batches), 3, in_h, in_w), np.float32)
-        for k, batch in enumerate(batches):
-            _planes_into(batch, blob[k])
-        heatmaps, scales, offsets, _landmarks = self._session.run(None, {self._input: blob})
+        with self._inputs.lend((len(batches), 3, in_h, in_w)) as blob:
+            for k, batch in enumerate(batches):
+                _planes_into(batch, blob[k])
+            heatmaps, scales, offsets, _landmarks = self._session.run(None, {self._session.input_name: blob})
         boxes, scores = [], []
         for k, (x0, y0, x1, y1) in enumerate(regions):
             sx, sy = (x1 - x0) / in_w, (y1 - y0) / in_h
@@ -577,7 +655,7 @@ class ClpPlateDetector:
         if self.precision == "int8":
             path = int8_model("clp-det", path)
         self._session = _shared_session(_file_key(path), path.read_bytes, provider)
-        self._input = self._session.get_inputs()[0].name
+        self._inputs = InputBuffers()
         self._priors: dict[tuple[int, int], np.ndarray] = {}
         self._proposer = PlateDetector(threshold=0.0, detect_width=100_000) if self.pyramid.proposals else None
         self._colour = PlateDetector(threshold=0.5, detect_width=1280) if self.pyramid.colour else None
@@ -592,10 +670,12 @@ class ClpPlateDetector:
         """Boxes and scores above threshold for equally sized BGR images, in their own pixels."""
         height, width = images[0].shape[:2]
         ph, pw = -(-height // 32) * 32, -(-width // 32) * 32
-        blob = np.zeros((len(images), 3, ph, pw), np.float32)
-        for k, image in enumerate(images):
-            _planes_into(image, blob[k, :, :height, :width], _CLP_MEAN)
-        loc, conf, _landmarks = self._session.run(None, {self._input: blob})
+        with self._inputs.lend((len(images), 3, ph, pw)) as blob:
+            blob[:, :, height:, :] = 0  # the padding to a multiple of 32
+            blob[:, :, :height, width:] = 0
+            for k, image in enumerate(images):
+                _planes_into(image, blob[k, :, :height, :width], _CLP_MEAN)
+            loc, conf, _landmarks = self._session.run(None, {self._session.input_name: blob})
         priors = self._priors.get((ph, pw))
         if priors is None:
             priors = self._priors.setdefault((ph, pw), _clp_priors(ph, pw))

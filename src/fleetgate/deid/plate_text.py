@@ -43,8 +43,7 @@ class PlateReader:
         self.model_id = f"{spec.name}@{spec.version}"
         self._cv2 = cv2
         path = Path(model_path or models.path("clp-rec"))
-        self._session = _shared_session(_file_key(path), path.read_bytes, provider)
-        self._input = self._session.get_inputs()[0].name
+        self._session = _shared_session(_file_key(path), path.read_bytes, provider)  # made at the first read
         chars = (dict_path or models.path("clp-dict")).read_text(encoding="utf-8").splitlines()
         self._chars = [""] + chars  # index 0 is the CTC blank
 
@@ -62,7 +61,7 @@ class PlateReader:
         resized = self._cv2.resize(crop, (w, _HEIGHT), interpolation=self._cv2.INTER_LINEAR)
         blob = np.zeros((1, 3, _HEIGHT, _MAX_WIDTH), np.float32)
         blob[0, :, :, :w] = (resized.astype(np.float32) / 255.0 - 0.5).transpose(2, 0, 1) / 0.5
-        probs = np.asarray(self._session.run(None, {self._input: blob})[0])[0]
+        probs = np.asarray(self._session.run(None, {self._session.input_name: blob})[0])[0]
         return self._decode(probs)
 
     def _decode(self, probs: np.ndarray) -> PlateText:

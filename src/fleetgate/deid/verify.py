@@ -53,6 +53,11 @@ class Verifier:
         self.face_threshold = face_threshold
 
     @property
+    def detectors(self) -> list[Detector]:
+        """Its face and plate detectors (the plate reader, which runs only on plate boxes, is not one)."""
+        return [d for d in (self.faces, self.plates) if d is not None]
+
+    @property
     def model_ids(self) -> list[str]:
         found = [d.model_id for d in (self.faces, self.plates) if d is not None]
         return found + ([self.reader.model_id] if self.reader else [])

@@ -29,7 +29,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from fleetgate.deid.detectors import IMAGE, VIDEO, Detection, Detector, on_cpu, side_by_side
+from fleetgate.deid.detectors import IMAGE, VIDEO, Detection, Detector, load_models, on_cpu, side_by_side
 from fleetgate.deid.obscure import ObscureSettings, obscure, obscure_i420
 from fleetgate.deid.tracking import FrameBox, Tracker
 from fleetgate.deid.verify import Finding, Verifier, build_verifier
@@ -303,10 +303,9 @@ def anonymize_video(src: Path, dst: Path, detectors: Sequence[Detector], setting
     if dst.suffix.lower() not in (".mp4", ".m4v", ".mov"):
         raise UsageError(f"{dst}: the output must be .mp4, .m4v or .mov (H.264 in an MP4 container)")
     started = time.perf_counter()
-    if settings.verify and verifier is None:
-        verifier = build_verifier(VIDEO, labels=_labels(detectors))
     alone = not on_cpu(detectors)  # the decoders may take every core when the models are elsewhere
     container = _open(src)
+    decoder: _Stage | None = None
     try:
         if not container.streams.video:
             raise MediaError(str(src), "streams", "has no video stream")
@@ -333,6 +332,12 @@ def anonymize_video(src: Path, dst: Path, detectors: Sequence[Detector], setting
             finally:
                 decoded.put(_END)
 
+        # the clip decodes while the models load (LazySession): FFmpeg works without the GIL, onnxruntime not
+        decoder = _Stage(decode)
+        decoder.start()
+        if settings.verify and verifier is None:
+            verifier = build_verifier(VIDEO, labels=_labels(detectors))
+        load_models([*detectors, *(verifier.detectors if settings.verify else [])])
         out_container = av.open(str(partial), "w", format="mp4")
         out_state: dict = {"stream": None, "last_pts": None, "packets": 0}
         # the verifier decodes the very packets the muxer writes, while the clip is still being processed,
@@ -396,8 +401,7 @@ def anonymize_video(src: Path, dst: Path, detectors: Sequence[Detector], setting
                     pass
                 raise
 
-        decoder, encoder, checker = _Stage(decode), _Stage(encode), _Stage(verify)
-        decoder.start()
+        encoder, checker = _Stage(encode), _Stage(verify)
         encoder.start()
         if settings.verify:
             checker.start()
@@ -460,11 +464,7 @@ def anonymize_video(src: Path, dst: Path, detectors: Sequence[Detector], setting
             if settings.verify:
                 checker.join()
             out_container.close()
-            while decoder.is_alive():  # after an error the decoder may wait on a full queue
-                try:
-                    decoded.get(timeout=0.1)
-                except queue.Empty:
-                    pass
+            _drain(decoder, decoded)
         if decoder.error:
             partial.unlink(missing_ok=True)
             raise decoder.error
@@ -480,6 +480,8 @@ def anonymize_video(src: Path, dst: Path, detectors: Sequence[Detector], setting
             partial.unlink(missing_ok=True)
             raise MediaError(str(src), "frames", "has no video frames")
     except BaseException:
+        if decoder is not None:  # it reads the container: it stops before the container closes
+            _drain(decoder, decoded)
         container.close()
         for leftover in dst.parent.glob(f".{dst.name}.partial"):
             leftover.unlink(missing_ok=True)
@@ -499,6 +501,15 @@ def anonymize_video(src: Path, dst: Path, detectors: Sequence[Detector], setting
         settings=settings.to_dict(), rotation=meta["rotation"], input_pix_fmt=in_pix_fmt,
         audio_dropped=audio_dropped, sidecar=str(sidecar) if sidecar else None, verify_frames=verified,
         verifier=verifier.describe() if settings.verify else None)
+
+
+def _drain(decoder: _Stage, decoded: queue.Queue) -> None:
+    """Wait for the decoder to end: after an error it may be waiting on a full queue, so take what it puts."""
+    while decoder.is_alive():
+        try:
+            decoded.get(timeout=0.1)
+        except queue.Empty:
+            pass
 
 
 def _seconds(pts: int | None, time_base: Fraction) -> float | None:
