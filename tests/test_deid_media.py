@@ -579,15 +579,23 @@ def test_a_model_that_fails_to_load_stops_the_decoding_clip(tmp_path: Path, dete
 
     import fleetgate.deid.video as video
 
-    clip = write_clip(tmp_path / "in.mp4", [scene(320, 240, (100, 40), face_h=120)] * 40)
+    clip = write_clip(tmp_path / "in.mp4", [scene(320, 240, (100, 40), face_h=120)] * 60)
+    decoded, frames = video._decoded, []
+
+    def counted(*args):
+        for item in decoded(*args):
+            frames.append(item[0])
+            yield item
 
     def broken(_detectors) -> None:
         raise models.ModelError("the model does not load")
 
+    monkeypatch.setattr(video, "_decoded", counted)
     monkeypatch.setattr(video, "load_models", broken)
     with pytest.raises(models.ModelError):
         anonymize_video(clip, tmp_path / "out.mp4", detectors)
     assert not [t for t in threading.enumerate() if isinstance(t, video._Stage)]
+    assert len(frames) < 30  # it stopped: the rest of the clip was not decoded for nothing
     assert not (tmp_path / "out.mp4").exists() and not list(tmp_path.glob(".out.mp4.partial"))
 
 

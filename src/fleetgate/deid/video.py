@@ -306,6 +306,7 @@ def anonymize_video(src: Path, dst: Path, detectors: Sequence[Detector], setting
     alone = not on_cpu(detectors)  # the decoders may take every core when the models are elsewhere
     container = _open(src)
     decoder: _Stage | None = None
+    stop = threading.Event()
     try:
         if not container.streams.video:
             raise MediaError(str(src), "streams", "has no video stream")
@@ -328,6 +329,8 @@ def anonymize_video(src: Path, dst: Path, detectors: Sequence[Detector], setting
         def decode() -> None:
             try:
                 for item in _decoded(container, src, alone):
+                    if stop.is_set():  # an error elsewhere: the rest of the clip is not decoded
+                        break
                     decoded.put(item)
             finally:
                 decoded.put(_END)
@@ -464,7 +467,7 @@ def anonymize_video(src: Path, dst: Path, detectors: Sequence[Detector], setting
             if settings.verify:
                 checker.join()
             out_container.close()
-            _drain(decoder, decoded)
+            _drain(decoder, decoded, stop)
         if decoder.error:
             partial.unlink(missing_ok=True)
             raise decoder.error
@@ -481,7 +484,7 @@ def anonymize_video(src: Path, dst: Path, detectors: Sequence[Detector], setting
             raise MediaError(str(src), "frames", "has no video frames")
     except BaseException:
         if decoder is not None:  # it reads the container: it stops before the container closes
-            _drain(decoder, decoded)
+            _drain(decoder, decoded, stop)
         container.close()
         for leftover in dst.parent.glob(f".{dst.name}.partial"):
             leftover.unlink(missing_ok=True)
@@ -503,8 +506,10 @@ def anonymize_video(src: Path, dst: Path, detectors: Sequence[Detector], setting
         verifier=verifier.describe() if settings.verify else None)
 
 
-def _drain(decoder: _Stage, decoded: queue.Queue) -> None:
-    """Wait for the decoder to end: after an error it may be waiting on a full queue, so take what it puts."""
+def _drain(decoder: _Stage, decoded: queue.Queue, stop: threading.Event) -> None:
+    """Stop the decoder and wait for it to end: after an error it may be waiting on a full queue, so take
+    what it puts until it sees `stop`. At the end of a clip it has ended already."""
+    stop.set()
     while decoder.is_alive():
         try:
             decoded.get(timeout=0.1)
