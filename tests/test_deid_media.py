@@ -233,7 +233,7 @@ def test_a_model_is_loaded_once_when_first_needed() -> None:
 
     lazy = LazySession(build, ["CPUExecutionProvider"])
     assert not lazy.loaded and lazy.get_providers() == ["CPUExecutionProvider"] and made == []
-    threads = [threading.Thread(target=lambda: lazy.run(None, {lazy.input_name: 1})) for _ in range(8)]
+    threads = [threading.Thread(target=lambda: lazy.infer(1)) for _ in range(8)]
     for thread in threads:
         thread.start()
     for thread in threads:

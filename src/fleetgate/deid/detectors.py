@@ -108,13 +108,10 @@ class LazySession:
     def loaded(self) -> bool:
         return self._session is not None
 
-    @property
-    def input_name(self) -> str:
-        self.load()
-        return self._input
-
-    def run(self, outputs, feeds: dict):
-        return self.load().run(outputs, feeds)
+    def infer(self, blob: np.ndarray) -> list:
+        """The model's outputs for `blob` fed to its one input."""
+        session = self.load()
+        return session.run(None, {self._input: blob})
 
     def get_providers(self) -> list[str]:
         """The providers it runs on, once made; until then the ones asked for."""
@@ -414,7 +411,7 @@ class CenterFaceDetector:
         with self._inputs.lend((len(batches), 3, in_h, in_w)) as blob:
             for k, batch in enumerate(batches):
                 _planes_into(batch, blob[k])
-            heatmaps, scales, offsets, _landmarks = self._session.run(None, {self._session.input_name: blob})
+            heatmaps, scales, offsets, _landmarks = self._session.infer(blob)
         boxes, scores = [], []
         for k, (x0, y0, x1, y1) in enumerate(regions):
             sx, sy = (x1 - x0) / in_w, (y1 - y0) / in_h
@@ -675,7 +672,7 @@ class ClpPlateDetector:
             blob[:, :, :height, width:] = 0
             for k, image in enumerate(images):
                 _planes_into(image, blob[k, :, :height, :width], _CLP_MEAN)
-            loc, conf, _landmarks = self._session.run(None, {self._session.input_name: blob})
+            loc, conf, _landmarks = self._session.infer(blob)
         priors = self._priors.get((ph, pw))
         if priors is None:
             priors = self._priors.setdefault((ph, pw), _clp_priors(ph, pw))

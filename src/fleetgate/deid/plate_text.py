@@ -61,7 +61,7 @@ class PlateReader:
         resized = self._cv2.resize(crop, (w, _HEIGHT), interpolation=self._cv2.INTER_LINEAR)
         blob = np.zeros((1, 3, _HEIGHT, _MAX_WIDTH), np.float32)
         blob[0, :, :, :w] = (resized.astype(np.float32) / 255.0 - 0.5).transpose(2, 0, 1) / 0.5
-        probs = np.asarray(self._session.run(None, {self._session.input_name: blob})[0])[0]
+        probs = np.asarray(self._session.infer(blob)[0])[0]
         return self._decode(probs)
 
     def _decode(self, probs: np.ndarray) -> PlateText:
