@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import gc
 import logging
 import os
 import sys
@@ -155,7 +156,12 @@ def run() -> None:
     try:
         # In non-standalone mode a typer.Exit comes back as the return value.
         chosen = _ON_THEIR_OWN.get(_command_word(sys.argv[1:]) or "", _full)
-        code = chosen()(standalone_mode=False)
+        app = chosen()
+        # what the imports made lives as long as the process: the collector need not walk it on every full
+        # collection, nor once more at exit (measured on `deid video`: 0.05-0.1 s of each run's wall time)
+        gc.freeze()
+        code = app(standalone_mode=False)
+        gc.freeze()  # and what the command made: the process ends next
     except FleetgateError as exc:
         if debug:
             raise

@@ -23,11 +23,12 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from fractions import Fraction
+from functools import cache
+from importlib import import_module
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import pyarrow as pa
-import pyarrow.parquet as pq
 
 from fleetgate.deid.detectors import IMAGE, VIDEO, Detection, Detector, load_models, on_cpu, side_by_side
 from fleetgate.deid.obscure import ObscureSettings, obscure, obscure_i420
@@ -35,12 +36,23 @@ from fleetgate.deid.tracking import FrameBox, Tracker
 from fleetgate.deid.verify import Finding, Verifier, build_verifier
 from fleetgate.errors import MediaError, UsageError
 
+if TYPE_CHECKING:
+    import pyarrow as pa
+
 Box = tuple[float, float, float, float]
-SIDECAR_SCHEMA = pa.schema([
-    ("frame", pa.int32()), ("pts", pa.int64()), ("time_s", pa.float64()), ("label", pa.string()),
-    ("x0", pa.float32()), ("y0", pa.float32()), ("x1", pa.float32()), ("y1", pa.float32()),
-    ("score", pa.float32()), ("source", pa.string()), ("track_id", pa.int32()), ("model", pa.string()),
-])
+
+
+@cache
+def sidecar_schema() -> pa.Schema:
+    """The sidecar's columns. pyarrow loads when the first sidecar is written, not with this module: it is
+    30 ms of a clip's start-up, and a clip needs it only at its end."""
+    import pyarrow as pa
+
+    return pa.schema([
+        ("frame", pa.int32()), ("pts", pa.int64()), ("time_s", pa.float64()), ("label", pa.string()),
+        ("x0", pa.float32()), ("y0", pa.float32()), ("x1", pa.float32()), ("y1", pa.float32()),
+        ("score", pa.float32()), ("source", pa.string()), ("track_id", pa.int32()), ("model", pa.string()),
+    ])
 
 
 # detect at least this often in video time when the stride is left to us (30 fps: every 6th frame, 25 fps:
@@ -206,10 +218,11 @@ class I420Picture:
         obscure_i420(self.planes, boxes, settings)
 
     def encoder_frame(self, pix_fmt: str):
-        """The planes as they are: the encoder takes 4:2:0 for even sizes, and these are even."""
+        """The planes themselves, not a copy: the encoder takes 4:2:0 for even sizes, and these are even. The
+        frame holds a reference to them; libx264 copies a picture into its own frames as it is sent."""
         import av
 
-        return av.VideoFrame.from_ndarray(self.planes, format=pix_fmt)
+        return av.VideoFrame.from_numpy_buffer(self.planes, format=pix_fmt)
 
 
 Picture = BgrPicture | I420Picture
@@ -460,6 +473,8 @@ def anonymize_video(src: Path, dst: Path, detectors: Sequence[Detector], setting
                 if tail_index != last_key:
                     tracker.observe(tail_index, _detect(detectors, tail_picture.bgr()))
                 emit(tail_index)
+            if sidecar is not None:  # loaded while the encoder and the verifier finish, not after them
+                import_module("pyarrow.parquet")
         finally:
             to_encode.put(_END)
             encoder.join()
@@ -632,15 +647,19 @@ def write_sidecar(path: Path, rows: list[tuple[int, int | None, float | None, Fr
                   verifier: dict | None = None) -> None:
     """Per-frame boxes, scores, how each box came about, and the model that found it (Parquet); the
     file's metadata says what the verification pass ran (`fleetgate.verifier`, JSON)."""
-    columns: dict[str, list] = {name: [] for name in SIDECAR_SCHEMA.names}
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    schema = sidecar_schema()
+    columns: dict[str, list] = {name: [] for name in schema.names}
     for index, pts, seconds, b in rows:
         values = (index, pts, seconds, b.label, *b.box, b.score, b.source, b.track_id, b.model)
-        for name, value in zip(SIDECAR_SCHEMA.names, values, strict=True):
+        for name, value in zip(schema.names, values, strict=True):
             columns[name].append(value)
     path.parent.mkdir(parents=True, exist_ok=True)
     partial = path.with_name(f".{path.name}.partial")
-    schema = SIDECAR_SCHEMA.with_metadata({"fleetgate.verifier": json.dumps(verifier, sort_keys=True)})
-    arrays = [_arrow_column(columns[f.name], f.type) for f in SIDECAR_SCHEMA]
+    arrays = [_arrow_column(columns[f.name], f.type) for f in schema]
+    schema = schema.with_metadata({"fleetgate.verifier": json.dumps(verifier, sort_keys=True)})
     pq.write_table(pa.Table.from_arrays(arrays, schema=schema), partial)
     os.replace(partial, path)
 
@@ -648,6 +667,8 @@ def write_sidecar(path: Path, rows: list[tuple[int, int | None, float | None, Fr
 def _arrow_column(values: list, kind: pa.DataType) -> pa.Array:
     """A column from its buffers. pa.array() on Python or numpy values asks pandas whether they are pandas
     objects, and the first ask imports pandas: 0.35-0.55 s of every clip's run (measured), for a few rows."""
+    import pyarrow as pa
+
     valid = np.fromiter((v is not None for v in values), bool, len(values))
     bitmap = pa.py_buffer(np.packbits(valid, bitorder="little")) if not valid.all() else None
     if pa.types.is_string(kind):
