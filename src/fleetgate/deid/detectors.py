@@ -164,7 +164,10 @@ class InputBuffers:
 
 
 def load_models(detectors: Sequence[object]) -> None:
-    """Make the sessions of `detectors` now (each is otherwise made when it first runs)."""
+    """Make the sessions of `detectors` now (each is otherwise made when it first runs), and load OpenCV,
+    which they all use: a detector is built without either, so that a clip can start decoding first."""
+    import cv2  # noqa: F401 - loaded here, while the clip decodes, rather than at the first key frame
+
     for detector in detectors:
         session = getattr(detector, "_session", None)
         if isinstance(session, LazySession):
@@ -370,8 +373,6 @@ class CenterFaceDetector:
     def __init__(self, threshold: float = 0.3, detect_width: int = 960, tiles: int = 1,
                  provider: str = "auto", model_path: Path | None = None, scale: float | None = None,
                  max_side: int = 1920, precision: str = "float") -> None:
-        import cv2
-
         spec = models.spec_of("centerface")
         self.precision = _precision(precision)
         self.model_id = f"{spec.name}@{spec.version}" + ("+int8" if self.precision == "int8" else "")
@@ -380,7 +381,6 @@ class CenterFaceDetector:
         self.scale = scale  # of the frame, when given; else the frame is shown `detect_width` wide
         self.max_side = max_side  # with `scale`: the long side of the input at most this
         self.tiles = tiles
-        self._cv2 = cv2
         path = Path(model_path or models.path("centerface"))
         if self.precision == "int8":
             int8 = int8_model("centerface", path)
@@ -458,14 +458,13 @@ class PlateDetector:
     label = "plate"
 
     def __init__(self, threshold: float = 0.5, detect_width: int = 960, cascade: bool = False) -> None:
-        import cv2
-
-        self._cv2 = cv2
         self.threshold = threshold
         self.detect_width = detect_width
         self.model_id = "plate-colour-shape@1"
         self._cascade = None
         if cascade:
+            import cv2
+
             spec = models.spec_of("hyperlpr-cascade")
             self._cascade = cv2.CascadeClassifier(str(models.path("hyperlpr-cascade")))
             if self._cascade.empty():
@@ -476,7 +475,8 @@ class PlateDetector:
         """Characters inside a plate candidate: strokes of the plate's ink colour, enclosed by its
         background, about a plate's height tall and narrow. Rows of windows fail here: the gaps
         between them span the whole height."""
-        cv2 = self._cv2
+        import cv2
+
         height, width = crop_bgr.shape[:2]
         if height < 6 or width < 12:
             return 0
@@ -506,7 +506,8 @@ class PlateDetector:
 
     def proposals(self, frame_bgr: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Every plate-coloured, plate-shaped region (x0, y0, x1, y1 in frame pixels) and its score."""
-        cv2 = self._cv2
+        import cv2
+
         height, width = frame_bgr.shape[:2]
         scale = min(1.0, self.detect_width / width)
         small = cv2.resize(frame_bgr, (max(int(width * scale), 1), max(int(height * scale), 1)),
@@ -640,14 +641,11 @@ class ClpPlateDetector:
 
     def __init__(self, threshold: float = 0.5, pyramid: PlatePyramid | None = None, provider: str = "auto",
                  model_path: Path | None = None, precision: str = "float") -> None:
-        import cv2
-
         spec = models.spec_of("clp-det")
         self.precision = _precision(precision)
         self.model_id = f"{spec.name}@{spec.version}" + ("+int8" if self.precision == "int8" else "")
         self.threshold = threshold
         self.pyramid = pyramid or PlatePyramid()
-        self._cv2 = cv2
         path = Path(model_path or models.path("clp-det"))
         if self.precision == "int8":
             path = int8_model("clp-det", path)
@@ -693,7 +691,9 @@ class ClpPlateDetector:
         size = (max(int(round(width * scale)), 32), max(int(round(height * scale)), 32))
         if scale < 1:
             return _shrunk(image, *size)
-        return self._cv2.resize(image, size, interpolation=self._cv2.INTER_LINEAR)
+        import cv2
+
+        return cv2.resize(image, size, interpolation=cv2.INTER_LINEAR)
 
     def _whole_scale(self, width: int, height: int) -> float:
         pyr = self.pyramid

@@ -35,13 +35,10 @@ class PlateText:
 
 class PlateReader:
     def __init__(self, provider: str = "auto", model_path: Path | None = None, dict_path: Path | None = None) -> None:
-        import cv2
-
         from fleetgate.deid.detectors import _file_key, _shared_session
 
         spec = models.spec_of("clp-rec")
         self.model_id = f"{spec.name}@{spec.version}"
-        self._cv2 = cv2
         path = Path(model_path or models.path("clp-rec"))
         self._session = _shared_session(_file_key(path), path.read_bytes, provider)  # made at the first read
         chars = (dict_path or models.path("clp-dict")).read_text(encoding="utf-8").splitlines()
@@ -58,7 +55,9 @@ class PlateReader:
             return PlateText("", 0.0)
         crop = frame_bgr[cy0:cy1, cx0:cx1]
         w = min(_MAX_WIDTH, max(8, int(np.ceil(_HEIGHT * crop.shape[1] / crop.shape[0]))))
-        resized = self._cv2.resize(crop, (w, _HEIGHT), interpolation=self._cv2.INTER_LINEAR)
+        import cv2
+
+        resized = cv2.resize(crop, (w, _HEIGHT), interpolation=cv2.INTER_LINEAR)
         blob = np.zeros((1, 3, _HEIGHT, _MAX_WIDTH), np.float32)
         blob[0, :, :, :w] = (resized.astype(np.float32) / 255.0 - 0.5).transpose(2, 0, 1) / 0.5
         probs = np.asarray(self._session.infer(blob)[0])[0]
