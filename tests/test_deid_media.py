@@ -508,6 +508,42 @@ def test_verification_catches_what_the_obscuring_detector_missed(tmp_path: Path,
     assert report.boxes["detected"] == 0 and checked == 3 and residuals and residuals[0].label == "face"
 
 
+def test_the_verifier_knows_each_frame_it_checks_by_its_timestamp(tmp_path: Path, detectors: list) -> None:
+    """The verifier leaves unreferenced frames it does not check undecoded, so it numbers the frames it decodes
+    by their timestamps: a face that moves frame by frame is reported on the checked frames, where it was."""
+    from fleetgate.deid.video import referenced
+
+    frames = [scene(480, 360, (20 + 10 * i, 60), face_h=150) for i in range(16)]
+    src = write_clip(tmp_path / "in.mp4", frames)
+    report = anonymize_video(src, tmp_path / "out.mp4", [_NoDetector()], VideoSettings(stride=2, verify_stride=4))
+    found = {r.frame: r.box for r in report.residuals}
+    assert sorted(found) == [1, 5, 9, 13] and report.verify_frames == 4
+    with av.open(str(tmp_path / "out.mp4")) as container:  # frames were left undecoded before the last check
+        assert not all(referenced(bytes(p)) for p in container.demux(video=0) if p.size and p.pts < 12 * 1600)
+    face = next(d for d in detectors if d.label == "face")
+    start = face.detect(frames[0])[0].x0  # where the detector puts the face's edge in frame 0; it moves 10 px a frame
+    for number, (x0, _y0, _x1, _y1) in found.items():
+        assert abs(x0 - (start + 10 * number)) < 5, f"frame {number}: the face reported at x={x0:.0f}"
+
+
+def test_an_unreferenced_frame_is_what_ffmpeg_skips_as_one(tmp_path: Path) -> None:
+    """`referenced` reads nal_ref_idc from the encoder's packets; FFmpeg's own skip of non-reference frames
+    (skip_frame NONREF) decodes exactly the frames it calls referenced, and x264 makes some of each."""
+    from fleetgate.deid.video import referenced
+
+    frames = [scene(320, 240, (20 + 10 * i, 40), face_h=100) for i in range(16)]
+    anonymize_video(write_clip(tmp_path / "in.mp4", frames), tmp_path / "out.mp4", [_NoDetector()],
+                    VideoSettings(verify=False))
+    with av.open(str(tmp_path / "out.mp4")) as container:
+        marked = {p.pts: referenced(bytes(p)) for p in container.demux(video=0) if p.size}
+    with av.open(str(tmp_path / "out.mp4")) as container:
+        container.streams.video[0].codec_context.skip_frame = "NONREF"
+        decoded = {frame.pts for frame in container.decode(video=0)}
+    assert decoded == {pts for pts, ref in marked.items() if ref}
+    assert 0 < len(decoded) < len(marked)
+    assert referenced(b"") and referenced(b"\x00\x00\x00\x01")  # what does not parse is decoded
+
+
 @pytest.mark.parametrize("frames", [1, 2, 3, 4, 5, 14, 40])
 def test_every_clip_is_checked_and_a_long_one_not_twice_at_its_start(frames: int) -> None:
     """The verifier checks every verify_stride-th frame midway between key frames; the first frame only when the

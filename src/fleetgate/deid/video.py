@@ -360,7 +360,8 @@ def anonymize_video(src: Path, dst: Path, detectors: Sequence[Detector], setting
         # so it runs on the core the encoder leaves idle; the file is checked to hold them all at the end
         to_verify: queue.Queue = queue.Queue(maxsize=64)
         obscured: dict[int, list[tuple[str, tuple]]] = {}
-        verdict: dict = {"residuals": [], "checked": 0, "decoded": 0}
+        frame_of_pts: dict[int, int] = {}  # the encoder's record of which frame it gave each timestamp
+        verdict: dict = {"residuals": [], "checked": 0, "decoded": 0, "unreferenced": 0}
 
         def encode() -> None:
             try:
@@ -375,7 +376,7 @@ def anonymize_video(src: Path, dst: Path, detectors: Sequence[Detector], setting
                 item = to_encode.get()
                 if item is _END:
                     break
-                pts, picture = item
+                index, pts, picture = item
                 stream = out_state["stream"]
                 if stream is None:
                     height, width = picture.shape
@@ -397,6 +398,7 @@ def anonymize_video(src: Path, dst: Path, detectors: Sequence[Detector], setting
                     pts = (last + 1) if last is not None else 0
                 frame.pts, frame.time_base = pts, time_base
                 out_state["last_pts"] = pts
+                frame_of_pts[pts] = index
                 for packet in stream.encode(frame):
                     _write(packet)
             if out_state["stream"] is not None:
@@ -411,7 +413,7 @@ def anonymize_video(src: Path, dst: Path, detectors: Sequence[Detector], setting
 
         def verify() -> None:
             try:
-                _verify_packets(to_verify, verifier, settings, obscured, verdict, time_base, alone)
+                _verify_packets(to_verify, verifier, settings, obscured, frame_of_pts, verdict, time_base, alone)
             except BaseException:
                 while to_verify.get() is not _END:  # keep the encoder from blocking on a full queue
                     pass
@@ -438,7 +440,7 @@ def anonymize_video(src: Path, dst: Path, detectors: Sequence[Detector], setting
                     obscured[index] = [(b.label, b.box) for b in boxes]
                 for label in seen:
                     labels[label] = labels.get(label, 0) + 1
-                to_encode.put((pts, picture))
+                to_encode.put((index, pts, picture))
                 if on_frame:
                     on_frame(index + 1, expected)
             tracker.forget_before(upto + 1)
@@ -508,7 +510,7 @@ def anonymize_video(src: Path, dst: Path, detectors: Sequence[Detector], setting
     height, width = meta["size"]
     residuals, verified = verdict["residuals"], verdict["checked"]
     if settings.verify:
-        _check_written(partial, dst, out_state["packets"], verdict["decoded"], last_index + 1)
+        _check_written(partial, dst, out_state["packets"], verdict["decoded"] + verdict["unreferenced"], last_index + 1)
     os.replace(partial, dst)
     if sidecar is not None:
         write_sidecar(sidecar, rows, verifier.describe() if settings.verify else None)
@@ -541,16 +543,17 @@ def _residuals(frame: int, findings: Sequence[Finding]) -> list[Residual]:
 
 
 def _verify_packets(packets: queue.Queue, verifier: Verifier, settings: VideoSettings,
-                    obscured: dict[int, list[tuple[str, tuple]]], verdict: dict, time_base: Fraction,
-                    alone: bool) -> None:
+                    obscured: dict[int, list[tuple[str, tuple]]], frame_of_pts: dict[int, int], verdict: dict,
+                    time_base: Fraction, alone: bool) -> None:
     """Decode the encoder's packets as they are written and check every verify_stride-th frame.
 
-    Frames come out of the decoder in presentation order, which is the order they were encoded in, so
-    the n-th decoded frame is frame n of the clip."""
+    Each packet's frame is the one the encoder gave its timestamp (`frame_of_pts`). A packet that no other
+    frame refers to (H.264 nal_ref_idc 0: x264's non-reference B-frames, 6 of the 14 frames of the indoor
+    clip) is not decoded unless its frame is checked: nothing in it reaches a frame that is (measured on that
+    clip: 0.37 -> 0.24 CPU s). It is counted as `unreferenced`, and the file is checked to hold every packet."""
     import av
 
     codec = None
-    index = 0
     first = _FirstFrame(settings)
 
     def look(number: int, frame) -> None:
@@ -559,12 +562,10 @@ def _verify_packets(packets: queue.Queue, verifier: Verifier, settings: VideoSet
         verdict["residuals"] += _residuals(number, verifier.check(array, obscured.pop(number, [])))
 
     def check(frames) -> None:
-        nonlocal index
-        for frame in frames:
-            for number, picture in first.checked(index, frame, obscured):
+        for frame in frames:  # in presentation order, so frame numbers rise
+            for number, picture in first.checked(frame_of_pts[frame.pts], frame, obscured):
                 look(number, picture)
-            index += 1
-            verdict["decoded"] = index
+            verdict["decoded"] += 1
 
     while True:
         item = packets.get()
@@ -576,6 +577,9 @@ def _verify_packets(packets: queue.Queue, verifier: Verifier, settings: VideoSet
             _threaded(codec, alone)
             continue
         _kind, data, pts, dts, keyframe = item
+        if not settings.checks(frame_of_pts[pts]) and not referenced(data):
+            verdict["unreferenced"] += 1
+            continue
         packet = av.Packet(data)
         packet.pts, packet.dts, packet.time_base = pts, dts, time_base
         if keyframe:
@@ -583,8 +587,26 @@ def _verify_packets(packets: queue.Queue, verifier: Verifier, settings: VideoSet
         check(codec.decode(packet))
     if codec is not None:
         check(codec.decode(None))
-    for number, picture in first.checked(index, None, obscured):  # a clip too short for any other check
+    for number, picture in first.checked(-1, None, obscured):  # a clip too short for any other check
         look(number, picture)
+
+
+_SLICES = (1, 5)  # H.264 NAL unit types of coded slices (non-IDR, IDR)
+
+
+def referenced(packet: bytes) -> bool:
+    """Whether an H.264 packet (length-prefixed NAL units, as in MP4) holds a frame that others may refer to:
+    its first slice's nal_ref_idc is not 0. Anything that does not parse counts as referenced, so it is decoded."""
+    position = 0
+    while position + 5 <= len(packet):
+        size = int.from_bytes(packet[position:position + 4], "big")
+        header = packet[position + 4]
+        if header & 0x1F in _SLICES:
+            return bool(header >> 5 & 0x3)
+        if size <= 0:
+            break
+        position += 4 + size
+    return True
 
 
 class _FirstFrame:
@@ -613,7 +635,8 @@ class _FirstFrame:
 
 
 def _check_written(partial: Path, dst: Path, packets: int, decoded: int, frames: int) -> None:
-    """The file holds every packet the verifier decoded, and they gave every frame (no decode)."""
+    """The file holds every packet the encoder wrote, and the verifier had a packet for every frame (`decoded`:
+    frames it decoded, and unreferenced ones it left undecoded)."""
     container = _open(partial)
     try:
         written = sum(1 for p in container.demux(container.streams.video[0]) if p.size)
@@ -621,7 +644,7 @@ def _check_written(partial: Path, dst: Path, packets: int, decoded: int, frames:
         container.close()
     if written != packets or decoded != frames:
         partial.unlink(missing_ok=True)
-        raise MediaError(str(dst), "verify", f"the output holds {written} of {packets} packets and decoded to "
+        raise MediaError(str(dst), "verify", f"the output holds {written} of {packets} packets and gave the verifier "
                          f"{decoded} of {frames} frames; nothing was written")
 
 
