@@ -165,7 +165,8 @@ class InputBuffers:
 
 def load_models(detectors: Sequence[object]) -> None:
     """Make the sessions of `detectors` now (each is otherwise made when it first runs), and load OpenCV,
-    which they all use: a detector is built without either, so that a clip can start decoding first."""
+    which they all use: the built-in detectors are built without either, so that a clip can start decoding
+    first (a configured YoloDetector checks, reads and loads its model when it is built)."""
     import cv2  # noqa: F401 - loaded here, while the clip decodes, rather than at the first key frame
 
     for detector in detectors:

@@ -46,6 +46,8 @@ class PlateReader:
 
     def read(self, frame_bgr: np.ndarray, box: tuple[float, float, float, float]) -> PlateText:
         """The text in `box` (grown a little, as the reader was trained on loose crops)."""
+        import cv2
+
         height, width = frame_bgr.shape[:2]
         x0, y0, x1, y1 = box
         mx, my = (x1 - x0) * 0.05, (y1 - y0) * 0.1
@@ -55,8 +57,6 @@ class PlateReader:
             return PlateText("", 0.0)
         crop = frame_bgr[cy0:cy1, cx0:cx1]
         w = min(_MAX_WIDTH, max(8, int(np.ceil(_HEIGHT * crop.shape[1] / crop.shape[0]))))
-        import cv2
-
         resized = cv2.resize(crop, (w, _HEIGHT), interpolation=cv2.INTER_LINEAR)
         blob = np.zeros((1, 3, _HEIGHT, _MAX_WIDTH), np.float32)
         blob[0, :, :, :w] = (resized.astype(np.float32) / 255.0 - 0.5).transpose(2, 0, 1) / 0.5

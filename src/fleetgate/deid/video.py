@@ -634,18 +634,18 @@ class _FirstFrame:
         return [(index, frame)]
 
 
-def _check_written(partial: Path, dst: Path, packets: int, decoded: int, frames: int) -> None:
-    """The file holds every packet the encoder wrote, and the verifier had a packet for every frame (`decoded`:
-    frames it decoded, and unreferenced ones it left undecoded)."""
+def _check_written(partial: Path, dst: Path, packets: int, accounted: int, frames: int) -> None:
+    """The file holds every packet the encoder wrote, and the verifier had a packet for every frame (`accounted`:
+    the frames it decoded and the unreferenced ones it left undecoded)."""
     container = _open(partial)
     try:
         written = sum(1 for p in container.demux(container.streams.video[0]) if p.size)
     finally:
         container.close()
-    if written != packets or decoded != frames:
+    if written != packets or accounted != frames:
         partial.unlink(missing_ok=True)
         raise MediaError(str(dst), "verify", f"the output holds {written} of {packets} packets and gave the verifier "
-                         f"{decoded} of {frames} frames; nothing was written")
+                         f"{accounted} of {frames} frames; nothing was written")
 
 
 def _verify_video(path: Path, verifier: Verifier, settings: VideoSettings,
