@@ -586,6 +586,17 @@ def test_rotated_video_comes_out_upright(tmp_path: Path, detectors: list) -> Non
     assert out[0][10, 230, 2] > 200 and out[0][10, 10, 2] < 150  # the corner is now top-right
 
 
+def write_audio_only(path: Path) -> Path:
+    """An MP4 holding a moment of silence and no video stream."""
+    with av.open(str(path), "w", format="mp4") as container:
+        stream = container.add_stream("aac", rate=16000)
+        samples = av.AudioFrame.from_ndarray(np.zeros((1, 1024), np.float32), format="fltp", layout="mono")
+        samples.sample_rate, samples.pts = 16000, 0
+        for packet in list(stream.encode(samples)) + list(stream.encode()):
+            container.mux(packet)
+    return path
+
+
 @pytest.mark.parametrize("damage", ["garbage", "truncated", "audio_only", "empty"])
 def test_bad_video_gets_an_error_naming_the_file_and_no_output(tmp_path: Path, detectors: list, damage: str) -> None:
     good = write_clip(tmp_path / "good.mp4", [scene(320, 240, (100, 40), face_h=120)] * 6)
@@ -597,12 +608,7 @@ def test_bad_video_gets_an_error_naming_the_file_and_no_output(tmp_path: Path, d
     elif damage == "empty":
         bad.write_bytes(b"")
     else:
-        with av.open(str(bad), "w", format="mp4") as container:
-            stream = container.add_stream("aac", rate=16000)
-            samples = av.AudioFrame.from_ndarray(np.zeros((1, 1024), np.float32), format="fltp", layout="mono")
-            samples.sample_rate, samples.pts = 16000, 0
-            for packet in list(stream.encode(samples)) + list(stream.encode()):
-                container.mux(packet)
+        write_audio_only(bad)
     with pytest.raises(MediaError) as caught:
         anonymize_video(bad, tmp_path / "out.mp4", detectors)
     assert str(bad) in str(caught.value)
@@ -637,6 +643,70 @@ def test_a_model_that_fails_to_load_stops_the_decoding_clip(tmp_path: Path, dete
     assert len(frames) < 30  # it stopped: the rest of the clip was not decoded for nothing
     assert not (tmp_path / "out.mp4").exists() and not list(tmp_path.glob(".out.mp4.partial"))
 
+
+
+def _live_stages() -> list:
+    import threading
+
+    import fleetgate.deid.video as video
+
+    return [t for t in threading.enumerate() if isinstance(t, video._Stage) and t.is_alive()]
+
+
+def test_a_clip_opened_first_gives_what_its_path_gives_and_is_closed(tmp_path: Path, detectors: list) -> None:
+    """The command line opens the clip before it builds the models; handing the open clip on changes nothing in
+    the result, the clip is closed after it, and a clip with settings given twice is refused and closed."""
+    from fleetgate.deid.video import Clip
+
+    src = write_clip(tmp_path / "in.mp4", [scene(320, 240, (60 + 8 * i, 40), face_h=120) for i in range(12)])
+    settings = VideoSettings(stride=2, hold=3)
+    by_path = anonymize_video(src, tmp_path / "a.mp4", detectors, settings)
+    with Clip(src, settings) as clip:
+        assert clip.settings == settings.for_rate(25.0)
+        opened = anonymize_video(clip, tmp_path / "b.mp4", detectors)
+    assert (opened.frames, opened.boxes, opened.labels, opened.settings, opened.anonymized) == \
+        (by_path.frames, by_path.boxes, by_path.labels, by_path.settings, by_path.anonymized)
+    assert opened.input == str(src) and not _live_stages()
+    with pytest.raises(UsageError, match="own settings"):
+        anonymize_video(Clip(src, settings), tmp_path / "c.mp4", detectors, settings)
+    assert not _live_stages() and not (tmp_path / "c.mp4").exists()
+    with Clip(src) as early:  # closed before anything reads it: the decoder stops, nothing is left running
+        pass
+    assert early.error is None and not _live_stages()
+
+
+def test_the_cli_opens_the_clip_before_it_builds_the_models(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """So that the clip decodes while the models are built, checked and loaded, and a file that is no video is
+    reported before any model is touched."""
+    from typer.testing import CliRunner
+
+    import fleetgate.cli.deid_cmds as deid_cmds
+
+    order: list[str] = []
+    real_clip, real_build = deid_cmds.Clip, deid_cmds.build_detectors
+
+    class RecordedClip(real_clip):
+        def __init__(self, *args, **kwargs) -> None:
+            order.append("clip")
+            super().__init__(*args, **kwargs)
+
+    def recorded_build(*args, **kwargs):
+        order.append("models")
+        return real_build(*args, **kwargs)
+
+    monkeypatch.setattr(deid_cmds, "Clip", RecordedClip)
+    monkeypatch.setattr(deid_cmds, "build_detectors", recorded_build)
+    src = write_clip(tmp_path / "in.mp4", [scene(320, 240, (100, 40), face_h=120)] * 6)
+    runner = CliRunner()
+    done = runner.invoke(deid_cmds.app, ["video", str(src), str(tmp_path / "out.mp4"), "--provider", "cpu",
+                                         "--format", "json"])
+    assert done.exit_code == 0, done.output
+    assert order == ["clip", "models"] and json.loads(done.stdout)["frames"] == 6
+    order.clear()
+    audio = write_audio_only(tmp_path / "audio.mp4")
+    refused = runner.invoke(deid_cmds.app, ["video", str(audio), str(tmp_path / "o.mp4"), "--provider", "cpu"])
+    assert isinstance(refused.exception, MediaError) and "no video stream" in str(refused.exception)
+    assert order == ["clip"] and not _live_stages()
 
 # --- images -------------------------------------------------------------------------------------
 

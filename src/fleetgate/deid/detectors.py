@@ -60,11 +60,11 @@ def providers(preference: str = "auto") -> list[str]:
 
     The Azure provider that `get_available_providers()` lists first runs on the CPU anyway; skip it.
     """
+    if preference == "cpu":  # without importing onnxruntime, which the clip may decode beside
+        return ["CPUExecutionProvider"]
     import onnxruntime as ort
 
     available = ort.get_available_providers()
-    if preference == "cpu":
-        return ["CPUExecutionProvider"]
     wanted = ["TensorrtExecutionProvider", "CUDAExecutionProvider"] if preference == "auto" else \
         {"cuda": ["CUDAExecutionProvider"], "tensorrt": ["TensorrtExecutionProvider", "CUDAExecutionProvider"]}.get(
             preference)
@@ -362,10 +362,15 @@ def int8_model(name: str, path: Path | None = None) -> Path:
 INT8_MODELS = ("centerface", "clp-det")
 
 
+def runs_on_cpu(provider: str) -> bool:
+    """Whether models asked to run on `provider` run on the CPU (onnxruntime offers no other provider here)."""
+    return providers(provider)[0] == "CPUExecutionProvider"
+
+
 def precision_on(precision: str, provider: str) -> str:
     """The precision the models run at with `provider`: the int8 copies are for the CPU (their QLinearConv
     runs on onnxruntime's CPU kernels; on CUDA it would fall back to the CPU), so a GPU runs the float models."""
-    return "float" if providers(provider)[0] != "CPUExecutionProvider" else _precision(precision)
+    return _precision(precision) if runs_on_cpu(provider) else "float"
 
 
 class CenterFaceDetector:

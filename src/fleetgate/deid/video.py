@@ -305,52 +305,106 @@ class _Stage(threading.Thread):
 _END = object()
 
 
-def anonymize_video(src: Path, dst: Path, detectors: Sequence[Detector], settings: VideoSettings | None = None,
+class Clip:
+    """An input video, open and decoding into a queue of a few frames in a thread of its own from the moment
+    it is made, until `close`. `anonymize_video` opens its input as one; a caller with other work to do
+    first makes the clip before it: the command line opens it before it builds and checks the models, so
+    the clip's first frames are decoded meanwhile (FFmpeg decodes without the GIL, and the first frame of the
+    2560x1920 indoor clip comes out of the decoder 0.13 s after it opens, behind two more it must decode).
+
+    `settings` are resolved for the clip's frame rate (`VideoSettings.for_rate`); `models_on_cpu` false lets
+    FFmpeg thread its decoding (the models are elsewhere, a GPU). A clip is read once."""
+
+    def __init__(self, src: Path, settings: VideoSettings | None = None, models_on_cpu: bool = True) -> None:
+        self.src = Path(src)
+        self.opened = time.perf_counter()  # a report's seconds count from here
+        container = _open(self.src)
+        try:
+            if not container.streams.video:
+                raise MediaError(str(self.src), "streams", "has no video stream")
+            stream = container.streams.video[0]
+            self.audio_dropped = bool(container.streams.audio)
+            self.time_base = stream.time_base or Fraction(1, 90000)
+            self.rate = stream.average_rate or stream.guessed_rate or Fraction(25)
+            self.settings = (settings or VideoSettings()).for_rate(float(self.rate))
+            self.expected = stream.frames or 0
+            self.pix_fmt = stream.codec_context.pix_fmt or ""
+        except BaseException:
+            container.close()
+            raise
+        self._container = container
+        self.models_on_cpu = models_on_cpu
+        self._closed = False
+        self.frames: queue.Queue = queue.Queue(maxsize=self.settings.stride * 2 + 4)
+        self._stop = threading.Event()
+        self._decoder = _Stage(lambda: self._decode(not models_on_cpu))
+        self._decoder.start()
+
+    def _decode(self, alone: bool) -> None:
+        try:
+            for item in _decoded(self._container, self.src, alone):
+                if self._stop.is_set():  # an error elsewhere: the rest of the clip is not decoded
+                    break
+                self.frames.put(item)
+        finally:
+            self.frames.put(_END)
+
+    @property
+    def error(self) -> BaseException | None:
+        """What stopped the decoder, if anything did (a frame that does not decode)."""
+        return self._decoder.error
+
+    def close(self) -> None:
+        """Stop the decoder, wait for it to end, and close the input (again: nothing happens)."""
+        if self._closed:
+            return
+        self._closed = True
+        _drain(self._decoder, self.frames, self._stop)  # it reads the container: it stops before that closes
+        self._container.close()
+
+    def __enter__(self) -> Clip:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.close()
+
+
+def anonymize_video(src: Path | Clip, dst: Path, detectors: Sequence[Detector], settings: VideoSettings | None = None,
                     sidecar: Path | None = None, on_frame: Callable[[int, int], None] | None = None,
                     verifier: Verifier | None = None) -> MediaReport:
-    """`verifier` None: the independent check of verify.build_verifier for the detectors' labels."""
+    """`src` a path, or a `Clip` already decoding (made with the settings; `settings` is then not given); the clip
+    is read and closed. `verifier` None: the independent check of verify.build_verifier for the detectors' labels."""
+    if isinstance(src, Clip) and settings is not None:
+        src.close()
+        raise UsageError("anonymize_video: a Clip carries its own settings; give them when the clip is made")
+    dst = Path(dst)
+    if dst.suffix.lower() not in (".mp4", ".m4v", ".mov"):
+        if isinstance(src, Clip):
+            src.close()
+        raise UsageError(f"{dst}: the output must be .mp4, .m4v or .mov (H.264 in an MP4 container)")
+    # the decoders may take every core when the models are elsewhere
+    clip = src if isinstance(src, Clip) else Clip(src, settings, models_on_cpu=on_cpu(detectors))
+    try:
+        return _anonymize_clip(clip, dst, detectors, sidecar, on_frame, verifier)
+    finally:
+        clip.close()
+
+
+def _anonymize_clip(clip: Clip, dst: Path, detectors: Sequence[Detector], sidecar: Path | None,
+                    on_frame: Callable[[int, int], None] | None, verifier: Verifier | None) -> MediaReport:
     import av
 
-    settings = settings or VideoSettings()
-    src, dst = Path(src), Path(dst)
-    if dst.suffix.lower() not in (".mp4", ".m4v", ".mov"):
-        raise UsageError(f"{dst}: the output must be .mp4, .m4v or .mov (H.264 in an MP4 container)")
-    started = time.perf_counter()
-    alone = not on_cpu(detectors)  # the decoders may take every core when the models are elsewhere
-    container = _open(src)
-    decoder: _Stage | None = None
-    stop = threading.Event()
+    src, settings, time_base, rate, decoded = clip.src, clip.settings, clip.time_base, clip.rate, clip.frames
+    expected = clip.expected
     try:
-        if not container.streams.video:
-            raise MediaError(str(src), "streams", "has no video stream")
-        in_stream = container.streams.video[0]
-        audio_dropped = bool(container.streams.audio)
-        time_base = in_stream.time_base or Fraction(1, 90000)
-        rate = in_stream.average_rate or in_stream.guessed_rate or Fraction(25)
-        settings = settings.for_rate(float(rate))
-        expected = in_stream.frames or 0
-        in_pix_fmt = in_stream.codec_context.pix_fmt or ""
         dst.parent.mkdir(parents=True, exist_ok=True)
         partial = dst.with_name(f".{dst.name}.partial")
-        decoded: queue.Queue = queue.Queue(maxsize=settings.stride * 2 + 4)
         to_encode: queue.Queue = queue.Queue(maxsize=settings.stride * 2 + 4)
         rows: list[tuple] = []
         counts = {"detected": 0, "interpolated": 0, "held": 0, "backfilled": 0}
         labels: dict[str, int] = {}
         meta: dict = {"rotation": 0, "size": None}
-
-        def decode() -> None:
-            try:
-                for item in _decoded(container, src, alone):
-                    if stop.is_set():  # an error elsewhere: the rest of the clip is not decoded
-                        break
-                    decoded.put(item)
-            finally:
-                decoded.put(_END)
-
         # the clip decodes while the models load (LazySession): FFmpeg works without the GIL, onnxruntime not
-        decoder = _Stage(decode)
-        decoder.start()
         if settings.verify and verifier is None:
             verifier = build_verifier(VIDEO, labels=_labels(detectors))
         load_models([*detectors, *(verifier.detectors if settings.verify else [])])
@@ -413,7 +467,8 @@ def anonymize_video(src: Path, dst: Path, detectors: Sequence[Detector], setting
 
         def verify() -> None:
             try:
-                _verify_packets(to_verify, verifier, settings, obscured, frame_of_pts, verdict, time_base, alone)
+                _verify_packets(to_verify, verifier, settings, obscured, frame_of_pts, verdict, time_base,
+                                not clip.models_on_cpu)
             except BaseException:
                 while to_verify.get() is not _END:  # keep the encoder from blocking on a full queue
                     pass
@@ -468,8 +523,8 @@ def anonymize_video(src: Path, dst: Path, detectors: Sequence[Detector], setting
                     # at the next key frame and backfilled onto the frames before it (hold >= max_stride-1)
                     last_key, next_key = index, index + (settings.max_stride if tracker.steady(index)
                                                          else settings.stride)
-            if decoder.error:
-                raise decoder.error
+            if clip.error:
+                raise clip.error
             if buffer:  # the last frame is always a key frame, so the tail is bracketed
                 tail_index, _, tail_picture = buffer[-1]
                 if tail_index != last_key:
@@ -484,10 +539,10 @@ def anonymize_video(src: Path, dst: Path, detectors: Sequence[Detector], setting
             if settings.verify:
                 checker.join()
             out_container.close()
-            _drain(decoder, decoded, stop)
-        if decoder.error:
+            clip.close()
+        if clip.error:
             partial.unlink(missing_ok=True)
-            raise decoder.error
+            raise clip.error
         if encoder.error:
             partial.unlink(missing_ok=True)
             raise MediaError(str(dst), "encode", f"H.264 encoding failed: {encoder.error}")
@@ -500,13 +555,10 @@ def anonymize_video(src: Path, dst: Path, detectors: Sequence[Detector], setting
             partial.unlink(missing_ok=True)
             raise MediaError(str(src), "frames", "has no video frames")
     except BaseException:
-        if decoder is not None:  # it reads the container: it stops before the container closes
-            _drain(decoder, decoded, stop)
-        container.close()
+        clip.close()
         for leftover in dst.parent.glob(f".{dst.name}.partial"):
             leftover.unlink(missing_ok=True)
         raise
-    container.close()
     height, width = meta["size"]
     residuals, verified = verdict["residuals"], verdict["checked"]
     if settings.verify:
@@ -516,10 +568,10 @@ def anonymize_video(src: Path, dst: Path, detectors: Sequence[Detector], setting
         write_sidecar(sidecar, rows, verifier.describe() if settings.verify else None)
     return MediaReport(
         input=str(src), output=str(dst), kind="video", width=width, height=height, frames=last_index + 1,
-        fps=float(rate), seconds=time.perf_counter() - started, boxes=counts, labels=labels, residuals=residuals,
+        fps=float(rate), seconds=time.perf_counter() - clip.opened, boxes=counts, labels=labels, residuals=residuals,
         anonymized=settings.verify and not residuals, models=sorted({d.model_id for d in detectors}),
-        settings=settings.to_dict(), rotation=meta["rotation"], input_pix_fmt=in_pix_fmt,
-        audio_dropped=audio_dropped, sidecar=str(sidecar) if sidecar else None, verify_frames=verified,
+        settings=settings.to_dict(), rotation=meta["rotation"], input_pix_fmt=clip.pix_fmt,
+        audio_dropped=clip.audio_dropped, sidecar=str(sidecar) if sidecar else None, verify_frames=verified,
         verifier=verifier.describe() if settings.verify else None)
 
 
