@@ -616,12 +616,19 @@ def test_bad_video_gets_an_error_naming_the_file_and_no_output(tmp_path: Path, d
     assert not list(tmp_path.glob(".out.mp4.partial"))
 
 
+def _live_stages() -> list:
+    """The pipeline's threads still running (threading.enumerate lists live threads only)."""
+    import threading
+
+    import fleetgate.deid.video as video
+
+    return [t for t in threading.enumerate() if isinstance(t, video._Stage)]
+
+
 def test_a_model_that_fails_to_load_stops_the_decoding_clip(tmp_path: Path, detectors: list,
                                                              monkeypatch: pytest.MonkeyPatch) -> None:
     """The clip starts decoding before the models load; when one fails, the decoder is stopped before its
     container is closed, and nothing is written."""
-    import threading
-
     import fleetgate.deid.video as video
 
     clip = write_clip(tmp_path / "in.mp4", [scene(320, 240, (100, 40), face_h=120)] * 60)
@@ -639,18 +646,10 @@ def test_a_model_that_fails_to_load_stops_the_decoding_clip(tmp_path: Path, dete
     monkeypatch.setattr(video, "load_models", broken)
     with pytest.raises(models.ModelError):
         anonymize_video(clip, tmp_path / "out.mp4", detectors)
-    assert not [t for t in threading.enumerate() if isinstance(t, video._Stage)]
+    assert not _live_stages()
     assert len(frames) < 30  # it stopped: the rest of the clip was not decoded for nothing
     assert not (tmp_path / "out.mp4").exists() and not list(tmp_path.glob(".out.mp4.partial"))
 
-
-
-def _live_stages() -> list:
-    import threading
-
-    import fleetgate.deid.video as video
-
-    return [t for t in threading.enumerate() if isinstance(t, video._Stage) and t.is_alive()]
 
 
 def test_a_clip_opened_first_gives_what_its_path_gives_and_is_closed(tmp_path: Path, detectors: list) -> None:
@@ -707,6 +706,7 @@ def test_the_cli_opens_the_clip_before_it_builds_the_models(tmp_path: Path, monk
     refused = runner.invoke(deid_cmds.app, ["video", str(audio), str(tmp_path / "o.mp4"), "--provider", "cpu"])
     assert isinstance(refused.exception, MediaError) and "no video stream" in str(refused.exception)
     assert order == ["clip"] and not _live_stages()
+
 
 # --- images -------------------------------------------------------------------------------------
 

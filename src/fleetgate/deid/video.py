@@ -355,11 +355,18 @@ class Clip:
         return self._decoder.error
 
     def close(self) -> None:
-        """Stop the decoder, wait for it to end, and close the input (again: nothing happens)."""
+        """Stop the decoder, wait for it to end, and close the input (again: nothing happens). The decoder reads
+        the container, so it stops first: after an error it may be waiting on a full queue, so what it puts is
+        taken until it sees the stop. At the end of a clip it has ended already."""
         if self._closed:
             return
         self._closed = True
-        _drain(self._decoder, self.frames, self._stop)  # it reads the container: it stops before that closes
+        self._stop.set()
+        while self._decoder.is_alive():
+            try:
+                self.frames.get(timeout=0.1)
+            except queue.Empty:
+                pass
         self._container.close()
 
     def __enter__(self) -> Clip:
@@ -555,7 +562,6 @@ def _anonymize_clip(clip: Clip, dst: Path, detectors: Sequence[Detector], sideca
             partial.unlink(missing_ok=True)
             raise MediaError(str(src), "frames", "has no video frames")
     except BaseException:
-        clip.close()
         for leftover in dst.parent.glob(f".{dst.name}.partial"):
             leftover.unlink(missing_ok=True)
         raise
@@ -573,17 +579,6 @@ def _anonymize_clip(clip: Clip, dst: Path, detectors: Sequence[Detector], sideca
         settings=settings.to_dict(), rotation=meta["rotation"], input_pix_fmt=clip.pix_fmt,
         audio_dropped=clip.audio_dropped, sidecar=str(sidecar) if sidecar else None, verify_frames=verified,
         verifier=verifier.describe() if settings.verify else None)
-
-
-def _drain(decoder: _Stage, decoded: queue.Queue, stop: threading.Event) -> None:
-    """Stop the decoder and wait for it to end: after an error it may be waiting on a full queue, so take
-    what it puts until it sees `stop`. At the end of a clip it has ended already."""
-    stop.set()
-    while decoder.is_alive():
-        try:
-            decoded.get(timeout=0.1)
-        except queue.Empty:
-            pass
 
 
 def _seconds(pts: int | None, time_base: Fraction) -> float | None:
