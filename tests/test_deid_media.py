@@ -11,7 +11,7 @@ import av
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
@@ -260,14 +260,18 @@ def test_reused_inputs_give_what_fresh_ones_give() -> None:
     plate = np.asarray(render_plate("沪A12345", "blue", 40))[:, :, ::-1]
     large, small = scene(960, 540, None, shade=200), scene(950, 530, None, shade=70)
     small[300:340, 400:400 + plate.shape[1]] = plate
-    used = ClpPlateDetector(0.01, provider="cpu")
-    used._run([large])  # fills the whole 960x544 input, padding rows included
-    for reused, fresh in zip(used._run([small]), ClpPlateDetector(0.01, provider="cpu")._run([small]), strict=True):
-        assert np.array_equal(reused[0], fresh[0]) and np.array_equal(reused[1], fresh[1])
-    faces = CenterFaceDetector(0.3, provider="cpu")
-    frame = scene(640, 480, (200, 100), face_h=150)
-    assert faces.detect(scene(640, 480, None)) == [] and faces.detect(frame) == \
-        CenterFaceDetector(0.3, provider="cpu").detect(frame)
+    for precision in ("float", "int8"):  # float planes padded with 0.0, pixels with the zero point
+        used = ClpPlateDetector(0.01, provider="cpu", precision=precision)
+        used._run([large])  # fills the whole 960x544 input, padding rows included
+        fresh = ClpPlateDetector(0.01, provider="cpu", precision=precision)._run([small])
+        found = used._run([small])
+        assert found[0][0].size > 0  # the plate
+        for reused, new in zip(found, fresh, strict=True):
+            assert np.array_equal(reused[0], new[0]) and np.array_equal(reused[1], new[1])
+        faces = CenterFaceDetector(0.3, provider="cpu", precision=precision)
+        frame = scene(640, 480, (200, 100), face_h=150)
+        assert faces.detect(scene(640, 480, None)) == [] and faces.detect(frame) == \
+            CenterFaceDetector(0.3, provider="cpu", precision=precision).detect(frame) != []
 
 
 # --- tracking and obscuring ---------------------------------------------------------------------
@@ -853,6 +857,114 @@ def test_int8_copies_are_derived_from_the_verified_models_and_checked_before_use
     assert detector.model_id.endswith("+int8") and detector.describe()["precision"] == "int8"
     with pytest.raises(UsageError, match="precision"):
         CenterFaceDetector(provider="cpu", precision="fp16")
+
+
+def _quantize_linear_session():
+    """onnxruntime's QuantizeLinear of a float vector, its scale and zero point fed at each run."""
+    import onnxruntime as ort
+    from onnx import TensorProto, helper
+
+    graph = helper.make_graph([helper.make_node("QuantizeLinear", ["x", "scale", "zero_point"], ["y"])], "quantize",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, [None]),
+                               helper.make_tensor_value_info("scale", TensorProto.FLOAT, []),
+                               helper.make_tensor_value_info("zero_point", TensorProto.UINT8, [])],
+                              [helper.make_tensor_value_info("y", TensorProto.UINT8, [None])])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    return ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+
+
+_QUANTIZE_LINEAR: list = []
+
+
+# scales of 2 and 4 over whole means land values on halves, where rounding half to even is seen
+@settings(deadline=None)  # the first example makes the onnxruntime session
+@given(scale=st.one_of(st.sampled_from([0.5, 2.0, 4.0]), st.floats(0.0009765625, 8.0, width=32)),
+       zero_point=st.integers(0, 255),
+       mean=st.lists(st.one_of(st.integers(0, 255).map(float), st.floats(0, 255, width=32)), min_size=3, max_size=3))
+def test_the_pixel_table_is_what_onnxruntime_quantizes_each_pixel_to(scale: float, zero_point: int,
+                                                                      mean: list[float]) -> None:
+    """Every value of every channel, at any scale, zero point and mean: the table the detectors look pixels up
+    in holds what onnxruntime's own QuantizeLinear makes of the pixel less the mean (rounding, saturation)."""
+    from fleetgate.deid.detectors import pixel_table
+
+    if not _QUANTIZE_LINEAR:
+        _QUANTIZE_LINEAR.append(_quantize_linear_session())
+    session = _QUANTIZE_LINEAR[0]
+    means = np.array(mean, np.float32)
+    table = pixel_table(np.float32(scale), zero_point, means)
+    assert table.shape == (256, 1, 3) and table.dtype == np.uint8
+    for channel in range(3):
+        values = np.arange(256, dtype=np.float32) - means[channel]
+        wanted = session.run(None, {"x": values, "scale": np.array(scale, np.float32),
+                                    "zero_point": np.array(zero_point, np.uint8)})[0]
+        assert np.array_equal(table[:, 0, channel], wanted)
+
+
+def _with_float_input(path: Path) -> bytes:
+    """The int8 copy at `path` given back the float input it was quantized from: QuantizeLinear (its recorded
+    scale and zero point), then the planes transposed to the pixels the copy takes."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    from fleetgate.deid import quantize
+
+    model = onnx.load(str(path))
+    meta = {prop.key: prop.value for prop in model.metadata_props}
+    kept = [prop for prop in model.metadata_props if prop.key not in (quantize.SCALE_KEY, quantize.ZERO_POINT_KEY)]
+    del model.metadata_props[:]
+    model.metadata_props.extend(kept)  # it takes floats again
+    pixels = model.graph.input[0]
+    batch, height, width, channels = (d.dim_param or d.dim_value for d in pixels.type.tensor_type.shape.dim)
+    scale, zero_point = float(meta[quantize.SCALE_KEY]), int(meta[quantize.ZERO_POINT_KEY])
+    model.graph.initializer.extend([helper.make_tensor("in_scale", TensorProto.FLOAT, [], [scale]),
+                                    helper.make_tensor("in_zero", TensorProto.UINT8, [], [zero_point])])
+    model.graph.node.insert(0, helper.make_node("Transpose", ["planes_q"], [quantize.PIXELS], perm=[0, 2, 3, 1]))
+    model.graph.node.insert(0, helper.make_node("QuantizeLinear", ["planes", "in_scale", "in_zero"], ["planes_q"]))
+    model.graph.input.remove(pixels)
+    planes = helper.make_tensor_value_info("planes", TensorProto.FLOAT, [batch, channels, height, width])
+    model.graph.input.append(planes)
+    return model.SerializeToString()
+
+
+def test_the_int8_copies_take_pixels_and_answer_as_to_their_float_input() -> None:
+    """The int8 copies take uint8 pixels where their first node quantized a float tensor (quantize._take_pixels).
+    Given that QuantizeLinear back and the float planes the detectors made before, each gives the very same
+    outputs, bit for bit, for a batch of two padded images (clp-det less its means, CenterFace without)."""
+    import onnxruntime as ort
+
+    from fleetgate.deid import quantize
+    from fleetgate.deid.detectors import _CLP_MEAN, INT8_MODELS, ModelInput, int8_model
+    from fleetgate.sample.video import render_plate
+
+    plate = np.asarray(render_plate("沪A12345", "blue", 40))[:, :, ::-1]
+    images = [scene(300, 200, (150, 100), face_h=80), scene(300, 200, None, shade=30)]
+    images[1][100:100 + plate.shape[0], 20:20 + plate.shape[1]] = plate
+    for name, mean in zip(INT8_MODELS, (None, _CLP_MEAN), strict=True):
+        path = int8_model(name)
+        takes_pixels = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        assert [(i.name, i.type) for i in takes_pixels.get_inputs()] == [(quantize.PIXELS, "tensor(uint8)")]
+        takes_floats = ort.InferenceSession(_with_float_input(path), providers=["CPUExecutionProvider"])
+        outputs = []
+        for form, session in ((ModelInput.of(takes_pixels, mean), takes_pixels),
+                              (ModelInput.of(takes_floats, mean), takes_floats)):
+            blob = np.full(form.shape(2, 224, 320), 77, form.dtype)  # stale values, which pad must replace
+            form.pad(blob, 200, 300)
+            for k, image in enumerate(images):
+                form.write(blob, k, image)
+            outputs.append(session.run(None, {session.get_inputs()[0].name: blob}))
+        assert ModelInput.of(takes_pixels, mean).table is not None and ModelInput.of(takes_floats, mean).table is None
+        for pixels_out, floats_out in zip(*outputs, strict=True):
+            assert np.array_equal(pixels_out, floats_out)
+
+
+def test_a_graph_not_quantized_as_the_recipe_expects_is_refused(tmp_path: Path) -> None:
+    from fleetgate.deid import quantize
+
+    float_model = tmp_path / "clp-det.onnx"
+    float_model.write_bytes(models.path("clp-det").read_bytes())
+    with pytest.raises(models.ModelError, match="QuantizeLinear"):
+        quantize._take_pixels(float_model)
+    assert float_model.read_bytes() == models.path("clp-det").read_bytes()
 
 
 def test_a_steady_tracker_widens_the_stride_and_anything_new_narrows_it() -> None:

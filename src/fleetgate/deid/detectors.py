@@ -20,6 +20,7 @@ from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Protocol, TypeVar
 
@@ -148,19 +149,87 @@ class InputBuffers:
         self._lock = threading.Lock()
 
     @contextmanager
-    def lend(self, shape: tuple[int, ...]) -> Iterator[np.ndarray]:
-        """A float32 array of `shape`, its contents left from its last use (the caller writes every value)."""
+    def lend(self, shape: tuple[int, ...], dtype: type = np.float32) -> Iterator[np.ndarray]:
+        """An array of `shape`, its contents left from its last use (the caller writes every value)."""
+        def same(b: np.ndarray) -> bool:
+            return b.shape == shape and b.dtype == dtype
+
         with self._lock:
-            match = next((i for i, b in enumerate(self._free) if b.shape == shape), None)
+            match = next((i for i, b in enumerate(self._free) if same(b)), None)
             buffer = self._free.pop(match) if match is not None else None
         if buffer is None:
-            buffer = np.empty(shape, np.float32)
+            buffer = np.empty(shape, dtype)
         try:
             yield buffer
         finally:
             with self._lock:
                 # a clip has one size: buffers of another are dropped, at most two kept
-                self._free = [b for b in self._free if b.shape == shape][:1] + [buffer]
+                self._free = [b for b in self._free if same(b)][:1] + [buffer]
+
+
+@dataclass(frozen=True)
+class ModelInput:
+    """How BGR images become a model's input: float planes (n x 3 x h x w) less a mean per channel, or, for
+    an int8 copy that takes pixels (quantize._take_pixels), uint8 n x h x w x 3, each pixel through a table
+    per channel that holds what onnxruntime's QuantizeLinear made of it (pixel less mean, over the scale,
+    rounded half to even, plus the zero point, saturated): the same model input without the float tensor."""
+
+    table: np.ndarray | None  # 256 x 1 x 3 uint8 for pixels; None for float planes
+    mean: np.ndarray | None  # float planes only
+    mean_value: int = 0  # what a pixel of the mean becomes in pixels: the zero point
+    identity: bool = False  # the table maps every value to itself: the pixels are copied
+
+    @classmethod
+    def of(cls, session: object, mean: np.ndarray | None = None) -> ModelInput:
+        """The input of `session` (an onnxruntime session, or a LazySession, which is then made)."""
+        from fleetgate.deid import quantize
+
+        if isinstance(session, LazySession):
+            session = session.load()
+        meta = session.get_modelmeta().custom_metadata_map
+        if quantize.SCALE_KEY not in meta:
+            return cls(None, mean)
+        zero_point = int(meta[quantize.ZERO_POINT_KEY])
+        table = pixel_table(np.float32(float(meta[quantize.SCALE_KEY])), zero_point, mean)
+        identity = np.array_equal(table[:, 0, :], np.repeat(np.arange(256, dtype=np.uint8)[:, None], 3, 1))
+        return cls(table, None, zero_point, bool(identity))
+
+    @property
+    def dtype(self) -> type:
+        return np.float32 if self.table is None else np.uint8
+
+    def shape(self, n: int, height: int, width: int) -> tuple[int, int, int, int]:
+        return (n, 3, height, width) if self.table is None else (n, height, width, 3)
+
+    def write(self, blob: np.ndarray, k: int, image_bgr: np.ndarray) -> None:
+        """`image_bgr` into the top left of the k-th input of `blob`."""
+        import cv2
+
+        height, width = image_bgr.shape[:2]
+        if self.table is None:
+            _planes_into(image_bgr, blob[k, :, :height, :width], self.mean)
+        elif self.identity:
+            blob[k, :height, :width] = image_bgr
+        else:
+            blob[k, :height, :width] = cv2.LUT(image_bgr, self.table)
+
+    def pad(self, blob: np.ndarray, height: int, width: int) -> None:
+        """Right of and below a height x width image, in every input of `blob`: pixels of the mean (0.0 in
+        float planes, the zero point in pixels)."""
+        if self.table is None:
+            blob[:, :, height:, :] = 0
+            blob[:, :, :height, width:] = 0
+        else:
+            blob[:, height:, :] = self.mean_value
+            blob[:, :height, width:] = self.mean_value
+
+
+def pixel_table(scale: np.float32, zero_point: int, mean: np.ndarray | None = None) -> np.ndarray:
+    """256 x 1 x 3 uint8 (OpenCV's LUT for 3 channels): what QuantizeLinear(scale, zero_point) makes of each
+    value less the channel's mean, computed in float32 as onnxruntime computes it."""
+    values = np.arange(256, dtype=np.float32)[:, None] - (np.zeros(3, np.float32) if mean is None else mean)
+    quantized = np.rint(values / np.float32(scale)) + zero_point
+    return np.clip(quantized, 0, 255).astype(np.uint8)[:, None, :]
 
 
 def load_models(detectors: Sequence[object]) -> None:
@@ -396,6 +465,10 @@ class CenterFaceDetector:
                                             lambda: _dynamic_centerface(path), provider)
         self._inputs = InputBuffers()
 
+    @cached_property
+    def _form(self) -> ModelInput:  # asked at the first call, which makes the session
+        return ModelInput.of(self._session)
+
     def _regions(self, width: int, height: int) -> list[tuple[int, int, int, int]]:
         regions = [(0, 0, width, height)]
         if self.tiles > 1:
@@ -414,9 +487,10 @@ class CenterFaceDetector:
         for x0, y0, x1, y1 in regions:
             crop = frame_bgr[y0:y1, x0:x1]
             batches.append(_shrunk(crop, in_w, in_h))
-        with self._inputs.lend((len(batches), 3, in_h, in_w)) as blob:
+        form = self._form
+        with self._inputs.lend(form.shape(len(batches), in_h, in_w), form.dtype) as blob:
             for k, batch in enumerate(batches):
-                _planes_into(batch, blob[k])
+                form.write(blob, k, batch)
             heatmaps, scales, offsets, _landmarks = self._session.infer(blob)
         boxes, scores = [], []
         for k, (x0, y0, x1, y1) in enumerate(regions):
@@ -663,6 +737,10 @@ class ClpPlateDetector:
         if self._colour is not None:
             self.model_id += f"+{self._colour.model_id}"
 
+    @cached_property
+    def _form(self) -> ModelInput:  # asked at the first call, which makes the session
+        return ModelInput.of(self._session, _CLP_MEAN)
+
     def describe(self) -> dict:
         return {"model": self.model_id, "threshold": self.threshold, "precision": self.precision,
                 **self.pyramid.to_dict()}
@@ -671,11 +749,11 @@ class ClpPlateDetector:
         """Boxes and scores above threshold for equally sized BGR images, in their own pixels."""
         height, width = images[0].shape[:2]
         ph, pw = -(-height // 32) * 32, -(-width // 32) * 32
-        with self._inputs.lend((len(images), 3, ph, pw)) as blob:
-            blob[:, :, height:, :] = 0  # the padding to a multiple of 32
-            blob[:, :, :height, width:] = 0
+        form = self._form
+        with self._inputs.lend(form.shape(len(images), ph, pw), form.dtype) as blob:
+            form.pad(blob, height, width)  # to a multiple of 32
             for k, image in enumerate(images):
-                _planes_into(image, blob[k, :, :height, :width], _CLP_MEAN)
+                form.write(blob, k, image)
             loc, conf, _landmarks = self._session.infer(blob)
         priors = self._priors.get((ph, pw))
         if priors is None:
