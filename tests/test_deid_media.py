@@ -957,6 +957,76 @@ def test_the_int8_copies_take_pixels_and_answer_as_to_their_float_input() -> Non
             assert np.array_equal(pixels_out, floats_out)
 
 
+def test_taking_pixels_keeps_what_the_quantized_graph_answered(tmp_path: Path) -> None:
+    """The rewrite itself, against the graph before it: a small convolution, quantized as the recipe quantizes
+    (QOperator, uint8 activations, per-channel int8 weights), answers float planes less a mean exactly as
+    its rewritten copy answers the pixels looked up in its table (a padded batch of two, other sizes)."""
+    import onnxruntime as ort
+    from onnx import TensorProto, helper, numpy_helper
+    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
+
+    from fleetgate.deid import quantize
+    from fleetgate.deid.detectors import _CLP_MEAN, ModelInput
+
+    rng = np.random.default_rng(5)
+    weights = numpy_helper.from_array(rng.normal(0, 0.2, (4, 3, 3, 3)).astype(np.float32), "w")
+    graph = helper.make_graph([helper.make_node("Conv", ["image", "w"], ["out"], pads=[1, 1, 1, 1])], "conv",
+                              [helper.make_tensor_value_info("image", TensorProto.FLOAT, ["n", 3, "h", "w"])],
+                              [helper.make_tensor_value_info("out", TensorProto.FLOAT, None)], [weights])
+    float_model = tmp_path / "float.onnx"
+    float_model.write_bytes(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)]).SerializeToString())
+    images = [rng.integers(0, 256, (40, 56, 3), dtype=np.uint8) for _ in range(4)]
+
+    class Reader:
+        def __init__(self) -> None:
+            self._items = iter(images)
+
+        def get_next(self) -> dict | None:
+            image = next(self._items, None)
+            if image is None:
+                return None
+            blob = np.empty((1, 3, 40, 56), np.float32)
+            ModelInput(None, _CLP_MEAN).write(blob, 0, image)
+            return {"image": blob}
+
+    before, after = tmp_path / "int8.onnx", tmp_path / "pixels.onnx"
+    quantize_static(str(float_model), str(before), Reader(), quant_format=QuantFormat.QOperator,
+                    activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8, per_channel=True,
+                    calibrate_method=CalibrationMethod.MinMax)
+    after.write_bytes(before.read_bytes())
+    quantize._take_pixels(after)
+    answers = []
+    for path in (before, after):
+        session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        form = ModelInput.of(session, _CLP_MEAN)
+        blob = np.full(form.shape(2, 48, 64), 9, form.dtype)
+        form.pad(blob, 40, 56)
+        for k, image in enumerate(images[2:]):
+            form.write(blob, k, image)
+        answers.append(session.run(None, {session.get_inputs()[0].name: blob})[0])
+    assert answers[0].shape == (2, 4, 48, 64) and np.array_equal(answers[0], answers[1])
+
+
+def test_a_copy_the_rewrite_does_not_fit_keeps_its_float_input(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                                caplog: pytest.LogCaptureFixture) -> None:
+    """Should another onnxruntime quantize the input otherwise, the copy is still made, and kept as its
+    quantizer made it (float planes in, which ModelInput then feeds), with a warning, not refused."""
+    import onnxruntime as ort
+
+    from fleetgate.deid import quantize
+    from fleetgate.deid.detectors import _CLP_MEAN, ModelInput, _clp_input
+
+    monkeypatch.setenv("FLEETGATE_MODELS", str(tmp_path))
+    # a "quantizer" whose graph has no QuantizeLinear in front: the float model as it is
+    monkeypatch.setattr(quantize, "_quantize", lambda src, dst, pack: dst.write_bytes(src.read_bytes()))
+    source = models.path("clp-det")
+    with caplog.at_level("WARNING", logger="fleetgate.deid.quantize"):
+        copy = quantize.int8_path("clp-det", source.read_bytes, source, _clp_input)
+    assert "takes float planes" in caplog.text and copy.read_bytes() == source.read_bytes()
+    session = ort.InferenceSession(str(copy), providers=["CPUExecutionProvider"])
+    assert ModelInput.of(session, _CLP_MEAN).table is None
+
+
 def test_a_graph_not_quantized_as_the_recipe_expects_is_refused(tmp_path: Path) -> None:
     from fleetgate.deid import quantize
 

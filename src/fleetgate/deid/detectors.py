@@ -167,7 +167,7 @@ class InputBuffers:
                 self._free = [b for b in self._free if same(b)][:1] + [buffer]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)  # holds arrays: compared by identity
 class ModelInput:
     """How BGR images become a model's input: float planes (n x 3 x h x w) less a mean per channel, or, for
     an int8 copy that takes pixels (quantize._take_pixels), uint8 n x h x w x 3, each pixel through a table
@@ -176,7 +176,7 @@ class ModelInput:
 
     table: np.ndarray | None  # 256 x 1 x 3 uint8 for pixels; None for float planes
     mean: np.ndarray | None  # float planes only
-    mean_value: int = 0  # what a pixel of the mean becomes in pixels: the zero point
+    pad_value: int = 0  # a pixel of the mean (0.0 once less the mean) in pixels: the zero point
     identity: bool = False  # the table maps every value to itself: the pixels are copied
 
     @classmethod
@@ -220,8 +220,8 @@ class ModelInput:
             blob[:, :, height:, :] = 0
             blob[:, :, :height, width:] = 0
         else:
-            blob[:, height:, :] = self.mean_value
-            blob[:, :height, width:] = self.mean_value
+            blob[:, height:, :] = self.pad_value
+            blob[:, :height, width:] = self.pad_value
 
 
 def pixel_table(scale: np.float32, zero_point: int, mean: np.ndarray | None = None) -> np.ndarray:
@@ -466,7 +466,7 @@ class CenterFaceDetector:
         self._inputs = InputBuffers()
 
     @cached_property
-    def _form(self) -> ModelInput:  # asked at the first call, which makes the session
+    def _input_form(self) -> ModelInput:  # asked at the first call, which makes the session
         return ModelInput.of(self._session)
 
     def _regions(self, width: int, height: int) -> list[tuple[int, int, int, int]]:
@@ -487,7 +487,7 @@ class CenterFaceDetector:
         for x0, y0, x1, y1 in regions:
             crop = frame_bgr[y0:y1, x0:x1]
             batches.append(_shrunk(crop, in_w, in_h))
-        form = self._form
+        form = self._input_form
         with self._inputs.lend(form.shape(len(batches), in_h, in_w), form.dtype) as blob:
             for k, batch in enumerate(batches):
                 form.write(blob, k, batch)
@@ -738,7 +738,7 @@ class ClpPlateDetector:
             self.model_id += f"+{self._colour.model_id}"
 
     @cached_property
-    def _form(self) -> ModelInput:  # asked at the first call, which makes the session
+    def _input_form(self) -> ModelInput:  # asked at the first call, which makes the session
         return ModelInput.of(self._session, _CLP_MEAN)
 
     def describe(self) -> dict:
@@ -749,7 +749,7 @@ class ClpPlateDetector:
         """Boxes and scores above threshold for equally sized BGR images, in their own pixels."""
         height, width = images[0].shape[:2]
         ph, pw = -(-height // 32) * 32, -(-width // 32) * 32
-        form = self._form
+        form = self._input_form
         with self._inputs.lend(form.shape(len(images), ph, pw), form.dtype) as blob:
             form.pad(blob, height, width)  # to a multiple of 32
             for k, image in enumerate(images):
