@@ -351,7 +351,7 @@ def _model_costs() -> list[str]:
     import onnxruntime as ort
 
     from fleetgate.deid import models
-    from fleetgate.deid.detectors import _centerface_input, _clp_input, _dynamic_centerface, int8_model
+    from fleetgate.deid.detectors import _CLP_MEAN, ModelInput, _dynamic_centerface, int8_model
 
     def _session(model: bytes):
         options = ort.SessionOptions()
@@ -362,30 +362,19 @@ def _model_costs() -> list[str]:
     out = ["| model | input | float ms | int8 ms | speed-up |", "|---|---|---|---|---|"]
     centerface = models.path("centerface")
     pairs = {"CenterFace": (_session(_dynamic_centerface(centerface)), _session(int8_model("centerface").read_bytes()),
-                            _centerface_input),
+                            None),
              "clp-det": (_session(models.path("clp-det").read_bytes()), _session(int8_model("clp-det").read_bytes()),
-                         _clp_input)}
-    for name, (full, int8, pack) in pairs.items():
+                         _CLP_MEAN)}
+    for name, (full, int8, mean) in pairs.items():
         for width, height in ((608, 1088), (1440, 832), (1440, 1088), (1920, 1440)):
-            # the float model takes float planes; its int8 copy the pixels (deid/quantize.py, _take_pixels)
-            blobs = (pack(image, width, height), _pixels(int8, image, width, height, name == "clp-det"))
-            costs = [_cpu_ms(lambda s=session, b=blob: s.run(None, {s.get_inputs()[0].name: b}))
-                     for session, blob in zip((full, int8), blobs, strict=True)]
+            # each as the detectors feed it: float planes to the float model, the pixels to its int8 copy
+            costs = []
+            for session in (full, int8):
+                blob = ModelInput.of(session, mean).blob_of(image, width, height)
+                costs.append(_cpu_ms(lambda s=session, b=blob: s.run(None, {s.get_inputs()[0].name: b})))
             out.append(f"| {name} | {width}×{height} | {costs[0]:.0f} | {costs[1]:.0f} | "
                        f"{costs[0] / costs[1]:.1f}× |")
     return out
-
-
-def _pixels(session, image: np.ndarray, width: int, height: int, less_mean: bool) -> np.ndarray:
-    """`image` at width x height as the int8 copy behind `session` takes it, as the detectors make it."""
-    import cv2
-
-    from fleetgate.deid.detectors import _CLP_MEAN, ModelInput
-
-    form = ModelInput.of(session, _CLP_MEAN if less_mean else None)
-    blob = np.empty(form.shape(1, height, width), form.dtype)
-    form.write(blob, 0, cv2.resize(image, (width, height), interpolation=cv2.INTER_AREA))
-    return blob
 
 
 def _cpu_ms(call, repeats: int = 3) -> float:

@@ -926,6 +926,17 @@ def _with_float_input(path: Path) -> bytes:
     return model.SerializeToString()
 
 
+def _answers(session, mean: np.ndarray | None, images: list[np.ndarray], height: int, width: int) -> list:
+    """What `session` answers `images` fed as the detectors feed them (ModelInput), in inputs of height x width
+    that held other values before (which the padding must replace)."""
+    from fleetgate.deid.detectors import ModelInput
+
+    form = ModelInput.of(session, mean)
+    blob = np.full(form.shape(len(images), height, width), 77, form.dtype)
+    form.fill(blob, images)
+    return session.run(None, {session.get_inputs()[0].name: blob})
+
+
 def test_the_int8_copies_take_pixels_and_answer_as_to_their_float_input() -> None:
     """The int8 copies take uint8 pixels where their first node quantized a float tensor (quantize._take_pixels).
     Given that QuantizeLinear back and the float planes the detectors made before, each gives the very same
@@ -944,15 +955,8 @@ def test_the_int8_copies_take_pixels_and_answer_as_to_their_float_input() -> Non
         takes_pixels = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
         assert [(i.name, i.type) for i in takes_pixels.get_inputs()] == [(quantize.PIXELS, "tensor(uint8)")]
         takes_floats = ort.InferenceSession(_with_float_input(path), providers=["CPUExecutionProvider"])
-        outputs = []
-        for form, session in ((ModelInput.of(takes_pixels, mean), takes_pixels),
-                              (ModelInput.of(takes_floats, mean), takes_floats)):
-            blob = np.full(form.shape(2, 224, 320), 77, form.dtype)  # stale values, which pad must replace
-            form.pad(blob, 200, 300)
-            for k, image in enumerate(images):
-                form.write(blob, k, image)
-            outputs.append(session.run(None, {session.get_inputs()[0].name: blob}))
         assert ModelInput.of(takes_pixels, mean).table is not None and ModelInput.of(takes_floats, mean).table is None
+        outputs = [_answers(session, mean, images, 224, 320) for session in (takes_pixels, takes_floats)]
         for pixels_out, floats_out in zip(*outputs, strict=True):
             assert np.array_equal(pixels_out, floats_out)
 
@@ -985,9 +989,7 @@ def test_taking_pixels_keeps_what_the_quantized_graph_answered(tmp_path: Path) -
             image = next(self._items, None)
             if image is None:
                 return None
-            blob = np.empty((1, 3, 40, 56), np.float32)
-            ModelInput(None, _CLP_MEAN).write(blob, 0, image)
-            return {"image": blob}
+            return {"image": ModelInput(None, _CLP_MEAN).blob_of(image, 56, 40)}
 
     before, after = tmp_path / "int8.onnx", tmp_path / "pixels.onnx"
     quantize_static(str(float_model), str(before), Reader(), quant_format=QuantFormat.QOperator,
@@ -995,15 +997,8 @@ def test_taking_pixels_keeps_what_the_quantized_graph_answered(tmp_path: Path) -
                     calibrate_method=CalibrationMethod.MinMax)
     after.write_bytes(before.read_bytes())
     quantize._take_pixels(after)
-    answers = []
-    for path in (before, after):
-        session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-        form = ModelInput.of(session, _CLP_MEAN)
-        blob = np.full(form.shape(2, 48, 64), 9, form.dtype)
-        form.pad(blob, 40, 56)
-        for k, image in enumerate(images[2:]):
-            form.write(blob, k, image)
-        answers.append(session.run(None, {session.get_inputs()[0].name: blob})[0])
+    answers = [_answers(ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]), _CLP_MEAN, images[2:],
+                        48, 64)[0] for path in (before, after)]
     assert answers[0].shape == (2, 4, 48, 64) and np.array_equal(answers[0], answers[1])
 
 

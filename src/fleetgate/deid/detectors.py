@@ -213,6 +213,21 @@ class ModelInput:
         else:
             blob[k, :height, :width] = cv2.LUT(image_bgr, self.table)
 
+    def fill(self, blob: np.ndarray, images: Sequence[np.ndarray]) -> None:
+        """`images` (BGR, of one size) into the top left of `blob`'s inputs, the rest of each padded."""
+        height, width = images[0].shape[:2]
+        self.pad(blob, height, width)
+        for k, image in enumerate(images):
+            self.write(blob, k, image)
+
+    def blob_of(self, image_bgr: np.ndarray, width: int, height: int) -> np.ndarray:
+        """One image scaled to width x height (area filter) as a batch of one: calibration and the bench."""
+        import cv2
+
+        blob = np.empty(self.shape(1, height, width), self.dtype)
+        self.write(blob, 0, cv2.resize(image_bgr, (width, height), interpolation=cv2.INTER_AREA))
+        return blob
+
     def pad(self, blob: np.ndarray, height: int, width: int) -> None:
         """Right of and below a height x width image, in every input of `blob`: pixels of the mean (0.0 in
         float planes, the zero point in pixels)."""
@@ -398,21 +413,13 @@ def _precision(value: str) -> str:
 
 
 def _centerface_input(image_bgr: np.ndarray, width: int, height: int) -> np.ndarray:
-    """A BGR image as CenterFace's input at `width` x `height` (for calibrating its int8 copy)."""
-    import cv2
-
-    blob = np.empty((1, 3, height, width), np.float32)
-    _planes_into(cv2.resize(image_bgr, (width, height), interpolation=cv2.INTER_AREA), blob[0])
-    return blob
+    """A BGR image as CenterFace's float input at `width` x `height` (for calibrating its int8 copy)."""
+    return ModelInput(None, None).blob_of(image_bgr, width, height)
 
 
 def _clp_input(image_bgr: np.ndarray, width: int, height: int) -> np.ndarray:
-    """A BGR image as clp-det's input at `width` x `height` (multiples of 32), less the training means."""
-    import cv2
-
-    blob = np.empty((1, 3, height, width), np.float32)
-    _planes_into(cv2.resize(image_bgr, (width, height), interpolation=cv2.INTER_AREA), blob[0], _CLP_MEAN)
-    return blob
+    """A BGR image as clp-det's float input at `width` x `height` (multiples of 32), less the training means."""
+    return ModelInput(None, _CLP_MEAN).blob_of(image_bgr, width, height)
 
 
 def int8_model(name: str, path: Path | None = None) -> Path:
@@ -489,8 +496,7 @@ class CenterFaceDetector:
             batches.append(_shrunk(crop, in_w, in_h))
         form = self._input_form
         with self._inputs.lend(form.shape(len(batches), in_h, in_w), form.dtype) as blob:
-            for k, batch in enumerate(batches):
-                form.write(blob, k, batch)
+            form.fill(blob, batches)  # every batch is in_w x in_h: nothing to pad
             heatmaps, scales, offsets, _landmarks = self._session.infer(blob)
         boxes, scores = [], []
         for k, (x0, y0, x1, y1) in enumerate(regions):
@@ -751,9 +757,7 @@ class ClpPlateDetector:
         ph, pw = -(-height // 32) * 32, -(-width // 32) * 32
         form = self._input_form
         with self._inputs.lend(form.shape(len(images), ph, pw), form.dtype) as blob:
-            form.pad(blob, height, width)  # to a multiple of 32
-            for k, image in enumerate(images):
-                form.write(blob, k, image)
+            form.fill(blob, images)  # padded to a multiple of 32
             loc, conf, _landmarks = self._session.infer(blob)
         priors = self._priors.get((ph, pw))
         if priors is None:
